@@ -1,0 +1,316 @@
+"""The HTTP API (FastAPI): routes and validation only. Models and Ray live behind ``Backend``."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import __version__
+from .assemble import document_markdown, page_json
+from .config import AppArgs
+from .documents import Document
+from .errors import (
+    PROBLEM_BASE,
+    BadRequest,
+    DeadlineExceeded,
+    InvalidBase64,
+    NotReady,
+    PayloadTooLarge,
+    ServeAppError,
+    UnsupportedMediaType,
+)
+from .pipeline import LayoutClient, Options, RecognizerClient, process_document
+
+logger = logging.getLogger("ray.serve.serve_app.api")
+
+Status = Literal["starting", "loading", "ready", "degraded"]
+
+
+@dataclass(frozen=True)
+class Health:
+    status: Status
+    reason: str = ""
+    deployments: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """What the API needs from the world behind it (Serve handles in production)."""
+
+    layout: LayoutClient
+    recognizer: RecognizerClient
+
+    async def health(self) -> Health: ...
+
+    async def check_lang(self, lang: str) -> str: ...
+
+
+class OcrOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pages: str | None = Field(None, description="1-based page ranges, e.g. '1-3,5'; all if empty")
+    dpi: int | None = Field(None, description="PDF render resolution; the config default if empty")
+    layout: bool = Field(True, description="false: read each page as one text region")
+    lang: str = Field(
+        "auto", description="'auto', ISO codes ('ru', 'en', 'ru+en', 'zh') or tesseract codes"
+    )
+    timeout_s: float | None = Field(None, gt=0, description="deadline for this request")
+
+
+class OcrJsonRequest(OcrOptions):
+    file: str = Field(..., description="the document, base64-encoded")
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    request_id: str | None = None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "description": text}
+    for code, text in [
+        (400, "bad base64, page range or option"),
+        (413, "document, page count or page pixels over the limit"),
+        (415, "unsupported document type"),
+        (422, "corrupt image or PDF"),
+        (503, "models not loaded yet or overloaded (see Retry-After)"),
+        (504, "deadline exceeded"),
+    ]
+}
+
+OCR_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        **OcrOptions.model_json_schema()["properties"],
+                    },
+                }
+            },
+            "application/json": {"schema": OcrJsonRequest.model_json_schema()},
+        },
+    }
+}
+
+
+def _request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", None) or uuid.uuid4().hex
+
+
+def problem_response(exc: ServeAppError, request_id: str | None) -> JSONResponse:
+    headers = {}
+    if exc.retry_after_s is not None:
+        headers["Retry-After"] = str(math.ceil(exc.retry_after_s))
+    return JSONResponse(
+        exc.problem(request_id),
+        status_code=exc.status,
+        headers=headers,
+        media_type="application/problem+json",
+    )
+
+
+def create_api(args: AppArgs, backend: Backend) -> FastAPI:
+    app = FastAPI(
+        title="serve_app",
+        version=__version__,
+        description="Document OCR on Ray Serve: layout + recognizer behind one HTTP API.",
+    )
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next):  # type: ignore[no-untyped-def]
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id = rid
+        response = await call_next(request)
+        response.headers["x-request-id"] = rid
+        return response
+
+    @app.exception_handler(ServeAppError)
+    async def on_app_error(request: Request, exc: ServeAppError) -> JSONResponse:
+        if exc.status >= 500:
+            logger.error("request failed: %s", exc.detail, exc_info=exc)
+        else:
+            logger.warning("rejected request: %s", exc.detail)
+        return problem_response(exc, _request_id(request))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem_response(BadRequest(str(exc.errors())), _request_id(request))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        err = ServeAppError(str(exc.detail))
+        err.status, err.title = exc.status_code, str(exc.detail)
+        err.type = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return problem_response(err, _request_id(request))
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error", exc_info=exc)
+        return problem_response(
+            ServeAppError("internal error; see the server log for this request id"),
+            _request_id(request),
+        )
+
+    @app.get("/health", summary="Liveness with detail; 200 while the ingress answers")
+    async def health() -> dict[str, Any]:
+        h = await backend.health()
+        return {
+            "status": h.status,
+            "reason": h.reason,
+            "deployments": h.deployments,
+            "models": h.models,
+            "version": __version__,
+        }
+
+    @app.get("/ready", summary="200 only when every deployment has a replica with loaded models",
+             responses={503: ERROR_RESPONSES[503]})
+    async def ready() -> dict[str, Any]:
+        h = await backend.health()
+        if h.status != "ready":
+            raise NotReady(f"service is {h.status}: {h.reason}")
+        return {"status": "ready"}
+
+    @app.get("/v1/models", summary="The models loaded in each deployment")
+    async def models() -> dict[str, Any]:
+        h = await backend.health()
+        return {"object": "list", "data": list(h.models.values())}
+
+    @app.post(
+        "/v1/ocr",
+        summary="OCR a document (multipart 'file' or JSON with base64 'file')",
+        openapi_extra=OCR_REQUEST_BODY,
+        responses=ERROR_RESPONSES,
+    )
+    async def ocr(request: Request) -> dict[str, Any]:
+        started = time.perf_counter()
+        data, options, timeout_s = await _read_request(request, args)
+        timeout_s = _deadline(request, timeout_s, args.ingress.request_timeout_s)
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await _ocr(request, data, options, backend, args, started)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"not done within {timeout_s:g} s; pending work was cancelled "
+                "(raise x-request-timeout-seconds or send fewer pages)"
+            ) from None
+
+    return app
+
+
+async def _ocr(
+    request: Request, data: bytes, options: Options, backend: Backend, args: AppArgs,
+    started: float,
+) -> dict[str, Any]:
+    t = time.perf_counter()
+    doc = Document(data, args.limits, options.dpi)
+    try:
+        indices = doc.select(options.pages)
+        decode_ms = round((time.perf_counter() - t) * 1000, 1)
+        health = await backend.health()
+        if health.status != "ready":
+            raise NotReady(f"service is {health.status}: {health.reason}")
+        if options.lang != "auto":
+            options = Options(options.pages, options.dpi, options.layout,
+                              await backend.check_lang(options.lang))
+        t = time.perf_counter()
+        pages = await process_document(
+            doc, indices, options, backend.layout, backend.recognizer,
+            args.ingress.max_concurrent_pages,
+        )
+    finally:
+        doc.close()
+    page_dicts = [page_json(p) for p in pages]
+    return {
+        "request_id": _request_id(request),
+        "models": {k: v.get("name") for k, v in health.models.items()},
+        "document": {"media_type": doc.media_type, "page_count": doc.page_count,
+                     "pages": [i + 1 for i in indices], "dpi": doc.dpi if doc.kind == "pdf" else None},
+        "pages": page_dicts,
+        "markdown": document_markdown(pages),
+        "text": "\n\n".join(str(p["text"]) for p in page_dicts),
+        "timings_ms": {
+            "decode": decode_ms,
+            "pages": round((time.perf_counter() - t) * 1000, 1),
+            "total": round((time.perf_counter() - started) * 1000, 1),
+        },
+    }
+
+
+def _deadline(request: Request, body_timeout: float | None, default: float) -> float:
+    header = request.headers.get("x-request-timeout-seconds")
+    if header is not None:
+        try:
+            value = float(header)
+        except ValueError:
+            raise BadRequest("x-request-timeout-seconds must be a number of seconds") from None
+        if not 0 < value <= 3600:
+            raise BadRequest("x-request-timeout-seconds must be in (0, 3600]")
+        return value
+    return body_timeout or default
+
+
+async def _read_request(request: Request, args: AppArgs) -> tuple[bytes, Options, float | None]:
+    limit = args.limits.max_upload_bytes
+    declared = request.headers.get("content-length")
+    # base64 and multipart framing add up to a third; refuse what cannot fit before reading it.
+    if declared and declared.isdigit() and int(declared) > limit * 4 // 3 + 64 * 1024:
+        raise PayloadTooLarge(f"request body is {declared} bytes; the document limit is {limit}")
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        form = await request.form(max_files=1, max_fields=16)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise BadRequest("multipart body needs a 'file' part with the document")
+        data = await upload.read()
+        fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
+        try:
+            opts = OcrOptions.model_validate(fields)
+        except ValidationError as exc:
+            raise BadRequest(_errors(exc)) from None
+    elif ctype == "application/json":
+        try:
+            body = OcrJsonRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise BadRequest(_errors(exc)) from None
+        try:
+            data = base64.b64decode(body.file, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidBase64("'file' is not valid base64") from None
+        opts = body
+    else:
+        raise UnsupportedMediaType(
+            f"send multipart/form-data with a 'file' part or application/json, not {ctype!r}"
+        )
+    if len(data) > limit:
+        raise PayloadTooLarge(f"document is {len(data)} bytes; the limit is {limit}")
+    return data, Options(opts.pages, opts.dpi, opts.layout, opts.lang), opts.timeout_s
+
+
+def _errors(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+__all__ = ["PROBLEM_BASE", "Backend", "Health", "create_api"]

@@ -1,0 +1,36 @@
+"""``build_app(args)``: the one entry point for ``serve run`` and ``serve deploy``.
+
+The serve config's ``args:`` block is validated as ``AppArgs`` (unknown keys are errors), then
+SERVE_APP_* environment overrides are applied; each deployment gets its options from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from .config import AppArgs, load_args
+from .deployments import (
+    INGRESS,
+    LAYOUT,
+    RECOGNIZER,
+    IngressDeployment,
+    LayoutDeployment,
+    RecognizerDeployment,
+)
+
+
+def build_app(args: dict[str, Any] | None = None) -> Application:
+    config: AppArgs = load_args(args or {})
+    layout = serve.deployment(LayoutDeployment, name=LAYOUT).options(
+        **config.layout.deployment.serve_options()
+    )
+    recognizer = serve.deployment(RecognizerDeployment, name=RECOGNIZER).options(
+        **config.recognizer.deployment.serve_options()
+    )
+    ingress = serve.deployment(IngressDeployment, name=INGRESS).options(
+        **config.ingress.deployment.serve_options()
+    )
+    return ingress.bind(layout.bind(config.layout), recognizer.bind(config.recognizer), config)

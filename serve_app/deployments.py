@@ -1,0 +1,169 @@
+"""Thin Serve deployments: each loads its engine in ``__init__`` (so Serve routes nothing to a replica
+before its model is loaded), reports the engine's health, and forwards calls. ``ServeBackend``
+gives the HTTP API its two clients over DeploymentHandles and the readiness view from Serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+from ray import serve
+from ray.exceptions import RayActorError, RayTaskError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+from ray.serve.handle import DeploymentHandle, DeploymentResponse
+
+from .api import Health, create_api
+from .config import AppArgs, LayoutArgs, RecognizerArgs
+from .engines import build_layout, build_recognizer
+from .engines.base import RecognizeRequest, Recognition, Region
+from .regions import arrange
+from .errors import ModelError, NotReady, Overloaded, ServeAppError
+
+logger = logging.getLogger("ray.serve.serve_app")
+
+LAYOUT, RECOGNIZER, INGRESS = "Layout", "Recognizer", "Ingress"
+HEALTH_CACHE_S = 1.0
+
+
+class LayoutDeployment:
+    def __init__(self, args: LayoutArgs) -> None:
+        started = time.perf_counter()
+        self._engine = build_layout(args)
+        self._engine.start()
+        logger.info("layout model loaded in %.1f s", time.perf_counter() - started)
+
+    def check_health(self) -> None:
+        self._engine.check_health()
+
+    async def detect(self, image: np.ndarray) -> list[Region]:
+        regions = (await self._engine.detect([image]))[0]
+        return await asyncio.to_thread(arrange, image, regions)
+
+    def info(self) -> dict[str, Any]:
+        return asdict(self._engine.info())
+
+
+class RecognizerDeployment:
+    def __init__(self, args: RecognizerArgs) -> None:
+        started = time.perf_counter()
+        self._engine = build_recognizer(args)
+        self._engine.start()
+        logger.info("recognizer models loaded in %.1f s", time.perf_counter() - started)
+
+    def check_health(self) -> None:
+        self._engine.check_health()
+
+    async def recognize(self, request: RecognizeRequest) -> Recognition:
+        return (await self._engine.recognize([request]))[0]
+
+    def check_lang(self, lang: str) -> str:
+        return self._engine.check_lang(lang)
+
+    def info(self) -> dict[str, Any]:
+        return asdict(self._engine.info())
+
+    def __del__(self) -> None:
+        self._engine.shutdown()
+
+
+async def _call(response: DeploymentResponse) -> Any:
+    """Await a handle call; Serve's and Ray's failures become our errors (problem+json)."""
+    try:
+        return await response
+    except asyncio.CancelledError:
+        response.cancel()  # deadline or client gone: stop the downstream work too
+        raise
+    except BackPressureError as exc:
+        raise Overloaded(
+            f"{exc.message} Retry later.", retry_after_s=exc.retry_after_s or 2.0
+        ) from None
+    except DeploymentUnavailableError as exc:
+        raise NotReady(exc.message) from None
+    except RayTaskError as exc:
+        if isinstance(exc.cause, ServeAppError):
+            raise exc.cause from None
+        raise ModelError(f"model replica failed: {exc.cause!r}") from exc
+    except RayActorError as exc:
+        raise Overloaded(f"a model replica died and is being replaced: {exc}") from None
+
+
+class _LayoutClient:
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self._handle = handle
+
+    async def detect(self, image: np.ndarray) -> list[Region]:
+        return await _call(self._handle.detect.remote(image))
+
+
+class _RecognizerClient:
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self._handle = handle
+
+    async def recognize(self, request: RecognizeRequest) -> Recognition:
+        return await _call(self._handle.recognize.remote(request))
+
+
+class ServeBackend:
+    """Readiness comes from Serve's own deployment status, not from ``/-/healthz``."""
+
+    def __init__(self, layout: DeploymentHandle, recognizer: DeploymentHandle) -> None:
+        self._handles = {LAYOUT: layout, RECOGNIZER: recognizer}
+        self.layout = _LayoutClient(layout)
+        self.recognizer = _RecognizerClient(recognizer)
+        self._models: dict[str, Any] = {}
+        self._cached: tuple[float, Health] | None = None
+        self._lock = asyncio.Lock()
+
+    async def check_lang(self, lang: str) -> str:
+        return await _call(self._handles[RECOGNIZER].check_lang.remote(lang))
+
+    async def health(self) -> Health:
+        async with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] > HEALTH_CACHE_S:
+                self._cached = (now, await self._fetch_health())
+            return self._cached[1]
+
+    async def _fetch_health(self) -> Health:
+        app_name = serve.get_replica_context().app_name
+        status = await asyncio.to_thread(serve.status)
+        app = status.applications.get(app_name)
+        if app is None:
+            return Health("starting", f"application {app_name!r} is not known to Serve yet")
+        deployments: dict[str, Any] = {}
+        waiting, broken = [], []
+        for name in (LAYOUT, RECOGNIZER):
+            d = app.deployments.get(name)
+            running = d.replica_states.get("RUNNING", 0) if d else 0
+            deployments[name] = {
+                "status": str(d.status.value) if d else "UNKNOWN",
+                "replicas": {str(k): v for k, v in d.replica_states.items()} if d else {},
+                "message": d.message if d else "",
+            }
+            if running == 0:
+                failed = d is not None and d.status.value in ("DEPLOY_FAILED", "UNHEALTHY")
+                (broken if failed else waiting).append(name)
+            elif name not in self._models:
+                self._models[name] = await _call(self._handles[name].info.remote())
+        if broken:
+            return Health("degraded", f"no healthy replica of {', '.join(broken)}",
+                          deployments, self._models)
+        if waiting:
+            return Health("loading", f"models of {', '.join(waiting)} are loading",
+                          deployments, self._models)
+        return Health("ready", "", deployments, self._models)
+
+
+@serve.ingress()
+class IngressDeployment:
+    def __init__(self, layout: DeploymentHandle, recognizer: DeploymentHandle, args: AppArgs):
+        self._args = args
+        self._backend = ServeBackend(layout, recognizer)
+
+    def __serve_build_asgi_app__(self):  # type: ignore[no-untyped-def]
+        return create_api(self._args, self._backend)

@@ -1,0 +1,203 @@
+"""Bytes -> page images (PNG, JPEG, TIFF, WebP, BMP, PDF), with every limit checked before rendering."""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .config import LimitsArgs
+from .errors import (
+    InvalidPageRange,
+    PageTooLarge,
+    PayloadTooLarge,
+    TooManyPages,
+    UnprocessableDocument,
+    UnsupportedMediaType,
+)
+
+# PIL's own bomb check would fire on big but legal pages; ours (max_page_pixels) runs first.
+Image.MAX_IMAGE_PIXELS = None
+
+MEDIA_TYPES = {
+    "pdf": "application/pdf",
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "tiff": "image/tiff",
+    "webp": "image/webp",
+    "bmp": "image/bmp",
+}
+
+
+def sniff(data: bytes) -> str:
+    """The document kind from its leading bytes; the client's content type is not trusted."""
+    head = data[:1024]
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "tiff"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head.startswith(b"BM"):
+        return "bmp"
+    if b"%PDF-" in head:
+        return "pdf"
+    raise UnsupportedMediaType(
+        "unsupported document type: send a PDF or a PNG, JPEG, TIFF, WebP or BMP image"
+    )
+
+
+def parse_page_range(spec: str | None, page_count: int) -> list[int]:
+    """``"1-3,5"`` (1-based, inclusive) -> ``[0, 1, 2, 4]``; None or "" means every page."""
+    if spec is None or not spec.strip():
+        return list(range(page_count))
+    selected: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        first, sep, last = part.partition("-")
+        try:
+            lo = int(first)
+            hi = int(last) if sep and last.strip() else (page_count if sep else lo)
+        except ValueError:
+            raise InvalidPageRange(
+                f"bad page range {spec!r}: use numbers and ranges like '1-3,5'"
+            ) from None
+        if lo < 1 or hi < lo:
+            raise InvalidPageRange(f"bad page range {part!r} in {spec!r}")
+        if hi > page_count:
+            raise InvalidPageRange(
+                f"page range {part!r} is past the end: the document has {page_count} page(s)"
+            )
+        selected.extend(i for i in range(lo - 1, hi) if i not in selected)
+    return selected
+
+
+@dataclass(frozen=True)
+class Page:
+    index: int  # 0-based position in the document
+    image: np.ndarray  # H x W x 3, uint8, RGB
+
+
+class Document:
+    """An opened document: page count known, pages rendered one at a time on demand."""
+
+    def __init__(self, data: bytes, limits: LimitsArgs, dpi: int | None = None) -> None:
+        if len(data) > limits.max_upload_bytes:
+            raise PayloadTooLarge(
+                f"document is {len(data)} bytes; the limit is {limits.max_upload_bytes}"
+            )
+        if not data:
+            raise UnprocessableDocument("the document is empty")
+        self.kind = sniff(data)
+        self.media_type = MEDIA_TYPES[self.kind]
+        self.dpi = dpi or limits.default_dpi
+        if not 36 <= self.dpi <= limits.max_dpi:
+            raise InvalidPageRange(f"dpi must be between 36 and {limits.max_dpi}, got {self.dpi}")
+        self._limits = limits
+        self._lock = threading.Lock()  # pdfium and PIL seek() are not thread-safe
+        if self.kind == "pdf":
+            self._pdf = _open_pdf(data)
+            self.page_count = len(self._pdf)
+        else:
+            self._image = _open_image(data)
+            self.page_count = getattr(self._image, "n_frames", 1)
+        if self.page_count < 1:
+            raise UnprocessableDocument("the document has no pages")
+
+    def select(self, spec: str | None) -> list[int]:
+        indices = parse_page_range(spec, self.page_count)
+        if len(indices) > self._limits.max_pages:
+            raise TooManyPages(
+                f"{len(indices)} pages selected; the limit is {self._limits.max_pages} per request"
+                " (use 'pages' to choose a range)"
+            )
+        for i in indices:
+            self._check_pixels(i)
+        return indices
+
+    def render(self, index: int) -> Page:
+        with self._lock:
+            if self.kind == "pdf":
+                image = self._render_pdf(index)
+            else:
+                image = self._decode_frame(index)
+        return Page(index=index, image=image)
+
+    def close(self) -> None:
+        if self.kind == "pdf":
+            self._pdf.close()
+        else:
+            self._image.close()
+
+    def _size(self, index: int) -> tuple[int, int]:
+        if self.kind == "pdf":
+            w_pt, h_pt = self._pdf[index].get_size()
+            scale = self.dpi / 72
+            return round(w_pt * scale), round(h_pt * scale)
+        with self._lock:
+            self._image.seek(index)
+            return self._image.size
+
+    def _check_pixels(self, index: int) -> None:
+        w, h = self._size(index)
+        if w * h > self._limits.max_page_pixels:
+            raise PageTooLarge(
+                f"page {index + 1} is {w}x{h} pixels; the limit is "
+                f"{self._limits.max_page_pixels} pixels per page (lower the dpi or the image size)"
+            )
+
+    def _render_pdf(self, index: int) -> np.ndarray:
+        import pypdfium2 as pdfium
+
+        try:
+            bitmap = self._pdf[index].render(scale=self.dpi / 72)
+            pil = bitmap.to_pil()
+        except pdfium.PdfiumError as exc:
+            raise UnprocessableDocument(
+                f"page {index + 1} of the PDF cannot be rendered: {exc}"
+            ) from None
+        return np.ascontiguousarray(pil.convert("RGB"))
+
+    def _decode_frame(self, index: int) -> np.ndarray:
+        try:
+            self._image.seek(index)
+            return _to_rgb(ImageOps.exif_transpose(self._image))
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise UnprocessableDocument(
+                f"image frame {index + 1} cannot be decoded: {exc}"
+            ) from None
+
+
+def _open_pdf(data: bytes):  # -> pdfium.PdfDocument
+    import pypdfium2 as pdfium
+
+    try:
+        return pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        raise UnprocessableDocument(f"the PDF cannot be opened: {exc}") from None
+
+
+def _open_image(data: bytes) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data))
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise UnprocessableDocument(f"the image cannot be decoded: {exc}") from None
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    image.load()
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent areas become white paper, not black.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    elif image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(image, dtype=np.float64)
+        peak = arr.max() or 1.0
+        image = Image.fromarray((arr * (255.0 / peak)).astype(np.uint8))
+    return np.ascontiguousarray(image.convert("RGB"))

@@ -1,0 +1,120 @@
+"""Types shared by all engines and the two engine interfaces; nothing here imports Ray or a model."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+Task = Literal["text", "table", "formula", "chart"]
+
+# Our block labels (the CDLA set; other layout models map onto it).
+LABELS = (
+    "text",
+    "title",
+    "figure",
+    "figure_caption",
+    "table",
+    "table_caption",
+    "header",
+    "footer",
+    "reference",
+    "equation",
+)
+TASK_BY_LABEL: dict[str, Task] = {"table": "table", "equation": "formula"}
+
+
+class ModelLoadError(RuntimeError):
+    """A model file is missing or unreadable; raised at start-up, never at request time."""
+
+
+def require_file(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise ModelLoadError(f"{what} model not found at {path} (no download is attempted)")
+    return path
+
+
+@dataclass(frozen=True)
+class Region:
+    bbox: tuple[float, float, float, float]  # x0, y0, x1, y1 in page pixels
+    label: str
+    score: float
+
+    @property
+    def task(self) -> Task:
+        return TASK_BY_LABEL.get(self.label, "text")
+
+    @property
+    def area(self) -> float:
+        x0, y0, x1, y1 = self.bbox
+        return max(0.0, x1 - x0) * max(0.0, y1 - y0)
+
+
+@dataclass(frozen=True)
+class RecognizeRequest:
+    image: np.ndarray  # H x W x 3 uint8 RGB crop
+    task: Task = "text"
+    lang: str = "auto"
+    whole_page: bool = False  # no layout: the crop is a page with its own columns
+
+
+@dataclass(frozen=True)
+class Recognition:
+    text: str
+    confidence: float  # 0..1, the reader's own score
+    engine: str  # which reader produced the text, e.g. "tesseract:eng", "rapidocr"
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    role: Literal["layout", "recognizer"]
+    name: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class LayoutEngine(abc.ABC):
+    """Page images -> regions. ``__init__`` is cheap; ``start`` loads the model."""
+
+    @abc.abstractmethod
+    def start(self) -> None: ...
+
+    @abc.abstractmethod
+    def check_health(self) -> None:
+        """Raise while the model is not loaded or is broken."""
+
+    @abc.abstractmethod
+    async def detect(self, images: Sequence[np.ndarray]) -> list[list[Region]]: ...
+
+    @abc.abstractmethod
+    def info(self) -> ModelInfo: ...
+
+    def shutdown(self) -> None:
+        return None
+
+
+class RecognizerEngine(abc.ABC):
+    """Region crops + task -> text. Batched: one call may carry crops of many pages and requests."""
+
+    @abc.abstractmethod
+    def start(self) -> None: ...
+
+    @abc.abstractmethod
+    def check_health(self) -> None: ...
+
+    @abc.abstractmethod
+    def check_lang(self, lang: str) -> str:
+        """Normalise a requested language or raise ``UnsupportedLanguage``."""
+
+    @abc.abstractmethod
+    async def recognize(self, requests: Sequence[RecognizeRequest]) -> list[Recognition]: ...
+
+    @abc.abstractmethod
+    def info(self) -> ModelInfo: ...
+
+    def shutdown(self) -> None:
+        return None

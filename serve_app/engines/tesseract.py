@@ -1,0 +1,95 @@
+"""Tesseract 5 in-process through tesserocr: one API object per worker thread, each single-threaded."""
+
+from __future__ import annotations
+
+import os
+import queue
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from ..config import RecognizerArgs
+from .base import ModelLoadError
+
+
+class TesseractReader:
+    name = "tesseract"
+
+    def __init__(self, args: RecognizerArgs) -> None:
+        self._args = args
+        self._pools: dict[str, queue.SimpleQueue] = {}
+        self.languages: list[str] = []
+        self.version = ""
+
+    def start(self) -> None:
+        # Several tesseract calls share the cores; OpenMP inside each one only slows them down.
+        os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+        tessdata = Path(self._args.tessdata_dir)
+        if not tessdata.is_dir():
+            raise ModelLoadError(
+                f"tesseract language data not found at {tessdata}: install Debian's "
+                "tesseract-ocr-eng and tesseract-ocr-rus (or set recognizer.tessdata_dir)"
+            )
+        import tesserocr
+
+        self.version = tesserocr.tesseract_version().split()[1]
+        self.languages = sorted(p.stem for p in tessdata.glob("*.traineddata") if p.stem != "osd")
+        for needed in ("eng", "rus"):
+            if needed not in self.languages:
+                raise ModelLoadError(
+                    f"tesseract language {needed!r} missing from {tessdata} "
+                    f"(install tesseract-ocr-{needed})"
+                )
+        with self._api("rus+eng") as api:  # load once so start-up, not a request, pays for it
+            api.SetImage(_pil(np.full((32, 32, 3), 255, dtype=np.uint8)))
+            api.GetUTF8Text()
+
+    @property
+    def loaded(self) -> bool:
+        return bool(self._pools)
+
+    @contextmanager
+    def _api(self, lang: str) -> Iterator:
+        import tesserocr
+
+        pool = self._pools.setdefault(lang, queue.SimpleQueue())
+        try:
+            api = pool.get_nowait()
+        except queue.Empty:
+            api = tesserocr.PyTessBaseAPI(
+                path=str(self._args.tessdata_dir) + os.sep, lang=lang, psm=tesserocr.PSM.AUTO
+            )
+        try:
+            yield api
+        finally:
+            api.Clear()
+            pool.put(api)
+
+    def read(self, image: np.ndarray, lang: str, whole_page: bool = False) -> tuple[str, float]:
+        """Text and mean word confidence (0..1) of one crop, read with ``lang`` (e.g. "rus+eng")."""
+        import tesserocr
+
+        with self._api(lang) as api:
+            api.SetPageSegMode(tesserocr.PSM.AUTO if whole_page else tesserocr.PSM.SINGLE_BLOCK)
+            api.SetImage(_pil(image))
+            text = api.GetUTF8Text()
+            confidence = max(0, api.MeanTextConf()) / 100.0
+        return _tidy(text), confidence
+
+
+def _pil(image: np.ndarray):
+    from PIL import Image
+
+    return Image.fromarray(image)
+
+
+def _tidy(text: str) -> str:
+    """Drop tesseract's empty lines inside paragraphs and its trailing form feed."""
+    lines = [line.rstrip() for line in text.replace("\f", "").splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).strip()

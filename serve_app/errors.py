@@ -1,0 +1,109 @@
+"""Every error the service reports on purpose, each with its HTTP status and a stable problem type.
+
+    ServeAppError                    500  internal        (root; never raised bare for bad input)
+    ├── BadRequest                   400  bad-request
+    │   ├── InvalidBase64            400  invalid-base64
+    │   ├── InvalidPageRange         400  invalid-page-range
+    │   └── UnsupportedLanguage      400  unsupported-language
+    ├── PayloadTooLarge              413  payload-too-large
+    │   ├── TooManyPages             413  too-many-pages
+    │   └── PageTooLarge             413  page-too-large
+    ├── UnsupportedMediaType         415  unsupported-media-type
+    ├── UnprocessableDocument        422  unprocessable-document
+    ├── ServiceUnavailable           503  service-unavailable   (Retry-After)
+    │   ├── NotReady                 503  not-ready
+    │   └── Overloaded               503  overloaded
+    ├── DeadlineExceeded             504  deadline-exceeded
+    └── ModelError                   500  model-error          (engine failed on valid input)
+
+Each exception passes all of its constructor arguments to ``Exception.__init__`` so that it
+survives pickling across Ray actors and is re-raised with its own type in the caller.
+"""
+
+from __future__ import annotations
+
+PROBLEM_BASE = "https://serve-app.dev/problems/"
+
+
+class ServeAppError(Exception):
+    status: int = 500
+    type: str = "internal"
+    title: str = "Internal error"
+    retry_after_s: float | None = None
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def problem(self, request_id: str | None) -> dict[str, object]:
+        body: dict[str, object] = {
+            "type": PROBLEM_BASE + self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if request_id:
+            body["request_id"] = request_id
+        return body
+
+
+class BadRequest(ServeAppError):
+    status, type, title = 400, "bad-request", "Bad request"
+
+
+class InvalidBase64(BadRequest):
+    type, title = "invalid-base64", "File is not valid base64"
+
+
+class InvalidPageRange(BadRequest):
+    type, title = "invalid-page-range", "Invalid page range"
+
+
+class UnsupportedLanguage(BadRequest):
+    type, title = "unsupported-language", "Language not available"
+
+
+class PayloadTooLarge(ServeAppError):
+    status, type, title = 413, "payload-too-large", "Document too large"
+
+
+class TooManyPages(PayloadTooLarge):
+    type, title = "too-many-pages", "Too many pages"
+
+
+class PageTooLarge(PayloadTooLarge):
+    type, title = "page-too-large", "Page has too many pixels"
+
+
+class UnsupportedMediaType(ServeAppError):
+    status, type, title = 415, "unsupported-media-type", "Unsupported document type"
+
+
+class UnprocessableDocument(ServeAppError):
+    status, type, title = 422, "unprocessable-document", "Document cannot be read"
+
+
+class ServiceUnavailable(ServeAppError):
+    status, type, title = 503, "service-unavailable", "Service unavailable"
+    retry_after_s = 5.0
+
+    def __init__(self, detail: str, retry_after_s: float = 5.0) -> None:
+        Exception.__init__(self, detail, retry_after_s)
+        self.detail = detail
+        self.retry_after_s = retry_after_s
+
+
+class NotReady(ServiceUnavailable):
+    type, title = "not-ready", "Models are not loaded yet"
+
+
+class Overloaded(ServiceUnavailable):
+    type, title = "overloaded", "Service is overloaded"
+
+
+class DeadlineExceeded(ServeAppError):
+    status, type, title = 504, "deadline-exceeded", "Request deadline exceeded"
+
+
+class ModelError(ServeAppError):
+    type, title = "model-error", "Model failed"

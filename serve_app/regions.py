@@ -1,0 +1,199 @@
+"""Layout regions -> regions that hold whole text lines, cover all the text, in reading order.
+
+Layout models draw approximate boxes: they clip the first or last letters of a line, overlap each
+other (the same line read twice) and miss text (a stamp, a line of a form). So each region is
+rebuilt from the page's own ink: text lines are found by morphology, each line is given to the one
+region it overlaps most, a region becomes the box of its lines, and lines no region claims become
+regions of their own. Pure geometry on numpy arrays; no model, no Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .engines.base import Region
+
+Box = tuple[float, float, float, float]
+
+WORK_SIDE_PX = 1600  # ink analysis runs on a page scaled so that its long side is about this
+SPANNING_WIDTH = 0.55  # a region this share of the content width separates bands of columns
+DUPLICATE_COVER = 0.7  # a region this much inside a larger one is a duplicate detection
+LINE_CLAIM = 0.3  # a line belongs to a region holding at least this share of its area
+MERGE_OVERLAP = 0.2  # text regions overlapping this much of the smaller one are merged
+KEEP_BOX = {"figure", "table", "equation"}  # their drawn area matters, not only their text
+MIN_SIDE_PX = 4
+
+
+def _area(b: Box) -> float:
+    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+
+def _inter(a: Box, b: Box) -> float:
+    return _area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
+
+
+def _union(boxes: Sequence[Box]) -> Box:
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
+
+
+def text_lines(image: np.ndarray) -> list[Box]:
+    """Boxes of ink lines (words joined horizontally), in page pixels; specks are dropped."""
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = min(1.0, WORK_SIDE_PX / max(h, w))
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    if scale < 1.0:
+        gray = cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    _, ink = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    if ink.mean() > 127:  # light text on a dark page: Otsu picked the background
+        ink = 255 - ink
+    min_h = max(3.0, gray.shape[0] * 0.003)
+    # Join the letters and words of a line, not the columns: the gap scales with the letter height.
+    _, _, glyphs, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    heights = glyphs[1:, cv2.CC_STAT_HEIGHT]
+    heights = heights[(heights >= min_h) & (heights < gray.shape[0] * 0.05)]
+    letter = float(np.median(heights)) if heights.size else 10.0
+    gap = max(3, round(letter * 1.2))
+    ink = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_RECT, (gap, 1)))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    lines = []
+    for x, y, bw, bh, pixels in stats[1:n]:
+        if bh < min_h or pixels < 4 * min_h:
+            continue
+        lines.append((x / scale, y / scale, (x + bw) / scale, (y + bh) / scale))
+    return lines
+
+
+def clean_regions(regions: Sequence[Region], width: int, height: int) -> list[Region]:
+    """Clip to the page, drop slivers, and drop regions mostly inside a larger one."""
+    clipped = []
+    for r in regions:
+        x0, y0, x1, y1 = r.bbox
+        box = (max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1))
+        if box[2] - box[0] >= MIN_SIDE_PX and box[3] - box[1] >= MIN_SIDE_PX:
+            clipped.append(Region(bbox=box, label=r.label, score=r.score))
+    kept: list[Region] = []
+    for r in sorted(clipped, key=lambda r: r.area, reverse=True):
+        if all(_inter(r.bbox, k.bbox) < DUPLICATE_COVER * r.area for k in kept):
+            kept.append(r)
+    return kept
+
+
+def snap_to_lines(regions: Sequence[Region], lines: Sequence[Box]) -> list[Region]:
+    """Each line goes to the region overlapping it most; regions become their lines' box;
+    unclaimed lines are grouped into new text regions."""
+    claimed: dict[int, list[Box]] = {i: [] for i in range(len(regions))}
+    loose: list[Box] = []
+    for line in lines:
+        # Most overlap wins; on a tie the smaller region (a caption inside a figure box).
+        scores = [(_inter(line, r.bbox) / max(_area(line), 1.0), -r.area) for r in regions]
+        best = max(range(len(regions)), key=scores.__getitem__, default=-1)
+        if best >= 0 and scores[best][0] >= LINE_CLAIM:
+            claimed[best].append(line)
+        else:
+            loose.append(line)
+    out = []
+    for i, r in enumerate(regions):
+        boxes = claimed[i]
+        if r.label in KEEP_BOX:
+            out.append(Region(_union([r.bbox, *boxes]), r.label, r.score))
+        elif boxes:
+            out.append(Region(_union(boxes), r.label, r.score))
+    out.extend(Region(box, "text", 0.0) for box in _group_lines(loose))
+    return _merge_overlaps(out)
+
+
+def _merge_overlaps(regions: list[Region]) -> list[Region]:
+    """Text regions whose line boxes interleave become one region (else lines are read twice)."""
+    merged = True
+    while merged:
+        merged = False
+        for i, a in enumerate(regions):
+            for j in range(i + 1, len(regions)):
+                b = regions[j]
+                if a.label in KEEP_BOX or b.label in KEEP_BOX:
+                    continue
+                if _inter(a.bbox, b.bbox) > MERGE_OVERLAP * min(a.area, b.area):
+                    big = a if a.area >= b.area else b
+                    regions[i] = Region(_union([a.bbox, b.bbox]), big.label, max(a.score, b.score))
+                    del regions[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return regions
+
+
+def _group_lines(lines: Sequence[Box]) -> list[Box]:
+    """Stack lines that sit under each other (gap below one line height, x ranges overlapping)."""
+    blocks: list[Box] = []
+    for line in sorted(lines, key=lambda b: (b[1], b[0])):
+        height = line[3] - line[1]
+        for i, b in enumerate(blocks):
+            if line[1] - b[3] <= height and min(b[2], line[2]) > max(b[0], line[0]) and line[1] >= b[1]:
+                blocks[i] = _union([b, line])
+                break
+        else:
+            blocks.append(line)
+    return blocks
+
+
+def arrange(image: np.ndarray, regions: Sequence[Region]) -> list[Region]:
+    """The regions the recognizer should read, in reading order."""
+    h, w = image.shape[:2]
+    return reading_order(snap_to_lines(clean_regions(regions, w, h), text_lines(image)))
+
+
+def reading_order(regions: Sequence[Region]) -> list[Region]:
+    """Full-width regions cut the page into bands; inside a band, columns left to right."""
+    if len(regions) <= 1:
+        return list(regions)
+    left = min(r.bbox[0] for r in regions)
+    right = max(r.bbox[2] for r in regions)
+    span = SPANNING_WIDTH * (right - left)
+
+    def center_y(r: Region) -> float:
+        return (r.bbox[1] + r.bbox[3]) / 2
+
+    spanning = sorted((r for r in regions if r.bbox[2] - r.bbox[0] >= span), key=center_y)
+    rest = [r for r in regions if r.bbox[2] - r.bbox[0] < span]
+    ordered: list[Region] = []
+    for separator in spanning:
+        above = [r for r in rest if center_y(r) < center_y(separator)]
+        rest = [r for r in rest if center_y(r) >= center_y(separator)]
+        ordered += _xy_cut(above)
+        ordered.append(separator)
+    return ordered + _xy_cut(rest)
+
+
+def _groups(regions: Sequence[Region], axis: int) -> list[list[Region]]:
+    """Split along an axis (0 = x, 1 = y) at gaps that no region crosses."""
+    groups: list[list[Region]] = []
+    end = float("-inf")
+    for r in sorted(regions, key=lambda r: r.bbox[axis]):
+        lo, hi = r.bbox[axis], r.bbox[axis + 2]
+        if not groups or lo >= end:
+            groups.append([r])
+            end = hi
+        else:
+            groups[-1].append(r)
+            end = max(end, hi)
+    return groups
+
+
+def _xy_cut(regions: Sequence[Region]) -> list[Region]:
+    if len(regions) <= 1:
+        return list(regions)
+    for axis in (0, 1):  # columns first, then rows inside a column
+        groups = _groups(regions, axis)
+        if len(groups) > 1:
+            return [r for group in groups for r in _xy_cut(group)]
+    return sorted(regions, key=lambda r: (r.bbox[1], r.bbox[0]))

@@ -67,7 +67,9 @@ class OcrOptions(BaseModel):
     lang: str = Field(
         "auto", description="'auto', ISO codes ('ru', 'en', 'ru+en', 'zh') or tesseract codes"
     )
-    timeout_s: float | None = Field(None, gt=0, description="deadline for this request")
+    timeout_s: float | None = Field(
+        None, gt=0, le=3600, description="deadline in seconds; the configured default if empty"
+    )
 
 
 class OcrJsonRequest(OcrOptions):
@@ -115,7 +117,11 @@ OCR_REQUEST_BODY = {
 
 
 def _request_id(request: Request) -> str:
-    return getattr(request.state, "request_id", None) or uuid.uuid4().hex
+    """Serve's proxy puts its request id into the request headers (and the response)."""
+    rid = getattr(request.state, "request_id", None)
+    if rid is None:
+        rid = request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    return rid
 
 
 def problem_response(exc: ServeAppError, request_id: str | None) -> JSONResponse:
@@ -136,14 +142,6 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
         version=__version__,
         description="Document OCR on Ray Serve: layout + recognizer behind one HTTP API.",
     )
-
-    @app.middleware("http")
-    async def request_id(request: Request, call_next):  # type: ignore[no-untyped-def]
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        request.state.request_id = rid
-        response = await call_next(request)
-        response.headers["x-request-id"] = rid
-        return response
 
     @app.exception_handler(ServeAppError)
     async def on_app_error(request: Request, exc: ServeAppError) -> JSONResponse:
@@ -205,14 +203,16 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
     async def ocr(request: Request) -> dict[str, Any]:
         started = time.perf_counter()
         data, options, timeout_s = await _read_request(request, args)
-        timeout_s = _deadline(request, timeout_s, args.ingress.request_timeout_s)
+        # The x-request-timeout-seconds header is Serve's own: its proxy answers 408 and
+        # cancels the request. The body's timeout_s and the configured default land here.
+        timeout_s = timeout_s or args.ingress.request_timeout_s
         try:
             async with asyncio.timeout(timeout_s):
                 return await _ocr(request, data, options, backend, args, started)
         except TimeoutError:
             raise DeadlineExceeded(
                 f"not done within {timeout_s:g} s; pending work was cancelled "
-                "(raise x-request-timeout-seconds or send fewer pages)"
+                "(raise timeout_s, send fewer pages, or use an async job)"
             ) from None
 
     return app
@@ -239,7 +239,7 @@ async def _ocr(
             args.ingress.max_concurrent_pages,
         )
     finally:
-        doc.close()
+        await asyncio.to_thread(doc.close)
     page_dicts = [page_json(p) for p in pages]
     return {
         "request_id": _request_id(request),
@@ -257,26 +257,14 @@ async def _ocr(
     }
 
 
-def _deadline(request: Request, body_timeout: float | None, default: float) -> float:
-    header = request.headers.get("x-request-timeout-seconds")
-    if header is not None:
-        try:
-            value = float(header)
-        except ValueError:
-            raise BadRequest("x-request-timeout-seconds must be a number of seconds") from None
-        if not 0 < value <= 3600:
-            raise BadRequest("x-request-timeout-seconds must be in (0, 3600]")
-        return value
-    return body_timeout or default
-
-
 async def _read_request(request: Request, args: AppArgs) -> tuple[bytes, Options, float | None]:
     limit = args.limits.max_upload_bytes
-    declared = request.headers.get("content-length")
-    # base64 and multipart framing add up to a third; refuse what cannot fit before reading it.
-    if declared and declared.isdigit() and int(declared) > limit * 4 // 3 + 64 * 1024:
-        raise PayloadTooLarge(f"request body is {declared} bytes; the document limit is {limit}")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    # Refuse what cannot fit before reading it: base64 adds a third, framing and options little.
+    ceiling = (limit * 4 // 3 if ctype == "application/json" else limit) + 1024 * 1024
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > ceiling:
+        raise PayloadTooLarge(f"request body is {declared} bytes; the document limit is {limit}")
     if ctype == "multipart/form-data":
         form = await request.form(max_files=1, max_fields=16)
         upload = form.get("file")

@@ -100,6 +100,7 @@ class Document:
             raise InvalidPageRange(f"dpi must be between 36 and {limits.max_dpi}, got {self.dpi}")
         self._limits = limits
         self._lock = threading.Lock()  # pdfium and PIL seek() are not thread-safe
+        self._closed = False
         if self.kind == "pdf":
             self._pdf = _open_pdf(data)
             self.page_count = len(self._pdf)
@@ -122,6 +123,8 @@ class Document:
 
     def render(self, index: int) -> Page:
         with self._lock:
+            if self._closed:
+                raise UnprocessableDocument("the document was closed (request cancelled)")
             if self.kind == "pdf":
                 image = self._render_pdf(index)
             else:
@@ -129,10 +132,13 @@ class Document:
         return Page(index=index, image=image)
 
     def close(self) -> None:
-        if self.kind == "pdf":
-            self._pdf.close()
-        else:
-            self._image.close()
+        """Waits for a render in progress: pdfium crashes if a document closes under it."""
+        with self._lock:
+            self._closed = True
+            if self.kind == "pdf":
+                self._pdf.close()
+            else:
+                self._image.close()
 
     def _size(self, index: int) -> tuple[int, int]:
         if self.kind == "pdf":

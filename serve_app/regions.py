@@ -64,6 +64,7 @@ def text_lines(image: np.ndarray) -> list[Box]:
     gap = max(3, round(letter * 1.2))
     ink = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_RECT, (gap, 1)))
     n, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    min_h = max(min_h, 0.5 * letter)  # i-dots, commas, rules and specks are not lines
     lines = []
     for x, y, bw, bh, pixels in stats[1:n]:
         if bh < min_h or pixels < 4 * min_h:
@@ -93,8 +94,11 @@ def snap_to_lines(regions: Sequence[Region], lines: Sequence[Box]) -> list[Regio
     claimed: dict[int, list[Box]] = {i: [] for i in range(len(regions))}
     loose: list[Box] = []
     for line in lines:
-        # Most overlap wins; on a tie the smaller region (a caption inside a figure box).
-        scores = [(_inter(line, r.bbox) / max(_area(line), 1.0), -r.area) for r in regions]
+        # Most overlap wins (of the line, or of a region that clips the line); on a tie the
+        # smaller region (a caption inside a figure box).
+        scores = [
+            (_inter(line, r.bbox) / max(min(_area(line), r.area), 1.0), -r.area) for r in regions
+        ]
         best = max(range(len(regions)), key=scores.__getitem__, default=-1)
         if best >= 0 and scores[best][0] >= LINE_CLAIM:
             claimed[best].append(line)

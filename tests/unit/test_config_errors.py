@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pickle
+
+import pytest
+from pydantic import ValidationError
+
+from serve_app.config import AppArgs, DeploymentOptions, env_overrides, load_args
+from serve_app.errors import NotReady, PayloadTooLarge, ServeAppError, TooManyPages
+
+
+def test_env_overrides_nest_with_double_underscore() -> None:
+    env = {"SERVE_APP_LIMITS__MAX_PAGES": "7", "OTHER": "x",
+           "SERVE_APP_RECOGNIZER__DEPLOYMENT__MAX_ONGOING_REQUESTS": "3"}
+    assert env_overrides(env) == {
+        "limits": {"max_pages": "7"},
+        "recognizer": {"deployment": {"max_ongoing_requests": "3"}},
+    }
+    args = load_args({"limits": {"max_pages": 50, "default_dpi": 150}}, environ=env)
+    assert args.limits.max_pages == 7 and args.limits.default_dpi == 150
+    assert args.recognizer.deployment.max_ongoing_requests == 3
+
+
+def test_unknown_keys_and_bad_values_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        AppArgs.model_validate({"limits": {"max_page": 3}})
+    with pytest.raises(ValidationError):
+        AppArgs.model_validate({"limits": {"max_pages": 0}})
+    with pytest.raises(ValidationError):
+        DeploymentOptions(num_replicas=2, autoscaling_config={"min_replicas": 1})
+
+
+def test_serve_options_carry_backpressure_and_scaling() -> None:
+    opts = DeploymentOptions(max_queued_requests=4, retry_after_s=3).serve_options()
+    assert opts["backpressure_config"] == {"status_code": 503, "retry_after_s": 3.0}
+    assert opts["num_replicas"] == 1 and "autoscaling_config" not in opts
+
+
+def test_errors_pickle_with_their_fields_and_render_problem_json() -> None:
+    for exc in (TooManyPages("201 pages"), NotReady("loading", retry_after_s=7.0)):
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is type(exc) and back.detail == exc.detail
+        assert back.retry_after_s == exc.retry_after_s
+    body = TooManyPages("201 pages").problem("rid-1")
+    assert body["status"] == 413 and body["type"].endswith("/too-many-pages")
+    assert body["request_id"] == "rid-1" and body["detail"] == "201 pages"
+    assert isinstance(TooManyPages("x"), PayloadTooLarge)
+    assert ServeAppError("x").status == 500

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from serve_app.config import LayoutArgs, RecognizerArgs
+from serve_app.engines import build_layout, build_recognizer
+from serve_app.engines.base import ModelLoadError, RecognizeRequest
+from serve_app.engines.cpu import dominant_script
+from serve_app.engines.rapid import order_lines
+from serve_app.errors import UnsupportedLanguage
+from tests.conftest import DATA
+
+
+def load(name: str) -> np.ndarray:
+    return np.asarray(Image.open(DATA / name).convert("RGB"))
+
+
+def read(recognizer, image: np.ndarray, lang: str = "auto", whole_page: bool = True):
+    req = RecognizeRequest(image=image, lang=lang, whole_page=whole_page)
+    return asyncio.run(recognizer.recognize([req]))[0]
+
+
+def test_layout_finds_title_text_and_figure_on_a_paper(engines) -> None:
+    layout, _ = engines
+    regions = asyncio.run(layout.detect([load("acl2020_s2orc_p1.png")]))[0]
+    labels = {r.label for r in regions}
+    assert {"title", "text", "figure"} <= labels
+    assert all(0 <= r.score <= 1 and r.bbox[2] > r.bbox[0] for r in regions)
+    assert layout.info().name == "rapid-layout:pp_layout_cdla"
+
+
+def test_russian_is_read_by_tesseract_with_russian(engines) -> None:
+    _, recognizer = engines
+    result = read(recognizer, load("tech_spec_alpaca_p1.png"))
+    assert result.engine == "tesseract:rus+eng"
+    assert "ТЕХНИЧЕСКОЕ ЗАДАНИЕ" in result.text and "альпака" in result.text
+
+
+def test_clean_english_print_is_read_by_tesseract(engines) -> None:
+    _, recognizer = engines
+    result = read(recognizer, load("phototest.png"))
+    assert result.engine.startswith("tesseract")
+    assert "quick brown dog jumped over the" in result.text and result.confidence > 0.85
+
+
+def test_chinese_goes_to_rapidocr(engines) -> None:
+    _, recognizer = engines
+    image = load("phototest.png")
+    result = read(recognizer, image, lang="zh")
+    assert result.engine == "rapidocr" and "quick brown" in result.text
+
+
+def test_explicit_languages_are_normalised_and_checked(engines) -> None:
+    _, recognizer = engines
+    assert recognizer.check_lang("ru") == "rus+eng"
+    assert recognizer.check_lang("en+ru") == "eng+rus"
+    assert recognizer.check_lang("AUTO") == "auto"
+    assert recognizer.check_lang("zh") == "zh"
+    with pytest.raises(UnsupportedLanguage, match="available: auto, zh"):
+        recognizer.check_lang("klingon")
+
+
+def test_a_crop_the_readers_fail_on_is_a_flagged_block_not_an_exception(engines) -> None:
+    _, recognizer = engines
+    result = read(recognizer, np.zeros((0, 5, 3), dtype=np.uint8))
+    assert result.text == "" and result.error
+
+
+def test_script_detection() -> None:
+    assert dominant_script("Привет, мир, как дела? and a word") == "cyrillic"
+    assert dominant_script("Hello world, привет") == "latin"
+    assert dominant_script("中文文本 abc") == "han"
+    assert dominant_script("12 345 ...") == "none"
+
+
+def test_rapidocr_lines_come_out_in_rows() -> None:
+    boxes = [(300, 12, 400, 30), (10, 10, 200, 32), (10, 50, 200, 70)]
+    assert order_lines(boxes) == [[1, 0], [2]]
+
+
+def test_missing_layout_model_is_a_startup_error_naming_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "layout.onnx"
+    engine = build_layout(LayoutArgs(model_path=missing))
+    with pytest.raises(ModelLoadError, match=str(missing)):
+        engine.start()
+    with pytest.raises(RuntimeError):
+        engine.check_health()
+
+
+def test_corrupt_layout_model_is_a_startup_error(tmp_path: Path) -> None:
+    bad = tmp_path / "layout.onnx"
+    bad.write_bytes(b"not an onnx model")
+    with pytest.raises(ModelLoadError, match=str(bad)):
+        build_layout(LayoutArgs(model_path=bad)).start()
+
+
+def test_missing_recognizer_models_are_startup_errors(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=str(tmp_path / "tessdata")):
+        build_recognizer(RecognizerArgs(tessdata_dir=tmp_path / "tessdata")).start()
+    det = tmp_path / "det.onnx"
+    with pytest.raises(ModelLoadError, match=str(det)):
+        build_recognizer(RecognizerArgs(rapidocr_det_model=det)).start()

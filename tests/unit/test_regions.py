@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from serve_app.engines.base import Region
+from serve_app.regions import arrange, clean_regions, reading_order, snap_to_lines, text_lines
+
+
+def R(x0: float, y0: float, x1: float, y1: float, label: str = "text", score: float = 0.9) -> Region:
+    return Region((x0, y0, x1, y1), label, score)
+
+
+def test_two_columns_under_a_full_width_title() -> None:
+    title = R(100, 50, 1500, 100, "title")
+    left = [R(100, 200, 780, 600), R(100, 650, 780, 1200)]
+    right = [R(820, 200, 1500, 500), R(820, 560, 1500, 1200)]
+    footer = R(700, 2100, 900, 2150, "footer")
+    shuffled = [right[1], footer, left[1], title, right[0], left[0]]
+    assert reading_order(shuffled) == [title, *left, *right, footer]
+
+
+def test_full_width_figure_separates_bands_of_columns() -> None:
+    top = [R(100, 100, 780, 500), R(820, 100, 1500, 500)]
+    figure = R(100, 550, 1500, 900, "figure")
+    bottom = [R(100, 950, 780, 1400), R(820, 950, 1500, 1400)]
+    assert reading_order([bottom[1], figure, top[1], bottom[0], top[0]]) == [*top, figure, *bottom]
+
+
+def test_single_column_is_top_down() -> None:
+    blocks = [R(100, y, 1500, y + 80) for y in (700, 100, 400)]
+    assert [r.bbox[1] for r in reading_order(blocks)] == [100, 400, 700]
+
+
+def test_duplicates_and_slivers_are_dropped() -> None:
+    big = R(100, 100, 1000, 500)
+    inside = R(120, 120, 900, 400, "title", 0.99)
+    sliver = R(10, 10, 12, 400)
+    kept = clean_regions([inside, big, sliver, R(-50, -50, 60, 60)], 1200, 800)
+    assert big in kept and inside not in kept and sliver not in kept
+    assert R(0, 0, 60, 60) in kept  # clipped to the page
+
+
+def test_each_line_goes_to_one_region_and_loose_lines_become_regions() -> None:
+    lines = [(100, 100, 900, 130), (100, 140, 900, 170), (100, 400, 600, 430), (100, 440, 580, 470)]
+    # Two overlapping detections over the first two lines, none over the last two.
+    a = R(90, 95, 910, 150)
+    b = R(90, 120, 910, 175, score=0.5)
+    out = snap_to_lines([a, b], lines)
+    boxes = sorted(r.bbox for r in out)
+    # Each region shrinks to the one line it holds most of: no line is read twice.
+    assert boxes == [(100, 100, 900, 130), (100, 140, 900, 170), (100, 400, 600, 470)]
+    assert [r.label for r in out] == ["text", "text", "text"] and out[2].score == 0.0
+
+
+def _draw_page(lines: list[tuple[int, int, str]], size=(1200, 900)) -> np.ndarray:
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=28)
+    for x, y, text in lines:
+        draw.text((x, y), text, fill="black", font=font)
+    return np.asarray(image)
+
+
+def test_text_lines_finds_each_printed_line_and_keeps_columns_apart() -> None:
+    page = _draw_page([(60, 100, "left column line one"), (700, 100, "right column line"),
+                       (60, 160, "left column line two")])
+    found = sorted(text_lines(page))
+    assert len(found) == 3
+    assert all(b[3] - b[1] < 50 for b in found)
+    assert max(b[2] for b in found if b[0] < 600) < 700
+
+
+def test_arrange_grows_a_clipped_box_to_whole_lines_and_adds_missed_text() -> None:
+    page = _draw_page([(60, 100, "a heading the model clipped"), (60, 500, "a line it missed")])
+    clipped = R(150, 105, 300, 120, "title")
+    out = arrange(page, [clipped])
+    assert [r.label for r in out] == ["title", "text"]
+    assert out[0].bbox[0] <= 62 and out[0].bbox[2] >= 400
+    assert out[1].bbox[1] >= 495

@@ -50,8 +50,11 @@ class Health:
 class Backend(Protocol):
     """What the API needs from the world behind it (Serve handles in production)."""
 
-    layout: LayoutClient
-    recognizer: RecognizerClient
+    @property
+    def layout(self) -> LayoutClient: ...
+
+    @property
+    def recognizer(self) -> RecognizerClient: ...
 
     async def health(self) -> Health: ...
 
@@ -64,9 +67,7 @@ class OcrOptions(BaseModel):
     pages: str | None = Field(None, description="1-based page ranges, e.g. '1-3,5'; all if empty")
     dpi: int | None = Field(None, description="PDF render resolution; the config default if empty")
     layout: bool = Field(True, description="false: read each page as one text region")
-    lang: str = Field(
-        "auto", description="'auto', ISO codes ('ru', 'en', 'ru+en', 'zh') or tesseract codes"
-    )
+    lang: str = Field("auto", description="'auto', ISO codes ('ru', 'en', 'ru+en', 'zh') or tesseract codes")
     timeout_s: float | None = Field(
         None, gt=0, le=3600, description="deadline in seconds; the configured default if empty"
     )
@@ -181,8 +182,11 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
             "version": __version__,
         }
 
-    @app.get("/ready", summary="200 only when every deployment has a replica with loaded models",
-             responses={503: ERROR_RESPONSES[503]})
+    @app.get(
+        "/ready",
+        summary="200 only when every deployment has a replica with loaded models",
+        responses={503: ERROR_RESPONSES[503]},
+    )
     async def ready() -> dict[str, Any]:
         h = await backend.health()
         if h.status != "ready":
@@ -219,7 +223,11 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
 
 
 async def _ocr(
-    request: Request, data: bytes, options: Options, backend: Backend, args: AppArgs,
+    request: Request,
+    data: bytes,
+    options: Options,
+    backend: Backend,
+    args: AppArgs,
     started: float,
 ) -> dict[str, Any]:
     t = time.perf_counter()
@@ -231,11 +239,16 @@ async def _ocr(
         if health.status != "ready":
             raise NotReady(f"service is {health.status}: {health.reason}")
         if options.lang != "auto":
-            options = Options(options.pages, options.dpi, options.layout,
-                              await backend.check_lang(options.lang))
+            options = Options(
+                options.pages, options.dpi, options.layout, await backend.check_lang(options.lang)
+            )
         t = time.perf_counter()
         pages = await process_document(
-            doc, indices, options, backend.layout, backend.recognizer,
+            doc,
+            indices,
+            options,
+            backend.layout,
+            backend.recognizer,
             args.ingress.max_concurrent_pages,
         )
     finally:
@@ -244,8 +257,12 @@ async def _ocr(
     return {
         "request_id": _request_id(request),
         "models": {k: v.get("name") for k, v in health.models.items()},
-        "document": {"media_type": doc.media_type, "page_count": doc.page_count,
-                     "pages": [i + 1 for i in indices], "dpi": doc.dpi if doc.kind == "pdf" else None},
+        "document": {
+            "media_type": doc.media_type,
+            "page_count": doc.page_count,
+            "pages": [i + 1 for i in indices],
+            "dpi": doc.dpi if doc.kind == "pdf" else None,
+        },
         "pages": page_dicts,
         "markdown": document_markdown(pages),
         "text": "\n\n".join(str(p["text"]) for p in page_dicts),
@@ -296,9 +313,7 @@ async def _read_request(request: Request, args: AppArgs) -> tuple[bytes, Options
 
 
 def _errors(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
-    )
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
 
 
 __all__ = ["PROBLEM_BASE", "Backend", "Health", "create_api"]

@@ -24,13 +24,9 @@ from .deployments import (
 
 def build_app(args: dict[str, Any] | None = None) -> Application:
     config: AppArgs = load_args(args or {})
-    layout = serve.deployment(LayoutDeployment, name=LAYOUT).options(
-        **config.layout.deployment.serve_options()
+    layout = serve.deployment(name=LAYOUT, **config.layout.deployment.serve_options())(LayoutDeployment)
+    recognizer = serve.deployment(name=RECOGNIZER, **config.recognizer.deployment.serve_options())(
+        RecognizerDeployment
     )
-    recognizer = serve.deployment(RecognizerDeployment, name=RECOGNIZER).options(
-        **config.recognizer.deployment.serve_options()
-    )
-    ingress = serve.deployment(IngressDeployment, name=INGRESS).options(
-        **config.ingress.deployment.serve_options()
-    )
+    ingress = serve.deployment(name=INGRESS, **config.ingress.deployment.serve_options())(IngressDeployment)
     return ingress.bind(layout.bind(config.layout), recognizer.bind(config.recognizer), config)

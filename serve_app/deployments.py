@@ -15,14 +15,14 @@ import numpy as np
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
-from ray.serve.handle import DeploymentHandle, DeploymentResponse
+from ray.serve.handle import DeploymentHandle
 
 from .api import Health, create_api
 from .config import AppArgs, LayoutArgs, RecognizerArgs
 from .engines import build_layout, build_recognizer
-from .engines.base import RecognizeRequest, Recognition, Region
-from .regions import arrange
+from .engines.base import Recognition, RecognizeRequest, Region
 from .errors import ModelError, NotReady, Overloaded, ServeAppError
+from .regions import arrange
 
 logger = logging.getLogger("ray.serve.serve_app")
 
@@ -71,7 +71,7 @@ class RecognizerDeployment:
         self._engine.shutdown()
 
 
-async def _call(response: DeploymentResponse) -> Any:
+async def _call(response: Any) -> Any:
     """Await a handle call; Serve's and Ray's failures become our errors (problem+json)."""
     try:
         return await response
@@ -79,9 +79,7 @@ async def _call(response: DeploymentResponse) -> Any:
         response.cancel()  # deadline or client gone: stop the downstream work too
         raise
     except BackPressureError as exc:
-        raise Overloaded(
-            f"{exc.message} Retry later.", retry_after_s=exc.retry_after_s or 2.0
-        ) from None
+        raise Overloaded(f"{exc.message} Retry later.", retry_after_s=exc.retry_after_s or 2.0) from None
     except DeploymentUnavailableError as exc:
         raise NotReady(exc.message) from None
     except RayTaskError as exc:
@@ -136,13 +134,15 @@ class ServeBackend:
         if app is None:
             return Health("starting", f"application {app_name!r} is not known to Serve yet")
         deployments: dict[str, Any] = {}
-        waiting, broken = [], []
+        waiting: list[str] = []
+        broken: list[str] = []
         for name in (LAYOUT, RECOGNIZER):
             d = app.deployments.get(name)
-            running = d.replica_states.get("RUNNING", 0) if d else 0
+            replicas = {str(k.value): v for k, v in d.replica_states.items()} if d else {}
+            running = replicas.get("RUNNING", 0)
             deployments[name] = {
                 "status": str(d.status.value) if d else "UNKNOWN",
-                "replicas": {str(k): v for k, v in d.replica_states.items()} if d else {},
+                "replicas": replicas,
                 "message": d.message if d else "",
             }
             if running == 0:
@@ -151,11 +151,9 @@ class ServeBackend:
             elif name not in self._models:
                 self._models[name] = await _call(self._handles[name].info.remote())
         if broken:
-            return Health("degraded", f"no healthy replica of {', '.join(broken)}",
-                          deployments, self._models)
+            return Health("degraded", f"no healthy replica of {', '.join(broken)}", deployments, self._models)
         if waiting:
-            return Health("loading", f"models of {', '.join(waiting)} are loading",
-                          deployments, self._models)
+            return Health("loading", f"models of {', '.join(waiting)} are loading", deployments, self._models)
         return Health("ready", "", deployments, self._models)
 
 
@@ -165,5 +163,5 @@ class IngressDeployment:
         self._args = args
         self._backend = ServeBackend(layout, recognizer)
 
-    def __serve_build_asgi_app__(self):  # type: ignore[no-untyped-def]
+    def __serve_build_asgi_app__(self) -> Any:
         return create_api(self._args, self._backend)

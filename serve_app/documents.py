@@ -64,9 +64,7 @@ def parse_page_range(spec: str | None, page_count: int) -> list[int]:
             lo = int(first)
             hi = int(last) if sep and last.strip() else (page_count if sep else lo)
         except ValueError:
-            raise InvalidPageRange(
-                f"bad page range {spec!r}: use numbers and ranges like '1-3,5'"
-            ) from None
+            raise InvalidPageRange(f"bad page range {spec!r}: use numbers and ranges like '1-3,5'") from None
         if lo < 1 or hi < lo:
             raise InvalidPageRange(f"bad page range {part!r} in {spec!r}")
         if hi > page_count:
@@ -88,9 +86,7 @@ class Document:
 
     def __init__(self, data: bytes, limits: LimitsArgs, dpi: int | None = None) -> None:
         if len(data) > limits.max_upload_bytes:
-            raise PayloadTooLarge(
-                f"document is {len(data)} bytes; the limit is {limits.max_upload_bytes}"
-            )
+            raise PayloadTooLarge(f"document is {len(data)} bytes; the limit is {limits.max_upload_bytes}")
         if not data:
             raise UnprocessableDocument("the document is empty")
         self.kind = sniff(data)
@@ -125,10 +121,7 @@ class Document:
         with self._lock:
             if self._closed:
                 raise UnprocessableDocument("the document was closed (request cancelled)")
-            if self.kind == "pdf":
-                image = self._render_pdf(index)
-            else:
-                image = self._decode_frame(index)
+            image = self._render_pdf(index) if self.kind == "pdf" else self._decode_frame(index)
         return Page(index=index, image=image)
 
     def close(self) -> None:
@@ -164,9 +157,7 @@ class Document:
             bitmap = self._pdf[index].render(scale=self.dpi / 72)
             pil = bitmap.to_pil()
         except pdfium.PdfiumError as exc:
-            raise UnprocessableDocument(
-                f"page {index + 1} of the PDF cannot be rendered: {exc}"
-            ) from None
+            raise UnprocessableDocument(f"page {index + 1} of the PDF cannot be rendered: {exc}") from None
         return np.ascontiguousarray(pil.convert("RGB"))
 
     def _decode_frame(self, index: int) -> np.ndarray:
@@ -174,9 +165,7 @@ class Document:
             self._image.seek(index)
             return _to_rgb(ImageOps.exif_transpose(self._image))
         except (OSError, ValueError, SyntaxError) as exc:
-            raise UnprocessableDocument(
-                f"image frame {index + 1} cannot be decoded: {exc}"
-            ) from None
+            raise UnprocessableDocument(f"image frame {index + 1} cannot be decoded: {exc}") from None
 
 
 def _open_pdf(data: bytes):  # -> pdfium.PdfDocument

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from .documents import Document
-from .engines.base import RecognizeRequest, Recognition, Region
+from .engines.base import Recognition, RecognizeRequest, Region
 
 CROP_MARGIN_PX = 4  # grow each region a little: layout boxes often clip descenders
 CROP_BORDER_PX = 10  # white border: tesseract reads text touching the edge badly
@@ -60,14 +60,22 @@ class PageResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def crop(image: np.ndarray, bbox: tuple[float, float, float, float]) -> np.ndarray:
+def crop(image: np.ndarray, region: Region) -> np.ndarray:
+    """The region's pixels on a white border; where its lines are known, only their ink."""
     h, w = image.shape[:2]
-    x0 = max(0, int(bbox[0]) - CROP_MARGIN_PX)
-    y0 = max(0, int(bbox[1]) - CROP_MARGIN_PX)
-    x1 = min(w, int(np.ceil(bbox[2])) + CROP_MARGIN_PX)
-    y1 = min(h, int(np.ceil(bbox[3])) + CROP_MARGIN_PX)
-    b = CROP_BORDER_PX
-    return np.pad(image[y0:y1, x0:x1], ((b, b), (b, b), (0, 0)), constant_values=255)
+    m = CROP_MARGIN_PX
+    x0, y0 = max(0, int(region.bbox[0]) - m), max(0, int(region.bbox[1]) - m)
+    x1, y1 = min(w, int(np.ceil(region.bbox[2])) + m), min(h, int(np.ceil(region.bbox[3])) + m)
+    if region.lines:
+        out = np.full((y1 - y0, x1 - x0, 3), 255, dtype=np.uint8)
+        for lx0, ly0, lx1, ly1 in region.lines:
+            a, b = max(y0, int(ly0) - m), min(y1, int(np.ceil(ly1)) + m)
+            c, d = max(x0, int(lx0) - m), min(x1, int(np.ceil(lx1)) + m)
+            out[a - y0 : b - y0, c - x0 : d - x0] = image[a:b, c:d]
+    else:
+        out = image[y0:y1, x0:x1]
+    border = CROP_BORDER_PX
+    return np.pad(out, ((border, border), (border, border), (0, 0)), constant_values=255)
 
 
 def _ms(start: float) -> float:
@@ -100,7 +108,7 @@ async def process_page(
         *(
             recognizer.recognize(
                 RecognizeRequest(
-                    image=page.image if r is whole_page else crop(page.image, r.bbox),
+                    image=page.image if r is whole_page else crop(page.image, r),
                     task=r.task,
                     lang=options.lang,
                     whole_page=r is whole_page,

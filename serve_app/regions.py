@@ -13,16 +13,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .engines.base import Region
-
-Box = tuple[float, float, float, float]
+from .engines.base import Box, Region
 
 WORK_SIDE_PX = 1600  # ink analysis runs on a page scaled so that its long side is about this
 SPANNING_WIDTH = 0.55  # a region this share of the content width separates bands of columns
 DUPLICATE_COVER = 0.7  # a region this much inside a larger one is a duplicate detection
 LINE_CLAIM = 0.3  # a line belongs to a region holding at least this share of its area
 MERGE_OVERLAP = 0.2  # text regions overlapping this much of the smaller one are merged
-KEEP_BOX = {"figure", "table", "equation"}  # their drawn area matters, not only their text
+KEEP_BOX = {"figure"}  # a picture's drawn area matters, not only the text found in it
+MAX_LINE_LETTERS = 6  # a blob taller than this many letters is a picture or a border
 MIN_SIDE_PX = 4
 
 
@@ -44,7 +43,11 @@ def _union(boxes: Sequence[Box]) -> Box:
 
 
 def text_lines(image: np.ndarray) -> list[Box]:
-    """Boxes of ink lines (words joined horizontally), in page pixels; specks are dropped."""
+    """Boxes of ink lines (words joined horizontally), in page pixels.
+
+    Table rulings and frame lines are removed first (else a form is one blob); specks, i-dots
+    and blobs far taller than a line (pictures, scan borders) are not lines.
+    """
     import cv2
 
     h, w = image.shape[:2]
@@ -52,22 +55,26 @@ def text_lines(image: np.ndarray) -> list[Box]:
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     if scale < 1.0:
         gray = cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    gh, gw = gray.shape
     _, ink = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
     if ink.mean() > 127:  # light text on a dark page: Otsu picked the background
         ink = 255 - ink
-    min_h = max(3.0, gray.shape[0] * 0.003)
+    for kernel in ((max(25, gw // 25), 1), (1, max(25, gh // 25))):
+        rules = cv2.morphologyEx(ink, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, kernel))
+        ink = cv2.subtract(ink, rules)
+    min_h = max(3.0, gh * 0.003)
     # Join the letters and words of a line, not the columns: the gap scales with the letter height.
     _, _, glyphs, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
     heights = glyphs[1:, cv2.CC_STAT_HEIGHT]
-    heights = heights[(heights >= min_h) & (heights < gray.shape[0] * 0.05)]
+    heights = heights[(heights >= min_h) & (heights < gh * 0.05)]
     letter = float(np.median(heights)) if heights.size else 10.0
     gap = max(3, round(letter * 1.2))
     ink = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_RECT, (gap, 1)))
     n, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
-    min_h = max(min_h, 0.5 * letter)  # i-dots, commas, rules and specks are not lines
+    min_h = max(min_h, 0.5 * letter)
     lines = []
     for x, y, bw, bh, pixels in stats[1:n]:
-        if bh < min_h or pixels < 4 * min_h:
+        if bh < min_h or pixels < 4 * min_h or bh > MAX_LINE_LETTERS * letter:
             continue
         lines.append((x / scale, y / scale, (x + bw) / scale, (y + bh) / scale))
     return lines
@@ -89,16 +96,14 @@ def clean_regions(regions: Sequence[Region], width: int, height: int) -> list[Re
 
 
 def snap_to_lines(regions: Sequence[Region], lines: Sequence[Box]) -> list[Region]:
-    """Each line goes to the region overlapping it most; regions become their lines' box;
-    unclaimed lines are grouped into new text regions."""
+    """Each line goes to the region overlapping it most; a region becomes the box of its lines;
+    lines no region claims are stacked into new text regions."""
     claimed: dict[int, list[Box]] = {i: [] for i in range(len(regions))}
     loose: list[Box] = []
     for line in lines:
         # Most overlap wins (of the line, or of a region that clips the line); on a tie the
         # smaller region (a caption inside a figure box).
-        scores = [
-            (_inter(line, r.bbox) / max(min(_area(line), r.area), 1.0), -r.area) for r in regions
-        ]
+        scores = [(_inter(line, r.bbox) / max(min(_area(line), r.area), 1.0), -r.area) for r in regions]
         best = max(range(len(regions)), key=scores.__getitem__, default=-1)
         if best >= 0 and scores[best][0] >= LINE_CLAIM:
             claimed[best].append(line)
@@ -106,28 +111,30 @@ def snap_to_lines(regions: Sequence[Region], lines: Sequence[Box]) -> list[Regio
             loose.append(line)
     out = []
     for i, r in enumerate(regions):
-        boxes = claimed[i]
-        if r.label in KEEP_BOX:
-            out.append(Region(_union([r.bbox, *boxes]), r.label, r.score))
-        elif boxes:
-            out.append(Region(_union(boxes), r.label, r.score))
-    out.extend(Region(box, "text", 0.0) for box in _group_lines(loose))
+        own = claimed[i]
+        if r.label in KEEP_BOX or not own:
+            # Pictures keep their drawn area; a region with no line found keeps the model's box.
+            out.append(Region(_union([r.bbox, *own]), r.label, r.score, tuple(own)))
+        else:
+            out.append(Region(_union(own), r.label, r.score, tuple(own)))
+    out.extend(Region(_union(group), "text", 0.0, tuple(group)) for group in _group_lines(loose))
     return _merge_overlaps(out)
 
 
 def _merge_overlaps(regions: list[Region]) -> list[Region]:
-    """Text regions whose line boxes interleave become one region (else lines are read twice)."""
+    """Text regions whose line boxes interleave become one region (one reading, in order)."""
     merged = True
     while merged:
         merged = False
         for i, a in enumerate(regions):
             for j in range(i + 1, len(regions)):
                 b = regions[j]
-                if a.label in KEEP_BOX or b.label in KEEP_BOX:
+                if a.label in KEEP_BOX or b.label in KEEP_BOX or not (a.lines and b.lines):
                     continue
                 if _inter(a.bbox, b.bbox) > MERGE_OVERLAP * min(a.area, b.area):
                     big = a if a.area >= b.area else b
-                    regions[i] = Region(_union([a.bbox, b.bbox]), big.label, max(a.score, b.score))
+                    box = _union([a.bbox, b.bbox])
+                    regions[i] = Region(box, big.label, max(a.score, b.score), a.lines + b.lines)
                     del regions[j]
                     merged = True
                     break
@@ -136,18 +143,21 @@ def _merge_overlaps(regions: list[Region]) -> list[Region]:
     return regions
 
 
-def _group_lines(lines: Sequence[Box]) -> list[Box]:
+def _group_lines(lines: Sequence[Box]) -> list[list[Box]]:
     """Stack lines that sit under each other (gap below one line height, x ranges overlapping)."""
-    blocks: list[Box] = []
+    groups: list[list[Box]] = []
+    boxes: list[Box] = []
     for line in sorted(lines, key=lambda b: (b[1], b[0])):
         height = line[3] - line[1]
-        for i, b in enumerate(blocks):
-            if line[1] - b[3] <= height and min(b[2], line[2]) > max(b[0], line[0]) and line[1] >= b[1]:
-                blocks[i] = _union([b, line])
+        for i, b in enumerate(boxes):
+            if line[1] - b[3] <= height and min(b[2], line[2]) > max(b[0], line[0]):
+                boxes[i] = _union([b, line])
+                groups[i].append(line)
                 break
         else:
-            blocks.append(line)
-    return blocks
+            boxes.append(line)
+            groups.append([line])
+    return groups
 
 
 def arrange(image: np.ndarray, regions: Sequence[Region]) -> list[Region]:

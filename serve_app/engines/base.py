@@ -38,11 +38,17 @@ def require_file(path: Path, what: str) -> Path:
     return path
 
 
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in page pixels
+
+
 @dataclass(frozen=True)
 class Region:
-    bbox: tuple[float, float, float, float]  # x0, y0, x1, y1 in page pixels
+    bbox: Box
     label: str
     score: float
+    # The text lines found in this region (see regions.py); empty when unknown. A crop keeps
+    # only these lines' ink, so a line another region owns is never read twice.
+    lines: tuple[Box, ...] = ()
 
     @property
     def task(self) -> Task:

@@ -19,7 +19,7 @@ from typing import Literal
 
 from ..config import RecognizerArgs
 from ..errors import UnsupportedLanguage
-from .base import ModelInfo, RecognizeRequest, Recognition, RecognizerEngine
+from .base import ModelInfo, Recognition, RecognizerEngine, RecognizeRequest
 from .rapid import RapidOcrReader
 from .tesseract import TesseractReader
 

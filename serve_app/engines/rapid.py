@@ -7,6 +7,7 @@ import threading
 from collections.abc import Sequence
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ class RapidLayoutEngine(LayoutEngine):
 
     def __init__(self, args: LayoutArgs) -> None:
         self._args = args
-        self._model = None
+        self._model: Any = None
         self._lock = threading.Lock()
         self.model_path = args.model_path
 
@@ -62,13 +63,14 @@ class RapidLayoutEngine(LayoutEngine):
         with self._lock:
             out = self._model(image)
         regions = []
-        for box, label, score in zip(
-            out.boxes or [], out.class_names or [], out.scores or [], strict=True
-        ):
+        for box, label, score in zip(out.boxes or [], out.class_names or [], out.scores or [], strict=True):
             x0, y0, x1, y1 = (float(v) for v in box)
             regions.append(
-                Region(bbox=(x0, y0, x1, y1), label=label if label in LABELS else "text",
-                       score=float(score))
+                Region(
+                    bbox=(x0, y0, x1, y1),
+                    label=label if label in LABELS else "text",
+                    score=float(score),
+                )
             )
         return regions
 
@@ -83,7 +85,7 @@ class RapidOcrReader:
 
     def __init__(self, args: RecognizerArgs) -> None:
         self._args = args
-        self._ocr = None
+        self._ocr: Any = None
         self._lock = threading.Lock()  # ONNX already uses every core; calls queue here
 
     def start(self) -> None:
@@ -139,7 +141,7 @@ def order_lines(boxes: Sequence[tuple[float, float, float, float]]) -> list[list
     rows: list[list[int]] = []
     row_span: list[tuple[float, float]] = []
     for i in order:
-        x0, y0, x1, y1 = boxes[i]
+        y0, y1 = boxes[i][1], boxes[i][3]
         height = max(1.0, y1 - y0)
         if rows:
             top, bottom = row_span[-1]

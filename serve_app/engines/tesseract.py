@@ -39,8 +39,7 @@ class TesseractReader:
         for needed in ("eng", "rus"):
             if needed not in self.languages:
                 raise ModelLoadError(
-                    f"tesseract language {needed!r} missing from {tessdata} "
-                    f"(install tesseract-ocr-{needed})"
+                    f"tesseract language {needed!r} missing from {tessdata} (install tesseract-ocr-{needed})"
                 )
         with self._api("rus+eng") as api:  # load once so start-up, not a request, pays for it
             api.SetImage(_pil(np.full((32, 32, 3), 255, dtype=np.uint8)))

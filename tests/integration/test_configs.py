@@ -22,12 +22,15 @@ def test_serve_configs_are_valid(name: str) -> None:
     assert app.import_path == "serve_app.app:build_app"
     args = AppArgs.model_validate(app.args)
     if name == "serve_config.yaml":
-        gpus = [args.layout.deployment.ray_actor_options["num_gpus"],
-                args.recognizer.deployment.ray_actor_options["num_gpus"]]
+        gpus = [
+            args.layout.deployment.ray_actor_options["num_gpus"],
+            args.recognizer.deployment.ray_actor_options["num_gpus"],
+        ]
         assert all(0 < g < 1 for g in gpus) and sum(gpus) <= 1  # two deployments share a card
     else:
-        cpus = sum(d.deployment.ray_actor_options["num_cpus"]
-                   for d in (args.layout, args.recognizer, args.ingress))
+        cpus = sum(
+            d.deployment.ray_actor_options["num_cpus"] for d in (args.layout, args.recognizer, args.ingress)
+        )
         assert cpus < 2  # the embedded default must fit a 2-core machine
 
 

@@ -29,8 +29,11 @@ def problem(r: httpx.Response, status: int, kind: str) -> dict:
         ({"files": {"file": ("p.png", PNG)}, "data": {"lang": "tlh"}}, 400, "unsupported-language"),
         ({"files": {"file": ("a.txt", b"just text")}}, 415, "unsupported-media-type"),
         ({"files": {"file": ("p.png", PNG[:100])}}, 422, "unprocessable-document"),
-        ({"json": {"file": base64.b64encode(b"%PDF-1.5 broken").decode()}}, 422,
-         "unprocessable-document"),
+        (
+            {"json": {"file": base64.b64encode(b"%PDF-1.5 broken").decode()}},
+            422,
+            "unprocessable-document",
+        ),
     ],
 )
 def test_bad_input_is_a_clear_4xx(client, kwargs, status: int, kind: str) -> None:
@@ -49,8 +52,7 @@ def test_deadline_is_504_and_the_service_keeps_working(client) -> None:
     r = client.post("/v1/ocr", files={"file": ("d.pdf", pdf)}, data={"timeout_s": "0.05"})
     problem(r, 504, "deadline-exceeded")
     # Serve's own per-request header: its proxy answers 408 and cancels the request tree.
-    r = client.post("/v1/ocr", files={"file": ("d.pdf", pdf)},
-                    headers={"x-request-timeout-seconds": "0.05"})
+    r = client.post("/v1/ocr", files={"file": ("d.pdf", pdf)}, headers={"x-request-timeout-seconds": "0.05"})
     assert r.status_code == 408
     r = client.post("/v1/ocr", files={"file": ("p.png", PNG)})
     assert r.status_code == 200 and "quick brown" in r.json()["text"]

@@ -17,8 +17,7 @@ PAGES = [
     pytest.param(lambda: DATA / "phototest.png", "eng", False, id="english-scan"),
     pytest.param(lambda: DATA / "tech_spec_alpaca_p1.png", "rus+eng", False, id="russian"),
     pytest.param(lambda: DATA / "acl2020_s2orc_p1.png", "eng", False, id="two-column-paper"),
-    pytest.param(lambda: DATA / "draft_federal_law_personal_data_p1.pdf", "rus+eng", False,
-                 id="russian-pdf"),
+    pytest.param(lambda: DATA / "draft_federal_law_personal_data_p1.pdf", "rus+eng", False, id="russian-pdf"),
     pytest.param(lambda: evaldata_page("funsd/82253245_3247"), "eng", False, id="noisy-form"),
     pytest.param(lambda: evaldata_page("sroie/sroie_345"), "eng", True, id="noisy-receipt"),
 ]
@@ -66,13 +65,18 @@ def test_service_reads_at_least_as_well_as_the_better_bare_engine(
 
 
 def test_multipage_pdf_pages_come_back_in_order(client) -> None:
-    pages = [Image.open(DATA / "phototest.png").convert("RGB"),
-             Image.open(DATA / "tech_spec_alpaca_p1.png").convert("RGB").resize((827, 1170)),
-             Image.open(DATA / "phototest.png").convert("RGB").rotate(0)]
+    pages = [
+        Image.open(DATA / "phototest.png").convert("RGB"),
+        Image.open(DATA / "tech_spec_alpaca_p1.png").convert("RGB").resize((827, 1170)),
+        Image.open(DATA / "phototest.png").convert("RGB").rotate(0),
+    ]
     buf = io.BytesIO()
     pages[0].save(buf, format="PDF", save_all=True, append_images=pages[1:], resolution=100)
-    r = client.post("/v1/ocr", files={"file": ("three.pdf", buf.getvalue())},
-                    data={"pages": "1-2", "dpi": "100"})
+    r = client.post(
+        "/v1/ocr",
+        files={"file": ("three.pdf", buf.getvalue())},
+        data={"pages": "1-2", "dpi": "100"},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["document"]["page_count"] == 3 and body["document"]["pages"] == [1, 2]

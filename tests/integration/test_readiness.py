@@ -29,8 +29,10 @@ def broken_app(base_url: str, tmp_path):
     )
     # serve.run waits for RUNNING, which this app never reaches: deploy from a side thread.
     deploy = threading.Thread(
-        target=serve.run, args=(build_app(args),),
-        kwargs={"name": "broken", "route_prefix": "/broken"}, daemon=True,
+        target=serve.run,
+        args=(build_app(args),),
+        kwargs={"name": "broken", "route_prefix": "/broken"},
+        daemon=True,
     )
     deploy.start()
     yield f"{base_url}/broken", missing

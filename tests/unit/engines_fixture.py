@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from serve_app.api import Health
-from serve_app.engines.base import LayoutEngine, RecognizeRequest, Recognition, RecognizerEngine, Region
+from serve_app.engines.base import (
+    LayoutEngine,
+    Recognition,
+    RecognizerEngine,
+    RecognizeRequest,
+    Region,
+)
 from serve_app.regions import arrange
 
 

@@ -43,7 +43,12 @@ def test_multipart_ocr_returns_blocks_markdown_text_and_timings(client) -> None:
     r = client().post("/v1/ocr", files={"file": ("p.png", PHOTOTEST, "image/png")})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["document"] == {"media_type": "image/png", "page_count": 1, "pages": [1], "dpi": None}
+    assert body["document"] == {
+        "media_type": "image/png",
+        "page_count": 1,
+        "pages": [1],
+        "dpi": None,
+    }
     page = body["pages"][0]
     assert page["width"] == 640 and page["height"] == 480
     block = page["blocks"][0]
@@ -82,8 +87,11 @@ def test_bad_base64(client) -> None:
 
 def test_bad_json_and_unknown_options(client) -> None:
     c = client()
-    assert_problem(c.post("/v1/ocr", content=b"{", headers={"content-type": "application/json"}),
-                   400, "bad-request")
+    assert_problem(
+        c.post("/v1/ocr", content=b"{", headers={"content-type": "application/json"}),
+        400,
+        "bad-request",
+    )
     assert_problem(c.post("/v1/ocr", json={"file": "", "colour": 1}), 400, "bad-request")
     r = c.post("/v1/ocr", files={"file": ("p.png", PHOTOTEST)}, data={"dpi": "lots"})
     assert_problem(r, 400, "bad-request")
@@ -108,7 +116,8 @@ def test_too_large_upload(client) -> None:
 
 def test_too_many_pages_and_pixels(client) -> None:
     r = client(limits={"max_pages": 1}).post(
-        "/v1/ocr", files={"file": ("d.tif", _tiff(3))}, data={"pages": "1-2"})
+        "/v1/ocr", files={"file": ("d.tif", _tiff(3))}, data={"pages": "1-2"}
+    )
     assert_problem(r, 413, "too-many-pages")
     r = client(limits={"max_page_pixels": 1000}).post("/v1/ocr", files={"file": ("p.png", PHOTOTEST)})
     assert_problem(r, 413, "page-too-large")
@@ -116,10 +125,12 @@ def test_too_many_pages_and_pixels(client) -> None:
 
 def test_unsupported_media(client) -> None:
     c = client()
-    assert_problem(c.post("/v1/ocr", files={"file": ("a.txt", b"plain text")}), 415,
-                   "unsupported-media-type")
-    assert_problem(c.post("/v1/ocr", content=PHOTOTEST, headers={"content-type": "image/png"}),
-                   415, "unsupported-media-type")
+    assert_problem(c.post("/v1/ocr", files={"file": ("a.txt", b"plain text")}), 415, "unsupported-media-type")
+    assert_problem(
+        c.post("/v1/ocr", content=PHOTOTEST, headers={"content-type": "image/png"}),
+        415,
+        "unsupported-media-type",
+    )
 
 
 @pytest.mark.parametrize("data", [PHOTOTEST[:200], b"%PDF-1.4\n garbage", b"\x89PNG\r\n\x1a\n"])

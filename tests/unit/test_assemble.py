@@ -9,7 +9,9 @@ def B(order: int, label: str, text: str) -> Block:
 
 
 PAGE = PageResult(
-    page=1, width=100, height=200,
+    page=1,
+    width=100,
+    height=200,
     blocks=[
         B(0, "header", "Running head"),
         B(1, "title", "A  Title\nsplit"),

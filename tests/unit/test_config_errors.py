@@ -10,8 +10,11 @@ from serve_app.errors import NotReady, PayloadTooLarge, ServeAppError, TooManyPa
 
 
 def test_env_overrides_nest_with_double_underscore() -> None:
-    env = {"SERVE_APP_LIMITS__MAX_PAGES": "7", "OTHER": "x",
-           "SERVE_APP_RECOGNIZER__DEPLOYMENT__MAX_ONGOING_REQUESTS": "3"}
+    env = {
+        "SERVE_APP_LIMITS__MAX_PAGES": "7",
+        "OTHER": "x",
+        "SERVE_APP_RECOGNIZER__DEPLOYMENT__MAX_ONGOING_REQUESTS": "3",
+    }
     assert env_overrides(env) == {
         "limits": {"max_pages": "7"},
         "recognizer": {"deployment": {"max_ongoing_requests": "3"}},

@@ -33,8 +33,14 @@ def page(color: tuple[int, int, int] = (10, 20, 30), size=(120, 80)) -> Image.Im
 
 @pytest.mark.parametrize(
     ("fmt", "kind"),
-    [("PNG", "png"), ("JPEG", "jpeg"), ("TIFF", "tiff"), ("WEBP", "webp"), ("BMP", "bmp"),
-     ("PDF", "pdf")],
+    [
+        ("PNG", "png"),
+        ("JPEG", "jpeg"),
+        ("TIFF", "tiff"),
+        ("WEBP", "webp"),
+        ("BMP", "bmp"),
+        ("PDF", "pdf"),
+    ],
 )
 def test_every_format_decodes_to_rgb_pages(fmt: str, kind: str) -> None:
     data = encode(page(), fmt)
@@ -79,8 +85,14 @@ def test_sixteen_bit_grayscale_is_scaled() -> None:
 
 @pytest.mark.parametrize(
     ("spec", "count", "expected"),
-    [(None, 3, [0, 1, 2]), ("", 2, [0, 1]), ("1-3,5", 6, [0, 1, 2, 4]), ("2", 2, [1]),
-     (" 3 - ", 4, [2, 3]), ("1,1,2", 3, [0, 1])],
+    [
+        (None, 3, [0, 1, 2]),
+        ("", 2, [0, 1]),
+        ("1-3,5", 6, [0, 1, 2, 4]),
+        ("2", 2, [1]),
+        (" 3 - ", 4, [2, 3]),
+        ("1,1,2", 3, [0, 1]),
+    ],
 )
 def test_page_ranges(spec: str | None, count: int, expected: list[int]) -> None:
     assert parse_page_range(spec, count) == expected

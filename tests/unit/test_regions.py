@@ -63,8 +63,13 @@ def _draw_page(lines: list[tuple[int, int, str]], size=(1200, 900)) -> np.ndarra
 
 
 def test_text_lines_finds_each_printed_line_and_keeps_columns_apart() -> None:
-    page = _draw_page([(60, 100, "left column line one"), (700, 100, "right column line"),
-                       (60, 160, "left column line two")])
+    page = _draw_page(
+        [
+            (60, 100, "left column line one"),
+            (700, 100, "right column line"),
+            (60, 160, "left column line two"),
+        ]
+    )
     found = sorted(text_lines(page))
     assert len(found) == 3
     assert all(b[3] - b[1] < 50 for b in found)

@@ -144,20 +144,30 @@ def _merge_overlaps(regions: list[Region]) -> list[Region]:
 
 
 def _group_lines(lines: Sequence[Box]) -> list[list[Box]]:
-    """Stack lines that sit under each other (gap below one line height, x ranges overlapping)."""
-    groups: list[list[Box]] = []
-    boxes: list[Box] = []
-    for line in sorted(lines, key=lambda b: (b[1], b[0])):
-        height = line[3] - line[1]
-        for i, b in enumerate(boxes):
-            if line[1] - b[3] <= height and min(b[2], line[2]) > max(b[0], line[0]):
-                boxes[i] = _union([b, line])
-                groups[i].append(line)
+    """Group loose lines into blocks, until nothing more joins: words of one row (gap under three
+    line heights) and rows stacked under each other (gap under one line height, x overlapping)."""
+    groups = [[line] for line in sorted(lines, key=lambda b: (b[1], b[0]))]
+    joined = True
+    while joined:
+        joined = False
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                if _joins(_union(groups[i]), _union(groups[j])):
+                    groups[i] += groups.pop(j)
+                    joined = True
+                    break
+            if joined:
                 break
-        else:
-            boxes.append(line)
-            groups.append([line])
     return groups
+
+
+def _joins(a: Box, b: Box) -> bool:
+    height = min(a[3] - a[1], b[3] - b[1])
+    top, bottom = (a, b) if a[1] <= b[1] else (b, a)
+    x_overlap = min(a[2], b[2]) - max(a[0], b[0])
+    stacked = bottom[1] - top[3] <= height and x_overlap > 0
+    same_row = min(a[3], b[3]) - max(a[1], b[1]) > 0.5 * height and -x_overlap < 3 * height
+    return stacked or same_row
 
 
 def arrange(image: np.ndarray, regions: Sequence[Region]) -> list[Region]:

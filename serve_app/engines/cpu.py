@@ -58,6 +58,8 @@ def dominant_script(text: str) -> Script:
 
 
 _CYRILLIC_IN_LATIN = re.compile(r"[\u0400-\u04ff]")
+# Cyrillic letters with no Latin look-alike: one of them settles that a text is not English.
+_UNAMBIGUOUS_CYRILLIC = re.compile(r"[БбГгДдЁёЖжЗзИиЙйЛлПпФфЦцЧчШшЩщЪъЫыЬьЭэЮюЯявкмнт]")
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,11 @@ class CpuRecognizer(RecognizerEngine):
         script = dominant_script(text)
         cyrillic_lang = bool(CYRILLIC_TESSERACT & set(first.split("+")))
         if script == "cyrillic" and cyrillic_lang:
+            if lang == "auto" and not _UNAMBIGUOUS_CYRILLIC.search(text):
+                # Only letters that Latin shares (ТНЕ, ВОХ): English in capitals, as often as not.
+                eng_text, eng_conf = self._tesseract.read(req.image, "eng", req.whole_page)
+                if eng_conf >= conf:
+                    return Reading(eng_text, eng_conf, "tesseract:eng")
             if lang != "auto" or conf >= MIN_CYRILLIC_CONFIDENCE:
                 return reading
             # Unsure: Chinese read with rus+eng also comes out as low-confidence Cyrillic.

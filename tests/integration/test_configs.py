@@ -12,16 +12,23 @@ from serve_app.config import AppArgs
 ROOT = Path(__file__).parents[2]
 
 
-@pytest.mark.parametrize("name", ["serve_config.yaml", "serve_config.cpu.yaml"])
+def load(name: str) -> dict:
+    if name == "deploy/rayservice.yaml":
+        service = yaml.safe_load((ROOT / name).read_text())
+        return yaml.safe_load(service["spec"]["serveConfigV2"])
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["serve_config.yaml", "serve_config.cpu.yaml", "deploy/rayservice.yaml"])
 def test_serve_configs_are_valid(name: str) -> None:
     from ray.serve.schema import ServeDeploySchema
 
-    config = yaml.safe_load((ROOT / name).read_text())
+    config = load(name)
     schema = ServeDeploySchema.model_validate(config)
     (app,) = schema.applications
     assert app.import_path == "serve_app.app:build_app"
     args = AppArgs.model_validate(app.args)
-    if name == "serve_config.yaml":
+    if name != "serve_config.cpu.yaml":
         gpus = [
             args.layout.deployment.ray_actor_options["num_gpus"],
             args.recognizer.deployment.ray_actor_options["num_gpus"],

@@ -1,0 +1,116 @@
+"""Per-page CER of the serve_app pipeline (in-process, same code as the service, no Ray/HTTP)
+next to bare RapidOCR and bare tesseract on the whole page.
+
+    python -m bench.pages [EVALDATA_DIR] [--only SUBSTRING] [--out FILE.jsonl]
+
+Reads ``manifest.jsonl`` of the evaldata layout; prints one line per page and the means. SROIE
+ground truth is upper-case and is compared case-insensitively.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.textmetrics import cer
+from serve_app.assemble import page_text
+from serve_app.config import AppArgs
+from serve_app.documents import Document
+from serve_app.engines import build_layout, build_recognizer
+from serve_app.engines.base import LayoutEngine, RecognizeRequest, Recognition, RecognizerEngine, Region
+from serve_app.pipeline import Options, process_document
+from serve_app.regions import arrange
+
+DEFAULT_DIR = Path(__file__).parents[2] / "shared" / "evaldata"
+
+
+class _Layout:
+    def __init__(self, engine: LayoutEngine) -> None:
+        self.engine = engine
+
+    async def detect(self, image: np.ndarray) -> list[Region]:
+        return arrange(image, (await self.engine.detect([image]))[0])
+
+
+class _Recognizer:
+    def __init__(self, engine: RecognizerEngine) -> None:
+        self.engine = engine
+
+    async def recognize(self, request: RecognizeRequest) -> Recognition:
+        return (await self.engine.recognize([request]))[0]
+
+
+def _bare(image: np.ndarray, rapid, tess_api) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    result, _ = rapid(image)
+    tess_api.SetImage(Image.fromarray(image))
+    return {"rapidocr": "\n".join(r[1] for r in result or []), "tesseract": tess_api.GetUTF8Text()}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR)
+    parser.add_argument("--only", default="")
+    parser.add_argument("--out", type=Path)
+    opts = parser.parse_args()
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+    import tesserocr
+    from rapidocr_onnxruntime import RapidOCR
+
+    args = AppArgs()
+    layout, recognizer = build_layout(args.layout), build_recognizer(args.recognizer)
+    layout.start()
+    recognizer.start()
+    rapid = RapidOCR()
+    tessdata = str(args.recognizer.tessdata_dir) + "/"
+    apis = {lang: tesserocr.PyTessBaseAPI(path=tessdata, lang=lang) for lang in ("eng", "rus+eng")}
+    rows = []
+    out = opts.out.open("w") if opts.out else None
+    for line in (opts.dir / "manifest.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        if opts.only not in entry["id"]:
+            continue
+        path = opts.dir / entry["image"]
+        truth = (path.parent / (path.name.rsplit(".", 1)[0] + ".gt.txt")).read_text()
+        casefold = entry["source"] == "sroie"
+        doc = Document(path.read_bytes(), args.limits)
+        started = time.perf_counter()
+        pages = await process_document(
+            doc, [0], Options(), _Layout(layout), _Recognizer(recognizer), max_concurrent_pages=1
+        )
+        seconds = time.perf_counter() - started
+        image = doc.render(0).image
+        lang = "rus+eng" if "ru" in entry["lang"] else "eng"
+        bare = {k: cer(v, truth, casefold) for k, v in _bare(image, rapid, apis[lang]).items()}
+        row = {
+            "id": entry["id"],
+            "service": round(cer(page_text(pages[0]), truth, casefold), 4),
+            **{k: round(v, 4) for k, v in bare.items()},
+            "best_bare": round(min(bare.values()), 4),
+            "seconds": round(seconds, 2),
+            "engines": sorted({b.engine for b in pages[0].blocks}),
+        }
+        rows.append(row)
+        print(json.dumps(row, ensure_ascii=False), flush=True)
+        if out:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    if rows:
+        means = {
+            k: round(statistics.mean(r[k] for r in rows), 4)
+            for k in ("service", "rapidocr", "tesseract", "best_bare", "seconds")
+        }
+        worse = [r["id"] for r in rows if r["service"] > r["best_bare"] + 0.03]
+        print(json.dumps({"pages": len(rows), "mean": means, "worse_than_best_bare_by_0.03": worse}))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -24,7 +24,7 @@ from serve_app.assemble import page_text
 from serve_app.config import AppArgs
 from serve_app.documents import Document
 from serve_app.engines import build_layout, build_recognizer
-from serve_app.engines.base import LayoutEngine, RecognizeRequest, Recognition, RecognizerEngine, Region
+from serve_app.engines.base import LayoutEngine, Recognition, RecognizerEngine, RecognizeRequest, Region
 from serve_app.pipeline import Options, process_document
 from serve_app.regions import arrange
 

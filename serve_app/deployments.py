@@ -138,7 +138,8 @@ class ServeBackend:
         broken: list[str] = []
         for name in (LAYOUT, RECOGNIZER):
             d = app.deployments.get(name)
-            replicas = {str(k.value): v for k, v in d.replica_states.items()} if d else {}
+            # Keys are typed ReplicaState but arrive as plain strings over the wire.
+            replicas = {str(getattr(k, "value", k)): v for k, v in d.replica_states.items()} if d else {}
             running = replicas.get("RUNNING", 0)
             deployments[name] = {
                 "status": str(d.status.value) if d else "UNKNOWN",

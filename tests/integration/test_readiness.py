@@ -37,6 +37,7 @@ def broken_app(base_url: str, tmp_path):
     deploy.start()
     yield f"{base_url}/broken", missing
     serve.delete("broken", _blocking=True)
+    deploy.join(timeout=60)  # serve.run gives up once the app is gone
 
 
 def test_requests_get_503_while_the_recognizer_cannot_load(broken_app) -> None:

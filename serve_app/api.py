@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -30,6 +30,7 @@ from .errors import (
     NotReady,
     PayloadTooLarge,
     ServeAppError,
+    ServiceUnavailable,
     UnsupportedMediaType,
 )
 from .pipeline import LayoutClient, Options, RecognizerClient, process_document
@@ -146,10 +147,10 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
 
     @app.exception_handler(ServeAppError)
     async def on_app_error(request: Request, exc: ServeAppError) -> JSONResponse:
-        if exc.status >= 500:
+        if exc.status >= 500 and not isinstance(exc, ServiceUnavailable | DeadlineExceeded):
             logger.error("request failed: %s", exc.detail, exc_info=exc)
         else:
-            logger.warning("rejected request: %s", exc.detail)
+            logger.warning("%s: %s", exc.title, exc.detail)
         return problem_response(exc, _request_id(request))
 
     @app.exception_handler(RequestValidationError)
@@ -170,6 +171,10 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
             ServeAppError("internal error; see the server log for this request id"),
             _request_id(request),
         )
+
+    @app.get("/", include_in_schema=False)
+    async def root(request: Request) -> RedirectResponse:
+        return RedirectResponse(request.scope.get("root_path", "") + "/docs")
 
     @app.get("/health", summary="Liveness with detail; 200 while the ingress answers")
     async def health() -> dict[str, Any]:

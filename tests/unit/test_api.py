@@ -171,6 +171,7 @@ def test_health_models_docs_and_unknown_routes(client) -> None:
     assert {"multipart/form-data", "application/json"} <= set(content)
     assert "413" in spec["paths"]["/v1/ocr"]["post"]["responses"]
     assert c.get("/docs").status_code == 200 and c.get("/redoc").status_code == 200
+    assert c.get("/", follow_redirects=False).headers["location"] == "/docs"
     assert_problem(c.get("/nowhere"), 404, "not-found")
     assert_problem(c.get("/v1/ocr"), 405, "method-not-allowed")
 

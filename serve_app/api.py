@@ -66,7 +66,9 @@ class OcrOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     pages: str | None = Field(None, description="1-based page ranges, e.g. '1-3,5'; all if empty")
-    dpi: int | None = Field(None, description="PDF render resolution; the config default if empty")
+    dpi: int | None = Field(
+        None, ge=36, le=1200, strict=False, description="PDF render resolution; the config default if empty"
+    )
     layout: bool = Field(True, description="false: read each page as one text region")
     lang: str = Field("auto", description="'auto', ISO codes ('ru', 'en', 'ru+en', 'zh') or tesseract codes")
     timeout_s: float | None = Field(
@@ -287,6 +289,7 @@ async def _read_request(request: Request, args: AppArgs) -> tuple[bytes, Options
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > ceiling:
         raise PayloadTooLarge(f"request body is {declared} bytes; the document limit is {limit}")
+    await _read_body(request, ceiling)  # also bounds chunked bodies, which carry no length
     if ctype == "multipart/form-data":
         form = await request.form(max_files=1, max_fields=16)
         upload = form.get("file")
@@ -315,6 +318,18 @@ async def _read_request(request: Request, args: AppArgs) -> tuple[bytes, Options
     if len(data) > limit:
         raise PayloadTooLarge(f"document is {len(data)} bytes; the limit is {limit}")
     return data, Options(opts.pages, opts.dpi, opts.layout, opts.lang), opts.timeout_s
+
+
+async def _read_body(request: Request, ceiling: int) -> None:
+    """Read the body once, refusing it as soon as it passes ``ceiling``; Starlette's ``form()`` and
+    ``body()`` then read the cached bytes."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > ceiling:
+            raise PayloadTooLarge(f"request body passed {ceiling} bytes; the document limit is lower")
+        chunks.append(chunk)
+    request._body = b"".join(chunks)  # Starlette's own cache of the body
 
 
 def _errors(exc: ValidationError) -> str:

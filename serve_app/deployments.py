@@ -28,6 +28,7 @@ logger = logging.getLogger("ray.serve.serve_app")
 
 LAYOUT, RECOGNIZER, INGRESS = "Layout", "Recognizer", "Ingress"
 HEALTH_CACHE_S = 1.0
+HEALTH_TIMEOUT_S = 5.0
 
 
 class LayoutDeployment:
@@ -121,10 +122,15 @@ class ServeBackend:
         return await _call(self._handles[RECOGNIZER].check_lang.remote(lang))
 
     async def health(self) -> Health:
-        async with self._lock:
+        async with self._lock:  # one fetch at a time; callers meanwhile share its answer
             now = time.monotonic()
             if self._cached is None or now - self._cached[0] > HEALTH_CACHE_S:
-                self._cached = (now, await self._fetch_health())
+                try:
+                    health = await asyncio.wait_for(self._fetch_health(), HEALTH_TIMEOUT_S)
+                except Exception as exc:  # the ingress still answers: say what is wrong
+                    logger.warning("health check failed: %r", exc)
+                    health = Health("degraded", f"cannot read Serve's status: {exc!r}")
+                self._cached = (time.monotonic(), health)
             return self._cached[1]
 
     async def _fetch_health(self) -> Health:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,9 +13,11 @@ from PIL import Image, ImageOps
 
 from .config import LimitsArgs
 from .errors import (
+    BadRequest,
     InvalidPageRange,
     PageTooLarge,
     PayloadTooLarge,
+    ServeAppError,
     TooManyPages,
     UnprocessableDocument,
     UnsupportedMediaType,
@@ -52,11 +56,14 @@ def sniff(data: bytes) -> str:
     )
 
 
-def parse_page_range(spec: str | None, page_count: int) -> list[int]:
-    """``"1-3,5"`` (1-based, inclusive) -> ``[0, 1, 2, 4]``; None or "" means every page."""
+def parse_page_range(spec: str | None, page_count: int, max_pages: int | None = None) -> list[int]:
+    """``"1-3,5"`` (1-based, inclusive) -> ``[0, 1, 2, 4]``; None or "" means every page.
+
+    ``max_pages`` is checked on the spans before any list is built (a spec may name a million pages).
+    """
     if spec is None or not spec.strip():
-        return list(range(page_count))
-    selected: list[int] = []
+        spec = f"1-{page_count}"
+    spans: list[tuple[int, int]] = []
     for part in spec.split(","):
         part = part.strip()
         first, sep, last = part.partition("-")
@@ -71,8 +78,18 @@ def parse_page_range(spec: str | None, page_count: int) -> list[int]:
             raise InvalidPageRange(
                 f"page range {part!r} is past the end: the document has {page_count} page(s)"
             )
-        selected.extend(i for i in range(lo - 1, hi) if i not in selected)
-    return selected
+        spans.append((lo, hi))
+    if max_pages is not None:
+        count, end = 0, 0
+        for lo, hi in sorted(spans):  # distinct pages, counted on merged spans
+            if hi > end:
+                count += hi - max(lo, end + 1) + 1
+                end = hi
+        if count > max_pages:
+            raise TooManyPages(
+                f"{count} pages selected; the limit is {max_pages} per request (choose a range with 'pages')"
+            )
+    return list(dict.fromkeys(i for lo, hi in spans for i in range(lo - 1, hi)))
 
 
 @dataclass(frozen=True)
@@ -93,26 +110,23 @@ class Document:
         self.media_type = MEDIA_TYPES[self.kind]
         self.dpi = dpi or limits.default_dpi
         if not 36 <= self.dpi <= limits.max_dpi:
-            raise InvalidPageRange(f"dpi must be between 36 and {limits.max_dpi}, got {self.dpi}")
+            raise BadRequest(f"dpi must be between 36 and {limits.max_dpi}, got {self.dpi}")
         self._limits = limits
-        self._lock = threading.Lock()  # pdfium and PIL seek() are not thread-safe
+        # PDFium is not thread-safe even across documents; PIL's seek() is per image.
+        self._lock = _PDFIUM if self.kind == "pdf" else threading.Lock()
         self._closed = False
-        if self.kind == "pdf":
-            self._pdf = _open_pdf(data)
-            self.page_count = len(self._pdf)
-        else:
-            self._image = _open_image(data)
-            self.page_count = getattr(self._image, "n_frames", 1)
+        with self._lock, _unreadable("the document cannot be opened"):
+            if self.kind == "pdf":
+                self._pdf = _open_pdf(data)
+                self.page_count = len(self._pdf)
+            else:
+                self._image = Image.open(io.BytesIO(data))
+                self.page_count = getattr(self._image, "n_frames", 1)
         if self.page_count < 1:
             raise UnprocessableDocument("the document has no pages")
 
     def select(self, spec: str | None) -> list[int]:
-        indices = parse_page_range(spec, self.page_count)
-        if len(indices) > self._limits.max_pages:
-            raise TooManyPages(
-                f"{len(indices)} pages selected; the limit is {self._limits.max_pages} per request"
-                " (use 'pages' to choose a range)"
-            )
+        indices = parse_page_range(spec, self.page_count, self._limits.max_pages)
         for i in indices:
             self._check_pixels(i)
         return indices
@@ -134,11 +148,11 @@ class Document:
                 self._image.close()
 
     def _size(self, index: int) -> tuple[int, int]:
-        if self.kind == "pdf":
-            w_pt, h_pt = self._pdf[index].get_size()
-            scale = self.dpi / 72
-            return round(w_pt * scale), round(h_pt * scale)
-        with self._lock:
+        with self._lock, _unreadable(f"page {index + 1} cannot be read"):
+            if self.kind == "pdf":
+                w_pt, h_pt = self._pdf.get_page_size(index)
+                scale = self.dpi / 72
+                return round(w_pt * scale), round(h_pt * scale)
             self._image.seek(index)
             return self._image.size
 
@@ -151,37 +165,34 @@ class Document:
             )
 
     def _render_pdf(self, index: int) -> np.ndarray:
-        import pypdfium2 as pdfium
-
-        try:
-            bitmap = self._pdf[index].render(scale=self.dpi / 72)
-            pil = bitmap.to_pil()
-        except pdfium.PdfiumError as exc:
-            raise UnprocessableDocument(f"page {index + 1} of the PDF cannot be rendered: {exc}") from None
-        return np.ascontiguousarray(pil.convert("RGB"))
+        with _unreadable(f"page {index + 1} of the PDF cannot be rendered"):
+            pil = self._pdf[index].render(scale=self.dpi / 72).to_pil()
+            return np.ascontiguousarray(pil.convert("RGB"))
 
     def _decode_frame(self, index: int) -> np.ndarray:
-        try:
+        with _unreadable(f"image frame {index + 1} cannot be decoded"):
             self._image.seek(index)
             return _to_rgb(ImageOps.exif_transpose(self._image))
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise UnprocessableDocument(f"image frame {index + 1} cannot be decoded: {exc}") from None
+
+
+_PDFIUM = threading.RLock()
+
+
+@contextmanager
+def _unreadable(what: str) -> Iterator[None]:
+    """Decoders of untrusted bytes raise all sorts (OSError, SyntaxError, KeyError, PdfiumError...)."""
+    try:
+        yield
+    except ServeAppError:
+        raise
+    except Exception as exc:
+        raise UnprocessableDocument(f"{what}: {type(exc).__name__}: {exc}") from None
 
 
 def _open_pdf(data: bytes):  # -> pdfium.PdfDocument
     import pypdfium2 as pdfium
 
-    try:
-        return pdfium.PdfDocument(data)
-    except pdfium.PdfiumError as exc:
-        raise UnprocessableDocument(f"the PDF cannot be opened: {exc}") from None
-
-
-def _open_image(data: bytes) -> Image.Image:
-    try:
-        return Image.open(io.BytesIO(data))
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise UnprocessableDocument(f"the image cannot be decoded: {exc}") from None
+    return pdfium.PdfDocument(data)
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:

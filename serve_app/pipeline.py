@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
 from .documents import Document
 from .engines.base import Recognition, RecognizeRequest, Region
+
+T = TypeVar("T")
 
 CROP_MARGIN_PX = 4  # grow each region a little: layout boxes often clip descenders
 CROP_BORDER_PX = 10  # white border: tesseract reads text touching the edge badly
@@ -104,7 +106,7 @@ async def process_page(
         regions = detected or [whole_page]
 
     t = time.perf_counter()
-    readings = await asyncio.gather(
+    readings = await gather_or_cancel(
         *(
             recognizer.recognize(
                 RecognizeRequest(
@@ -150,10 +152,17 @@ async def process_document(
         async with gate:
             return await process_page(doc, index, options, layout, recognizer)
 
-    tasks = [asyncio.ensure_future(one(i)) for i in indices]
+    return await gather_or_cancel(*(one(i) for i in indices))
+
+
+async def gather_or_cancel(*aws: Awaitable[T]) -> list[T]:
+    """Like ``asyncio.gather``, but the first failure (or our cancellation) cancels the others,
+    so no model keeps working for a request that has already failed."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
     try:
         return list(await asyncio.gather(*tasks))
     except BaseException:
         for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         raise

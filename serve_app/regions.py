@@ -19,6 +19,7 @@ WORK_SIDE_PX = 1600  # ink analysis runs on a page scaled so that its long side 
 SPANNING_WIDTH = 0.55  # a region this share of the content width separates bands of columns
 DUPLICATE_COVER = 0.7  # a region this much inside a larger one is a duplicate detection
 LINE_CLAIM = 0.3  # a line belongs to a region holding at least this share of its area
+REGION_INSIDE = 0.6  # ... or to a region with this share of its own area inside the line
 MERGE_OVERLAP = 0.2  # text regions overlapping this much of the smaller one are merged
 KEEP_BOX = {"figure"}  # a picture's drawn area matters, not only the text found in it
 MAX_LINE_LETTERS = 6  # a blob taller than this many letters is a picture or a border
@@ -90,7 +91,8 @@ def clean_regions(regions: Sequence[Region], width: int, height: int) -> list[Re
             clipped.append(Region(bbox=box, label=r.label, score=r.score))
     kept: list[Region] = []
     for r in sorted(clipped, key=lambda r: r.area, reverse=True):
-        if all(_inter(r.bbox, k.bbox) < DUPLICATE_COVER * r.area for k in kept):
+        # A caption inside a figure is not a duplicate of it: pictures never absorb regions.
+        if all(_inter(r.bbox, k.bbox) < DUPLICATE_COVER * r.area for k in kept if k.label not in KEEP_BOX):
             kept.append(r)
     return kept
 
@@ -101,24 +103,35 @@ def snap_to_lines(regions: Sequence[Region], lines: Sequence[Box]) -> list[Regio
     claimed: dict[int, list[Box]] = {i: [] for i in range(len(regions))}
     loose: list[Box] = []
     for line in lines:
-        # Most overlap wins (of the line, or of a region that clips the line); on a tie the
-        # smaller region (a caption inside a figure box).
-        scores = [(_inter(line, r.bbox) / max(min(_area(line), r.area), 1.0), -r.area) for r in regions]
-        best = max(range(len(regions)), key=scores.__getitem__, default=-1)
-        if best >= 0 and scores[best][0] >= LINE_CLAIM:
-            claimed[best].append(line)
-        else:
+        best = _owner(line, regions)
+        if best is None:
             loose.append(line)
+        else:
+            claimed[best].append(line)
     out = []
     for i, r in enumerate(regions):
         own = claimed[i]
-        if r.label in KEEP_BOX or not own:
-            # Pictures keep their drawn area; a region with no line found keeps the model's box.
+        if r.label in KEEP_BOX or (not own and not lines):
+            # Pictures keep their drawn area; so does everything when the page showed no lines.
             out.append(Region(_union([r.bbox, *own]), r.label, r.score, tuple(own)))
-        else:
+        elif own:
             out.append(Region(_union(own), r.label, r.score, tuple(own)))
     out.extend(Region(_union(group), "text", 0.0, tuple(group)) for group in _group_lines(loose))
     return _merge_overlaps(out)
+
+
+def _owner(line: Box, regions: Sequence[Region]) -> int | None:
+    """The region holding most of the line (ties: the larger overlap, then the smaller region);
+    failing that, a region lying inside the line (a layout box that clipped it)."""
+    if not regions:
+        return None
+    area = max(_area(line), 1.0)
+    overlaps = [_inter(line, r.bbox) for r in regions]
+    best = max(range(len(regions)), key=lambda i: (overlaps[i] / area, overlaps[i], -regions[i].area))
+    if overlaps[best] / area >= LINE_CLAIM:
+        return best
+    inside = max(range(len(regions)), key=lambda i: overlaps[i] / max(regions[i].area, 1.0))
+    return inside if overlaps[inside] / max(regions[inside].area, 1.0) >= REGION_INSIDE else None
 
 
 def _merge_overlaps(regions: list[Region]) -> list[Region]:
@@ -144,24 +157,34 @@ def _merge_overlaps(regions: list[Region]) -> list[Region]:
 
 
 def _group_lines(lines: Sequence[Box]) -> list[list[Box]]:
-    """Group loose lines into blocks, until nothing more joins: words of one row (gap under three
-    line heights) and rows stacked under each other (gap under one line height, x overlapping)."""
-    groups = [[line] for line in sorted(lines, key=lambda b: (b[1], b[0]))]
-    joined = True
-    while joined:
-        joined = False
-        for i in range(len(groups)):
-            for j in range(i + 1, len(groups)):
-                if _joins(_union(groups[i]), _union(groups[j])):
-                    groups[i] += groups.pop(j)
-                    joined = True
-                    break
-            if joined:
+    """Group loose lines into blocks: words of one row and rows stacked under each other.
+    Judged line by line (never on a grown group's box, which would swallow a column gutter)."""
+    parent = list(range(len(lines)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    order = sorted(range(len(lines)), key=lambda i: lines[i][1])
+    for n, i in enumerate(order):
+        a = lines[i]
+        reach = a[3] + (a[3] - a[1])  # nothing further down than one line height can join
+        for j in order[n + 1 :]:
+            if lines[j][1] > reach:
                 break
-    return groups
+            if _joins(a, lines[j]):
+                parent[root(j)] = root(i)
+    groups: dict[int, list[Box]] = {}
+    for i in order:
+        groups.setdefault(root(i), []).append(lines[i])
+    return list(groups.values())
 
 
 def _joins(a: Box, b: Box) -> bool:
+    """Two lines of one block: the same row with a gap under three heights, or stacked with a gap
+    under one height and overlapping in x."""
     height = min(a[3] - a[1], b[3] - b[1])
     top, bottom = (a, b) if a[1] <= b[1] else (b, a)
     x_overlap = min(a[2], b[2]) - max(a[0], b[0])

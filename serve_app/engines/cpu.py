@@ -141,12 +141,14 @@ class CpuRecognizer(RecognizerEngine):
             return rapid if dominant_script(rapid.text) == "han" else reading
         if script in ("latin", "none") and conf >= self._args.clean_confidence / 100:
             if lang == "auto" and _CYRILLIC_IN_LATIN.search(text):
-                # rus+eng turns some English words into Cyrillic look-alikes; read as English.
-                text, conf = self._tesseract.read(req.image, "eng", req.whole_page)
-                return Reading(text, conf, "tesseract:eng")
+                # rus+eng turns some English words into Cyrillic look-alikes; try it as English.
+                eng_text, eng_conf = self._tesseract.read(req.image, "eng", req.whole_page)
+                if eng_conf >= conf:
+                    return Reading(eng_text, eng_conf, "tesseract:eng")
             return reading
-        if cyrillic_lang and lang != "auto":
-            return reading  # the caller said the text is Cyrillic: RapidOCR cannot read it
+        if lang not in ("auto", "eng"):
+            # The caller named the language; RapidOCR has no Cyrillic and no accented letters.
+            return reading
         rapid = self._read_rapid(req)
         return rapid if rapid.text.strip() else reading
 

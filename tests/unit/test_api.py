@@ -114,6 +114,19 @@ def test_too_large_upload(client) -> None:
     assert_problem(c.post("/v1/ocr", json=body), 413, "payload-too-large")
 
 
+def test_chunked_upload_without_length_is_cut_off_at_the_limit(client) -> None:
+    sent = []
+
+    def body():
+        for _ in range(100):
+            sent.append(1)
+            yield b"x" * 100_000
+
+    c = client(limits={"max_upload_bytes": 1000})
+    r = c.post("/v1/ocr", content=body(), headers={"content-type": "application/json"})
+    assert_problem(r, 413, "payload-too-large")
+
+
 def test_too_many_pages_and_pixels(client) -> None:
     r = client(limits={"max_pages": 1}).post(
         "/v1/ocr", files={"file": ("d.tif", _tiff(3))}, data={"pages": "1-2"}

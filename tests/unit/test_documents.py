@@ -9,6 +9,7 @@ from PIL import Image
 from serve_app.config import LimitsArgs
 from serve_app.documents import Document, parse_page_range, sniff
 from serve_app.errors import (
+    BadRequest,
     InvalidPageRange,
     PageTooLarge,
     PayloadTooLarge,
@@ -136,7 +137,7 @@ def test_pdf_pixel_limit_depends_on_dpi() -> None:
 @pytest.mark.parametrize("dpi", [10, 5000])
 def test_dpi_out_of_range(dpi: int) -> None:
     pdf = (DATA / "draft_federal_law_personal_data_p1.pdf").read_bytes()
-    with pytest.raises(InvalidPageRange):
+    with pytest.raises(BadRequest, match="dpi"):
         Document(pdf, LIMITS, dpi=dpi)
 
 
@@ -157,7 +158,42 @@ def test_unsupported_type() -> None:
     ],
 )
 def test_corrupt_documents_are_unprocessable(data: bytes) -> None:
+    """Any decoder failure is a 422, never a 500 (fuzzed bytes raise TypeError, KeyError...)."""
     with pytest.raises(UnprocessableDocument):
         doc = Document(data, LIMITS)
         doc.select(None)
         doc.render(0)
+
+
+def test_fuzzed_images_never_escape_as_other_errors() -> None:
+    rng = np.random.default_rng(0)
+    frames = [page((i * 40, 0, 0)) for i in range(3)]
+    originals = [
+        encode(frames[0], "TIFF", save_all=True, append_images=frames[1:]),
+        encode(page(), "PNG"),
+        encode(page(), "WEBP"),
+    ]
+    for original in originals:
+        for _ in range(60):
+            data = bytearray(original)
+            for pos in rng.integers(8, len(data), size=int(rng.integers(1, 6))):
+                data[pos] = int(rng.integers(0, 256))
+            try:
+                doc = Document(bytes(data), LIMITS)
+                for i in doc.select(None):
+                    doc.render(i)
+            except (UnprocessableDocument, UnsupportedMediaType, PageTooLarge):
+                pass
+
+
+def test_pdf_with_a_page_tree_that_lies_is_unprocessable() -> None:
+    data = (
+        b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+        b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 5>>endobj\n"
+        b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]>>endobj\n"
+        b"trailer<</Root 1 0 R>>\n%%EOF"
+    )
+    with pytest.raises(UnprocessableDocument):
+        doc = Document(data, LIMITS)
+        for i in doc.select(None):
+            doc.render(i)

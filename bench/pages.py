@@ -24,27 +24,10 @@ from serve_app.assemble import page_text
 from serve_app.config import AppArgs
 from serve_app.documents import Document
 from serve_app.engines import build_layout, build_recognizer
-from serve_app.engines.base import LayoutEngine, Recognition, RecognizerEngine, RecognizeRequest, Region
+from serve_app.local import LocalLayout, LocalRecognizer
 from serve_app.pipeline import Options, process_document
-from serve_app.regions import arrange
 
 DEFAULT_DIR = Path(__file__).parents[2] / "shared" / "evaldata"
-
-
-class _Layout:
-    def __init__(self, engine: LayoutEngine) -> None:
-        self.engine = engine
-
-    async def detect(self, image: np.ndarray) -> list[Region]:
-        return arrange(image, (await self.engine.detect([image]))[0])
-
-
-class _Recognizer:
-    def __init__(self, engine: RecognizerEngine) -> None:
-        self.engine = engine
-
-    async def recognize(self, request: RecognizeRequest) -> Recognition:
-        return (await self.engine.recognize([request]))[0]
 
 
 def _bare(image: np.ndarray, rapid, tess_api) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -85,7 +68,7 @@ async def main() -> None:
         doc = Document(path.read_bytes(), args.limits)
         started = time.perf_counter()
         pages = await process_document(
-            doc, [0], Options(), _Layout(layout), _Recognizer(recognizer), max_concurrent_pages=1
+            doc, [0], Options(), LocalLayout(layout), LocalRecognizer(recognizer), max_concurrent_pages=1
         )
         seconds = time.perf_counter() - started
         image = doc.render(0).image

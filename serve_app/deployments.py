@@ -22,7 +22,7 @@ from .config import AppArgs, LayoutArgs, RecognizerArgs
 from .engines import build_layout, build_recognizer
 from .engines.base import Recognition, RecognizeRequest, Region
 from .errors import ModelError, NotReady, Overloaded, ServeAppError
-from .regions import arrange
+from .local import LocalLayout, LocalRecognizer
 
 logger = logging.getLogger("ray.serve.serve_app")
 
@@ -36,14 +36,14 @@ class LayoutDeployment:
         started = time.perf_counter()
         self._engine = build_layout(args)
         self._engine.start()
+        self._layout = LocalLayout(self._engine)
         logger.info("layout model loaded in %.1f s", time.perf_counter() - started)
 
     def check_health(self) -> None:
         self._engine.check_health()
 
     async def detect(self, image: np.ndarray) -> list[Region]:
-        regions = (await self._engine.detect([image]))[0]
-        return await asyncio.to_thread(arrange, image, regions)
+        return await self._layout.detect(image)
 
     def info(self) -> dict[str, Any]:
         return asdict(self._engine.info())
@@ -54,13 +54,14 @@ class RecognizerDeployment:
         started = time.perf_counter()
         self._engine = build_recognizer(args)
         self._engine.start()
+        self._recognizer = LocalRecognizer(self._engine)
         logger.info("recognizer models loaded in %.1f s", time.perf_counter() - started)
 
     def check_health(self) -> None:
         self._engine.check_health()
 
     async def recognize(self, request: RecognizeRequest) -> Recognition:
-        return (await self._engine.recognize([request]))[0]
+        return await self._recognizer.recognize(request)
 
     def check_lang(self, lang: str) -> str:
         return self._engine.check_lang(lang)

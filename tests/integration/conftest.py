@@ -30,6 +30,13 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 120, every_s: flo
     raise TimeoutError(f"condition not met within {timeout_s} s")
 
 
+def answers_200(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def cpu_args(**overrides: dict) -> dict:
     """The embedded default's args, with per-section overrides."""
     config = yaml.safe_load((ROOT / "serve_config.cpu.yaml").read_text())
@@ -60,13 +67,7 @@ def base_url(ray_session) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     serve.run(build_app(cpu_args()), name="ocr", route_prefix="/")
 
-    def ready() -> bool:
-        try:
-            return httpx.get(url + "/ready", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(ready)
+    wait_for(lambda: answers_200(url + "/ready"))
     yield url
     serve.shutdown()
 

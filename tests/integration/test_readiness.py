@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import DATA
-from tests.integration.conftest import cpu_args, wait_for
+from tests.integration.conftest import answers_200, cpu_args, wait_for
 
 PNG = (DATA / "phototest.png").read_bytes()
 
@@ -44,13 +44,7 @@ def broken_app(base_url: str, tmp_path):
 def test_requests_get_503_while_the_recognizer_cannot_load(broken_app) -> None:
     url, missing = broken_app
 
-    def ingress_up() -> bool:
-        try:
-            return httpx.get(url + "/health", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(ingress_up)
+    wait_for(lambda: answers_200(url + "/health"))
 
     def failure_reported() -> bool:
         health = httpx.get(url + "/health", timeout=5).json()

@@ -2,43 +2,30 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from serve_app.api import Health
 from serve_app.engines.base import (
     LayoutEngine,
     Recognition,
     RecognizerEngine,
     RecognizeRequest,
-    Region,
 )
-from serve_app.regions import arrange
+from serve_app.local import LocalLayout, LocalRecognizer
 
 
-class EngineLayout:
-    def __init__(self, engine: LayoutEngine) -> None:
-        self.engine = engine
-
-    async def detect(self, image: np.ndarray) -> list[Region]:
-        return arrange(image, (await self.engine.detect([image]))[0])
-
-
-class EngineRecognizer:
-    def __init__(self, engine: RecognizerEngine) -> None:
-        self.engine = engine
-        self.calls = 0
+class CountingRecognizer(LocalRecognizer):
+    calls = 0
 
     async def recognize(self, request: RecognizeRequest) -> Recognition:
         self.calls += 1
-        return (await self.engine.recognize([request]))[0]
+        return await super().recognize(request)
 
 
 class EngineBackend:
     """The API's Backend over in-process engines: what the Serve handles do, minus Ray."""
 
     def __init__(self, layout: LayoutEngine, recognizer: RecognizerEngine) -> None:
-        self.layout = EngineLayout(layout)
-        self.recognizer = EngineRecognizer(recognizer)
+        self.layout = LocalLayout(layout)
+        self.recognizer = CountingRecognizer(recognizer)
         self._engines = {"Layout": layout, "Recognizer": recognizer}
         self.status = "ready"
 

@@ -91,8 +91,7 @@ def clean_regions(regions: Sequence[Region], width: int, height: int) -> list[Re
             clipped.append(Region(bbox=box, label=r.label, score=r.score))
     kept: list[Region] = []
     for r in sorted(clipped, key=lambda r: r.area, reverse=True):
-        # A caption inside a figure is not a duplicate of it: pictures never absorb regions.
-        if all(_inter(r.bbox, k.bbox) < DUPLICATE_COVER * r.area for k in kept if k.label not in KEEP_BOX):
+        if all(_inter(r.bbox, k.bbox) < DUPLICATE_COVER * r.area for k in kept):
             kept.append(r)
     return kept
 

@@ -32,6 +32,8 @@ ISO_TO_TESSERACT = {
 RAPIDOCR_LANGS = {"zh", "ch", "chi_sim", "chi_tra"}
 AUTO_FIRST_PASS = "rus+eng"
 MIN_CYRILLIC_CONFIDENCE = 0.6
+# English re-reading wins unless clearly less sure (a real Russian name in English text).
+ENG_MARGIN = 0.05
 CYRILLIC_TESSERACT = {"rus", "ukr", "bel", "kaz", "bul", "srp", "mkd"}
 
 Script = Literal["latin", "cyrillic", "han", "other", "none"]
@@ -143,7 +145,7 @@ class CpuRecognizer(RecognizerEngine):
             if lang == "auto" and _CYRILLIC_IN_LATIN.search(text):
                 # rus+eng turns some English words into Cyrillic look-alikes; try it as English.
                 eng_text, eng_conf = self._tesseract.read(req.image, "eng", req.whole_page)
-                if eng_conf >= conf:
+                if eng_conf >= conf - ENG_MARGIN:
                     return Reading(eng_text, eng_conf, "tesseract:eng")
             return reading
         if lang not in ("auto", "eng"):

@@ -93,14 +93,6 @@ def test_a_small_box_inside_a_paragraph_line_does_not_steal_the_line() -> None:
     assert out[0].lines == ((0, 5, 1000, 45), (0, 60, 1000, 100))
 
 
-def test_a_caption_inside_a_figure_box_survives() -> None:
-    figure = R(100, 100, 900, 900, "figure")
-    caption = R(120, 820, 880, 880, "figure_caption")
-    assert {r.label for r in clean_regions([figure, caption], 1000, 1000)} == {"figure", "figure_caption"}
-    out = snap_to_lines([figure, caption], [(130, 830, 870, 870)])
-    assert next(r for r in out if r.label == "figure_caption").lines == ((130, 830, 870, 870),)
-
-
 def test_loose_lines_of_two_columns_stay_two_blocks() -> None:
     left = [(50, 100 + 30 * i, 450, 120 + 30 * i) for i in range(10)]
     right = [(850, 100 + 30 * i, 1250, 120 + 30 * i) for i in range(10)]

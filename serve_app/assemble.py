@@ -35,7 +35,9 @@ def block_markdown(block: Block, page: int) -> str:
     if block.label in ("figure_caption", "table_caption"):
         return "*" + _one_line(block.text) + "*"
     if block.label == "table":
-        return "```text\n" + block.text.strip() + "\n```"
+        text = block.text.strip()
+        # A VLM's table is HTML (which Markdown carries as is); a CPU reader's is plain lines.
+        return text if text.startswith("<table") else "```text\n" + text + "\n```"
     if block.label == "equation":
         return "$$\n" + block.text.strip() + "\n$$"
     return _paragraph(block.text)

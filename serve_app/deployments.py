@@ -18,7 +18,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from .api import Health, create_api
-from .config import AppArgs, LayoutArgs, RecognizerArgs
+from .config import AppArgs, CpuRecognizerArgs, LayoutArgs, VllmRecognizerArgs
 from .engines import build_layout, build_recognizer
 from .engines.base import Recognition, RecognizeRequest, Region
 from .errors import ModelError, NotReady, Overloaded, ServeAppError
@@ -50,7 +50,7 @@ class LayoutDeployment:
 
 
 class RecognizerDeployment:
-    def __init__(self, args: RecognizerArgs) -> None:
+    def __init__(self, args: CpuRecognizerArgs | VllmRecognizerArgs) -> None:
         started = time.perf_counter()
         self._engine = build_recognizer(args)
         self._engine.start()

@@ -5,7 +5,7 @@ Each engine imports its heavy libraries lazily, so choosing one never imports th
 
 from __future__ import annotations
 
-from ..config import LayoutArgs, RecognizerArgs
+from ..config import CpuRecognizerArgs, LayoutArgs, VllmRecognizerArgs
 from .base import LayoutEngine, RecognizerEngine
 
 
@@ -17,9 +17,11 @@ def build_layout(args: LayoutArgs) -> LayoutEngine:
     raise ValueError(f"unknown layout engine {args.engine!r}")
 
 
-def build_recognizer(args: RecognizerArgs) -> RecognizerEngine:
-    if args.engine == "cpu":
-        from .cpu import CpuRecognizer
+def build_recognizer(args: CpuRecognizerArgs | VllmRecognizerArgs) -> RecognizerEngine:
+    if isinstance(args, VllmRecognizerArgs):
+        from .vlm import VllmRecognizer
 
-        return CpuRecognizer(args)
-    raise ValueError(f"unknown recognizer engine {args.engine!r}")
+        return VllmRecognizer(args)
+    from .cpu import CpuRecognizer
+
+    return CpuRecognizer(args)

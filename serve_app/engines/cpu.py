@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
-from ..config import RecognizerArgs
+from ..config import CpuRecognizerArgs
 from ..errors import UnsupportedLanguage
 from .base import ModelInfo, Recognition, RecognizerEngine, RecognizeRequest
 from .rapid import RapidOcrReader
@@ -72,7 +72,7 @@ class Reading:
 
 
 class CpuRecognizer(RecognizerEngine):
-    def __init__(self, args: RecognizerArgs) -> None:
+    def __init__(self, args: CpuRecognizerArgs) -> None:
         self._args = args
         self._tesseract = TesseractReader(args)
         self._rapid = RapidOcrReader(args)

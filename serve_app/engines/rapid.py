@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import LayoutArgs, RecognizerArgs
+from ..config import CpuRecognizerArgs, LayoutArgs
 from .base import LABELS, LayoutEngine, ModelInfo, ModelLoadError, Region, require_file
 
 
@@ -83,7 +83,7 @@ class RapidOcrReader:
 
     name = "rapidocr"
 
-    def __init__(self, args: RecognizerArgs) -> None:
+    def __init__(self, args: CpuRecognizerArgs) -> None:
         self._args = args
         self._ocr: Any = None
         self._lock = threading.Lock()  # ONNX already uses every core; calls queue here

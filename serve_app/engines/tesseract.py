@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import RecognizerArgs
+from ..config import CpuRecognizerArgs
 from .base import ModelLoadError
 
 
 class TesseractReader:
     name = "tesseract"
 
-    def __init__(self, args: RecognizerArgs) -> None:
+    def __init__(self, args: CpuRecognizerArgs) -> None:
         self._args = args
         self._pools: dict[str, queue.SimpleQueue] = {}
         self.languages: list[str] = []

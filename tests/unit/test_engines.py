@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serve_app.config import LayoutArgs, RecognizerArgs
+from serve_app.config import LayoutArgs, CpuRecognizerArgs
 from serve_app.engines import build_layout, build_recognizer
 from serve_app.engines.base import ModelLoadError, RecognizeRequest
 from serve_app.engines.cpu import dominant_script
@@ -101,7 +101,7 @@ def test_corrupt_layout_model_is_a_startup_error(tmp_path: Path) -> None:
 
 def test_missing_recognizer_models_are_startup_errors(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=str(tmp_path / "tessdata")):
-        build_recognizer(RecognizerArgs(tessdata_dir=tmp_path / "tessdata")).start()
+        build_recognizer(CpuRecognizerArgs(tessdata_dir=tmp_path / "tessdata")).start()
     det = tmp_path / "det.onnx"
     with pytest.raises(ModelLoadError, match=str(det)):
-        build_recognizer(RecognizerArgs(rapidocr_det_model=det)).start()
+        build_recognizer(CpuRecognizerArgs(rapidocr_det_model=det)).start()

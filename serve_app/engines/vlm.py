@@ -1,0 +1,158 @@
+"""The vLLM recognizer: a VLM engine hosted in-process (``AsyncLLM``) reading region crops.
+
+vLLM is imported only in ``start``, so this module imports on any machine. The model's prompts and
+output parsing live in a profile (``profiles.py``); this module owns the engine, sampling, the
+repetition guard and retries. A region's answer is accepted only if generation stopped by itself and
+did not loop; otherwise it is retried up the temperature ladder and, failing that, returned with an
+``error`` flag and the text cut before the loop (a flagged block, never a failed document).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..config import VllmRecognizerArgs
+from .base import ModelInfo, ModelLoadError, Recognition, RecognizerEngine, RecognizeRequest
+from .profiles import PROFILES
+
+CHECK_EVERY_TOKENS = 32  # run the repetition guard this often while a region streams
+
+
+def find_loop(text: str, min_chars: int, max_unit: int) -> int | None:
+    """Where a looping tail starts: the tail of ``text`` is one unit (1..max_unit characters)
+    repeated over at least ``min_chars``. Returns the index just after the first copy of the unit
+    that starts the loop, so ``text[:index]`` keeps one copy; None when the tail does not loop."""
+    n = len(text)
+    if n < min_chars:
+        return None
+    for unit in range(1, max_unit + 1):
+        if n < 2 * unit:
+            break
+        pattern = text[n - unit :]
+        start = n - unit
+        while start >= unit and text[start - unit : start] == pattern:
+            start -= unit
+        if n - start >= max(min_chars, 3 * unit):
+            return start + unit
+    return None
+
+
+class VllmRecognizer(RecognizerEngine):
+    def __init__(self, args: VllmRecognizerArgs) -> None:
+        self._args = args
+        self._profile = PROFILES[args.profile]()
+        self._engine: Any = None
+        self.model_name = args.served_model_name or args.model.name
+
+    def start(self) -> None:
+        model = self._args.model
+        if not (model / "config.json").is_file():
+            raise ModelLoadError(f"VLM model folder not found at {model} (no download is attempted)")
+        # Offline clusters are the norm: never reach for a hub at start or request time.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from vllm import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        a = self._args
+        extra: dict[str, Any] = {}
+        if a.gpu_memory_utilization is not None:
+            extra["gpu_memory_utilization"] = a.gpu_memory_utilization
+        if a.kv_cache_memory_bytes is not None:
+            extra["kv_cache_memory_bytes"] = a.kv_cache_memory_bytes
+        engine_args = AsyncEngineArgs(
+            model=str(model),
+            served_model_name=self.model_name,
+            dtype=a.dtype,
+            max_model_len=a.max_model_len,
+            max_num_seqs=a.max_num_seqs,
+            max_num_batched_tokens=a.max_num_batched_tokens,
+            enforce_eager=a.enforce_eager,
+            limit_mm_per_prompt={"image": 1},
+            # OCR prompts share nothing worth caching, and every crop is a new image.
+            enable_prefix_caching=False,
+            mm_processor_cache_gb=0,
+            seed=a.seed,
+            disable_log_stats=True,
+            **extra,
+        )
+        try:
+            self._engine = AsyncLLM.from_engine_args(engine_args)
+        except Exception as exc:
+            raise ModelLoadError(f"vLLM could not start the model at {model}: {exc}") from exc
+
+    def check_health(self) -> None:
+        if self._engine is None:
+            raise RuntimeError("VLM engine is not started")
+        if self._engine.errored:
+            raise RuntimeError(f"VLM engine died: {self._engine.dead_error!r}")
+
+    def check_lang(self, lang: str) -> str:
+        return (lang or "auto").strip().lower() or "auto"  # the VLM reads every script it knows
+
+    async def recognize(self, requests: Sequence[RecognizeRequest]) -> list[Recognition]:
+        return list(await asyncio.gather(*(self._recognize(r) for r in requests)))
+
+    async def _recognize(self, req: RecognizeRequest) -> Recognition:
+        from PIL import Image
+
+        self.check_health()
+        image = Image.fromarray(np.ascontiguousarray(req.image))
+        prompt = {"prompt": self._profile.prompt(req.task), "multi_modal_data": {"image": image}}
+        sampling = self._args.sampling
+        temperatures = [sampling.temperature, *sampling.retry_temperatures]
+        text, error = "", None
+        for temperature in temperatures:
+            text, error = await self._generate(prompt, req.task, temperature)
+            if error is None:
+                break
+        engine = f"vllm:{self.model_name}"
+        return Recognition(self._profile.parse(req.task, text), 1.0 if error is None else 0.0, engine, error)
+
+    async def _generate(
+        self, prompt: dict[str, Any], task: str, temperature: float
+    ) -> tuple[str, str | None]:
+        """One generation with the repetition guard: (text, None) if accepted, else (text, why)."""
+        from vllm import SamplingParams
+
+        s = self._args.sampling
+        params = SamplingParams(
+            temperature=temperature,
+            max_tokens=s.max_tokens.get(task, s.max_tokens["text"]),
+            seed=self._args.seed,
+        )
+        text, finish, checked = "", None, 0
+        request_id = uuid.uuid4().hex
+        # Leaving the loop early closes the generator, and vLLM aborts the request; so does our
+        # own cancellation (deadline, client gone).
+        async for out in self._engine.generate(prompt, params, request_id):
+            completion = out.outputs[0]
+            text, finish = completion.text, completion.finish_reason
+            if len(completion.token_ids) - checked >= CHECK_EVERY_TOKENS or finish is not None:
+                checked = len(completion.token_ids)
+                cut = find_loop(text, s.repeat_min_chars, s.repeat_max_unit)
+                if cut is not None:
+                    return text[:cut], "repetition"
+        if finish != "stop":
+            return text, f"generation stopped: {finish}"
+        return text, None
+
+    def info(self) -> ModelInfo:
+        a = self._args
+        return ModelInfo(
+            "recognizer",
+            f"vllm:{self.model_name}",
+            {"profile": a.profile, "path": str(a.model), "max_model_len": a.max_model_len,
+             "max_num_seqs": a.max_num_seqs},
+        )  # fmt: skip
+
+    def shutdown(self) -> None:
+        if self._engine is not None:
+            self._engine.shutdown()
+            self._engine = None

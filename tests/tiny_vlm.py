@@ -1,0 +1,111 @@
+"""Build a tiny, randomly initialised PaddleOCR-VL (model + tokenizer + processor) in a folder.
+
+Real architecture, real processor, real chat template, ~300k parameters: vLLM loads it on CPU and
+answers in milliseconds, so CI runs the production vLLM code path without a download. Its text
+is noise; tests assert structure, token counts and control flow, never content.
+
+    python -m tests.tiny_vlm DIR
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+SPECIAL = {
+    "pad": "<pad>",
+    "bos": "<|begin_of_sentence|>",
+    "eos": "<|end_of_sentence|>",
+    "unk": "<unk>",
+    "image": "<|IMAGE_PLACEHOLDER|>",
+    "vision_start": "<|IMAGE_START|>",
+    "vision_end": "<|IMAGE_END|>",
+    "video": "<|VIDEO_PLACEHOLDER|>",
+}
+CHAT_TEMPLATE = (
+    "<|begin_of_sentence|>{% for message in messages %}{% if message['role'] == 'user' %}User: "
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}"
+    "<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>{% elif part['type'] == 'text' %}"
+    "{{ part['text'] }}{% endif %}{% endfor %}{% endif %}\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}Assistant: {% endif %}"
+)
+
+
+def build(folder: Path) -> Path:
+    """Write the model into ``folder`` (created) and return it. Takes a few seconds."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        PaddleOCRVLConfig,
+        PaddleOCRVLForConditionalGeneration,
+        PaddleOCRVLImageProcessorPil,
+        PaddleOCRVLProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = Tokenizer(models.BPE(unk_token=SPECIAL["unk"]))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=384,
+        special_tokens=list(SPECIAL.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    corpus = ["OCR: Table Recognition: Formula Recognition: Chart Recognition: <fcel> <ecel> <nl>",
+              "Привет, мир. Hello world 0123456789 | - = + ( ) [ ] { } \\frac{a}{b}"] * 20
+    bpe.train_from_iterator(corpus, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token=SPECIAL["bos"],
+        eos_token=SPECIAL["eos"],
+        unk_token=SPECIAL["unk"],
+        pad_token=SPECIAL["pad"],
+        extra_special_tokens={
+            "image_token": SPECIAL["image"],
+            "vision_start_token": SPECIAL["vision_start"],
+            "vision_end_token": SPECIAL["vision_end"],
+            "video_token": SPECIAL["video"],
+        },
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    ids = {k: tokenizer.convert_tokens_to_ids(v) for k, v in SPECIAL.items()}
+
+    torch.manual_seed(0)
+    config = PaddleOCRVLConfig(
+        vision_config={
+            "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "patch_size": 14, "image_size": 56, "spatial_merge_size": 2,
+        },
+        text_config={
+            "vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+            "head_dim": 32, "max_position_embeddings": 4096,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 5e5, "mrope_section": [4, 6, 6]},
+            "pad_token_id": ids["pad"], "bos_token_id": ids["bos"], "eos_token_id": ids["eos"],
+        },
+        image_token_id=ids["image"],
+        video_token_id=ids["video"],
+        vision_start_token_id=ids["vision_start"],
+        vision_end_token_id=ids["vision_end"],
+        architectures=["PaddleOCRVLForConditionalGeneration"],
+    )  # fmt: skip
+    model = PaddleOCRVLForConditionalGeneration(config).to(torch.bfloat16)
+    model.save_pretrained(folder)
+    image_processor = PaddleOCRVLImageProcessorPil(
+        patch_size=14,
+        merge_size=2,
+        temporal_patch_size=1,
+        size={"shortest_edge": 56 * 56, "longest_edge": 224 * 224},
+    )
+    processor = PaddleOCRVLProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE
+    )
+    processor.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+if __name__ == "__main__":
+    print(build(Path(sys.argv[1])))

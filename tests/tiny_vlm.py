@@ -53,8 +53,10 @@ def build(folder: Path) -> Path:
         special_tokens=list(SPECIAL.values()),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    corpus = ["OCR: Table Recognition: Formula Recognition: Chart Recognition: <fcel> <ecel> <nl>",
-              "Привет, мир. Hello world 0123456789 | - = + ( ) [ ] { } \\frac{a}{b}"] * 20
+    corpus = [
+        "OCR: Table Recognition: Formula Recognition: Chart Recognition: <fcel> <ecel> <nl>",
+        "Привет, мир. Hello world 0123456789 | - = + ( ) [ ] { } \\frac{a}{b}",
+    ] * 20
     bpe.train_from_iterator(corpus, trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe,

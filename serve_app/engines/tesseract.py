@@ -24,8 +24,9 @@ class TesseractReader:
         self.version = ""
 
     def start(self) -> None:
-        # Several tesseract calls share the cores; OpenMP inside each one only slows them down.
-        os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+        # Several tesseract calls share the cores and OpenMP inside each one only slows them down:
+        # the serve configs set OMP_THREAD_LIMIT=1 in the replica's runtime_env. Not set here: a
+        # process-wide OpenMP limit would also throttle other engines in the same process (vLLM).
         tessdata = Path(self._args.tessdata_dir)
         if not tessdata.is_dir():
             raise ModelLoadError(

@@ -14,6 +14,10 @@ import yaml
 
 ROOT = Path(__file__).parents[2]
 
+# vLLM on CPU in tests: keep the engine core in-process (it starts in half the time, and a spawned
+# core under pytest can outlive a failed test). Set before anything imports vllm.
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -46,12 +46,16 @@ def run():
     """One event loop for the module, as in a replica: vLLM's output handler lives on it."""
     loop = asyncio.new_event_loop()
     yield loop.run_until_complete
+    pending = asyncio.all_tasks(loop)  # vLLM's output handler, once the engine is shut down
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     loop.close()
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_model: Path):
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # in-process engine core: half the start time
+def engine(tiny_model: Path, run):  # torn down before the loop closes
+    assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"  # set by conftest before vllm loads
     # Long tables, no loop guard, no retries: a request stays in flight long enough to cancel it.
     recognizer = build_recognizer(
         vlm_args(tiny_model, repeat_min_chars=100_000, repeat_max_unit=1, retry_temperatures=[])

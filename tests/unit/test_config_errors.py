@@ -49,3 +49,30 @@ def test_errors_pickle_with_their_fields_and_render_problem_json() -> None:
     assert body["request_id"] == "rid-1" and body["detail"] == "201 pages"
     assert isinstance(TooManyPages("x"), PayloadTooLarge)
     assert ServeAppError("x").status == 500
+
+
+def vlm_on_gpu(layout_gb: float, vlm_gb: float, **gpu) -> dict:
+    return {
+        "gpu": gpu,
+        "layout": {"gpu_budget_gb": layout_gb, "deployment": {"ray_actor_options": {"num_gpus": 0.25}}},
+        "recognizer": {
+            "engine": "vllm",
+            "model": "/models/PaddleOCR-VL",
+            "gpu_budget_gb": vlm_gb,
+            "deployment": {"ray_actor_options": {"num_gpus": 0.75}},
+        },
+    }
+
+
+def test_vllm_memory_share_is_derived_from_the_budget_and_the_whole_card() -> None:
+    args = load_args(vlm_on_gpu(2, 9, card_gb=16, limit_gb=12), environ={})
+    assert args.recognizer.gpu_memory_utilization == pytest.approx(9 / 16)
+
+
+def test_budgets_over_the_card_or_its_limit_are_refused() -> None:
+    with pytest.raises(ValidationError, match=r"layout 4 GB \+ recognizer 9 GB = 13 GB > 12 GB"):
+        load_args(vlm_on_gpu(4, 9, card_gb=16, limit_gb=12), environ={})
+    with pytest.raises(ValidationError, match="> 16 GB"):
+        load_args(vlm_on_gpu(8, 9, card_gb=16), environ={})
+    with pytest.raises(ValidationError, match="gpu.card_gb is not"):
+        load_args({**vlm_on_gpu(2, 9), "gpu": None}, environ={})

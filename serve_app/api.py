@@ -9,6 +9,7 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -20,8 +21,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .assemble import document_markdown, page_json
+from .chat import add_chat_routes, served_models
 from .config import AppArgs
 from .documents import Document
+from .engines.base import ChatReply, ChatTurn
 from .errors import (
     PROBLEM_BASE,
     BadRequest,
@@ -60,6 +63,8 @@ class Backend(Protocol):
     async def health(self) -> Health: ...
 
     async def check_lang(self, lang: str) -> str: ...
+
+    async def chat(self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float) -> ChatReply: ...
 
 
 class OcrOptions(BaseModel):
@@ -200,10 +205,18 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
             raise NotReady(f"service is {h.status}: {h.reason}")
         return {"status": "ready"}
 
-    @app.get("/v1/models", summary="The models loaded in each deployment")
+    @app.get("/v1/models", summary="The models loaded in each deployment (OpenAI-compatible list)")
     async def models() -> dict[str, Any]:
         h = await backend.health()
-        return {"object": "list", "data": list(h.models.values())}
+        chat = served_models(h.models)
+        data = [
+            {"id": chat[0] if chat and deployment == "Recognizer" else str(info.get("name")),
+             "object": "model", "owned_by": "serve_app", "deployment": deployment, **info}
+            for deployment, info in h.models.items()
+        ]  # fmt: skip
+        return {"object": "list", "data": data}
+
+    add_chat_routes(app, args, backend)
 
     @app.post(
         "/v1/ocr",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -20,7 +21,7 @@ from ray.serve.handle import DeploymentHandle
 from .api import Health, create_api
 from .config import AppArgs, CpuRecognizerArgs, LayoutArgs, VllmRecognizerArgs
 from .engines import build_layout, build_recognizer
-from .engines.base import Recognition, RecognizeRequest, Region
+from .engines.base import ChatReply, ChatTurn, Recognition, RecognizeRequest, Region
 from .errors import ModelError, NotReady, Overloaded, ServeAppError
 from .local import LocalLayout, LocalRecognizer
 
@@ -65,6 +66,9 @@ class RecognizerDeployment:
 
     def check_lang(self, lang: str) -> str:
         return self._engine.check_lang(lang)
+
+    async def chat(self, turns: list[ChatTurn], max_tokens: int, temperature: float) -> ChatReply:
+        return await self._engine.chat(turns, max_tokens, temperature)
 
     def info(self) -> dict[str, Any]:
         return asdict(self._engine.info())
@@ -121,6 +125,9 @@ class ServeBackend:
 
     async def check_lang(self, lang: str) -> str:
         return await _call(self._handles[RECOGNIZER].check_lang.remote(lang))
+
+    async def chat(self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float) -> ChatReply:
+        return await _call(self._handles[RECOGNIZER].chat.remote(list(turns), max_tokens, temperature))
 
     async def health(self) -> Health:
         async with self._lock:  # one fetch at a time; callers meanwhile share its answer

@@ -4,7 +4,9 @@
     ├── BadRequest                   400  bad-request
     │   ├── InvalidBase64            400  invalid-base64
     │   ├── InvalidPageRange         400  invalid-page-range
-    │   └── UnsupportedLanguage      400  unsupported-language
+    │   ├── UnsupportedLanguage      400  unsupported-language
+    │   └── ChatUnavailable          400  chat-unavailable
+    ├── ModelNotFound                404  model-not-found
     ├── PayloadTooLarge              413  payload-too-large
     │   ├── TooManyPages             413  too-many-pages
     │   └── PageTooLarge             413  page-too-large
@@ -61,6 +63,14 @@ class InvalidPageRange(BadRequest):
 
 class UnsupportedLanguage(BadRequest):
     type, title = "unsupported-language", "Language not available"
+
+
+class ChatUnavailable(BadRequest):
+    type, title = "chat-unavailable", "No chat model is deployed"
+
+
+class ModelNotFound(ServeAppError):
+    status, type, title = 404, "model-not-found", "Model not loaded"
 
 
 class PayloadTooLarge(ServeAppError):

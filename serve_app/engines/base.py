@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..errors import ChatUnavailable
+
 Task = Literal["text", "table", "formula", "chart"]
 
 # Our block labels (the CDLA set; other layout models map onto it).
@@ -77,6 +79,21 @@ class Recognition:
 
 
 @dataclass(frozen=True)
+class ChatTurn:
+    role: Literal["system", "user", "assistant"]
+    text: str
+    image: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     role: Literal["layout", "recognizer"]
     name: str
@@ -118,6 +135,10 @@ class RecognizerEngine(abc.ABC):
 
     @abc.abstractmethod
     async def recognize(self, requests: Sequence[RecognizeRequest]) -> list[Recognition]: ...
+
+    async def chat(self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float) -> ChatReply:
+        """A free conversation about one image; only VLM engines can."""
+        raise ChatUnavailable(f"the recognizer {self.info().name!r} is not a chat model")
 
     @abc.abstractmethod
     def info(self) -> ModelInfo: ...

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from typing import ClassVar
+
+from .base import ChatTurn
 
 
 class PaddleOcrVl:
@@ -25,6 +28,20 @@ class PaddleOcrVl:
         return (
             f"<|begin_of_sentence|>User: <|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>{ask}\nAssistant: "
         )
+
+    def chat_prompt(self, turns: Sequence[ChatTurn]) -> str:
+        """PaddleOCR-VL's chat format; a system turn is read as the start of the first user turn."""
+        prompt, system = "<|begin_of_sentence|>", ""
+        for turn in turns:
+            if turn.role == "system":
+                system += turn.text.strip() + "\n"
+            elif turn.role == "user":
+                image = "<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>" if turn.image is not None else ""
+                prompt += f"User: {image}{system}{turn.text}\n"
+                system = ""
+            else:
+                prompt += f"Assistant: {turn.text}<|end_of_sentence|>"
+        return prompt + "Assistant: "
 
     def parse(self, task: str, text: str) -> str:
         text = text.strip()

@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 
 from ..config import VllmRecognizerArgs
-from .base import ModelInfo, ModelLoadError, Recognition, RecognizerEngine, RecognizeRequest
+from .base import (
+    ChatReply,
+    ChatTurn,
+    ModelInfo,
+    ModelLoadError,
+    Recognition,
+    RecognizerEngine,
+    RecognizeRequest,
+)
 from .profiles import PROFILES
 
 CHECK_EVERY_TOKENS = 32  # run the repetition guard this often while a region streams
@@ -142,6 +150,28 @@ class VllmRecognizer(RecognizerEngine):
         if finish != "stop":
             return text, f"generation stopped: {finish}"
         return text, None
+
+    async def chat(self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float) -> ChatReply:
+        from PIL import Image
+        from vllm import SamplingParams
+
+        self.check_health()
+        prompt: dict[str, Any] = {"prompt": self._profile.chat_prompt(turns)}
+        images = [Image.fromarray(np.ascontiguousarray(t.image)) for t in turns if t.image is not None]
+        if images:
+            prompt["multi_modal_data"] = {"image": images[0]}
+        params = SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=self._args.seed)
+        final = None
+        async for out in self._engine.generate(prompt, params, uuid.uuid4().hex):
+            final = out
+        assert final is not None
+        completion = final.outputs[0]
+        return ChatReply(
+            completion.text,
+            completion.finish_reason,
+            len(final.prompt_token_ids or []),
+            len(completion.token_ids),
+        )
 
     def info(self) -> ModelInfo:
         a = self._args

@@ -106,6 +106,15 @@ def test_cancellation_aborts_the_request_inside_vllm(engine, run) -> None:
     assert (in_flight, left) == (1, 0)
 
 
+def test_chat_about_an_image_reports_token_usage(engine, run) -> None:
+    from serve_app.engines.base import ChatTurn
+
+    turns = [ChatTurn("system", "Answer briefly."), ChatTurn("user", "What is written here?", crop())]
+    reply = run(engine.chat(turns, max_tokens=12, temperature=0.0))
+    assert reply.prompt_tokens > 10 and 1 <= reply.completion_tokens <= 12
+    assert reply.finish_reason in ("stop", "length")
+
+
 def test_missing_model_folder_is_a_startup_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=str(tmp_path / "none")):
         build_recognizer(vlm_args(tmp_path / "none")).start()

@@ -63,3 +63,22 @@ def test_ocr_through_the_ingress_reaches_vllm_for_every_region(vlm_url: str) -> 
     assert body["models"]["Recognizer"].startswith("vllm:")
     models = httpx.get(vlm_url + "/v1/models", timeout=10).json()["data"]
     assert any(m["name"].startswith("vllm:") and m["detail"]["profile"] == "paddleocr-vl" for m in models)
+
+
+def test_chat_completions_answer_with_the_loaded_model_only(vlm_url: str) -> None:
+    import base64
+
+    models = httpx.get(vlm_url + "/v1/models", timeout=10).json()["data"]
+    served = next(m["id"] for m in models if m["deployment"] == "Recognizer")
+    image = "data:image/png;base64," + base64.b64encode((DATA / "phototest.png").read_bytes()).decode()
+    message = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}},
+                                           {"type": "text", "text": "OCR:"}]}  # fmt: skip
+    body = {"model": served, "messages": [message], "max_tokens": 8}
+    r = httpx.post(vlm_url + "/v1/chat/completions", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["object"] == "chat.completion" and answer["model"] == served
+    assert answer["choices"][0]["message"]["role"] == "assistant"
+    assert 1 <= answer["usage"]["completion_tokens"] <= 8
+    r = httpx.post(vlm_url + "/v1/chat/completions", json={**body, "model": "dots.ocr"}, timeout=10)
+    assert r.status_code == 404 and served in r.json()["detail"]

@@ -36,5 +36,8 @@ class EngineBackend:
         reason = "" if self.status == "ready" else "models are loading"
         return Health(self.status, reason, {}, models)  # type: ignore[arg-type]
 
+    async def chat(self, turns, max_tokens: int, temperature: float):  # type: ignore[no-untyped-def]
+        return await self._engines["Recognizer"].chat(turns, max_tokens, temperature)  # type: ignore[attr-defined]
+
     async def check_lang(self, lang: str) -> str:
         return self._engines["Recognizer"].check_lang(lang)  # type: ignore[attr-defined]

@@ -194,3 +194,29 @@ def _tiff(n: int) -> bytes:
     buf = io.BytesIO()
     frames[0].save(buf, format="TIFF", save_all=True, append_images=frames[1:])
     return buf.getvalue()
+
+
+def chat_body(**overrides) -> dict:
+    image = "data:image/png;base64," + base64.b64encode(PHOTOTEST).decode()
+    content = [
+        {"type": "text", "text": "What is written?"},
+        {"type": "image_url", "image_url": {"url": image}},
+    ]
+    return {"model": "PaddleOCR-VL", "messages": [{"role": "user", "content": content}], **overrides}
+
+
+def test_chat_needs_a_loaded_vlm_and_says_which_models_exist(client) -> None:
+    r = client().post("/v1/chat/completions", json=chat_body())
+    assert "loaded chat models: none" in assert_problem(r, 404, "model-not-found")["detail"]
+
+
+def test_chat_refuses_what_it_cannot_do(client) -> None:
+    c = client()
+    assert_problem(c.post("/v1/chat/completions", json=chat_body(stream=True)), 400, "bad-request")
+    assert_problem(c.post("/v1/chat/completions", json=chat_body(n=2)), 400, "bad-request")
+    assert_problem(c.post("/v1/chat/completions", json={"model": "x", "messages": []}), 400, "bad-request")
+
+
+def test_models_list_is_openai_shaped(client) -> None:
+    data = client().get("/v1/models").json()["data"]
+    assert all(m["object"] == "model" and m["id"] for m in data)

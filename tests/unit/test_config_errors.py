@@ -74,5 +74,5 @@ def test_budgets_over_the_card_or_its_limit_are_refused() -> None:
         load_args(vlm_on_gpu(4, 9, card_gb=16, limit_gb=12), environ={})
     with pytest.raises(ValidationError, match="> 16 GB"):
         load_args(vlm_on_gpu(8, 9, card_gb=16), environ={})
-    with pytest.raises(ValidationError, match="gpu.card_gb is not"):
+    with pytest.raises(ValidationError, match=r"gpu\.card_gb is not"):
         load_args({**vlm_on_gpu(2, 9), "gpu": None}, environ={})

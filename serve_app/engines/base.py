@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import fcntl
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +35,19 @@ TASK_BY_LABEL: dict[str, Task] = {"table": "table", "equation": "formula"}
 
 class ModelLoadError(RuntimeError):
     """A model file is missing or unreadable; raised at start-up, never at request time."""
+
+
+@contextmanager
+def one_start_at_a_time(lock_dir: Path | None = None) -> Iterator[None]:
+    """Engines on one machine start one after another: vLLM sizes its KV cache from the GPU memory
+    that is free when it starts, so two engines starting together would both count the same bytes."""
+    path = (lock_dir or Path(tempfile.gettempdir())) / "serve_app-engine-start.lock"
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def require_file(path: Path, what: str) -> Path:

@@ -26,6 +26,7 @@ from .base import (
     Recognition,
     RecognizerEngine,
     RecognizeRequest,
+    one_start_at_a_time,
 )
 from .profiles import PROFILES
 
@@ -91,7 +92,8 @@ class VllmRecognizer(RecognizerEngine):
             **extra,
         )
         try:
-            self._engine = AsyncLLM.from_engine_args(engine_args)
+            with one_start_at_a_time():
+                self._engine = AsyncLLM.from_engine_args(engine_args)
         except Exception as exc:
             raise ModelLoadError(f"vLLM could not start the model at {model}: {exc}") from exc
 

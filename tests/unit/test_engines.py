@@ -105,3 +105,27 @@ def test_missing_recognizer_models_are_startup_errors(tmp_path: Path) -> None:
     det = tmp_path / "det.onnx"
     with pytest.raises(ModelLoadError, match=str(det)):
         build_recognizer(CpuRecognizerArgs(rapidocr_det_model=det)).start()
+
+
+def test_engine_starts_on_one_machine_are_serialised(tmp_path: Path) -> None:
+    import itertools
+    import threading
+    import time
+
+    from serve_app.engines.base import one_start_at_a_time
+
+    spans: list[tuple[float, float]] = []
+
+    def start() -> None:
+        with one_start_at_a_time(tmp_path):
+            begin = time.monotonic()
+            time.sleep(0.2)
+            spans.append((begin, time.monotonic()))
+
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spans.sort()
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))

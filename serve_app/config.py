@@ -105,6 +105,8 @@ class VllmRecognizerArgs(_Strict):
     max_num_seqs: int = Field(128, ge=1)
     max_num_batched_tokens: int = Field(16384, ge=256)
     enforce_eager: bool = False
+    # The official PaddleOCR-VL folder ships its processor as remote code (vLLM's recipe passes it).
+    trust_remote_code: bool = False
     # GPU memory for this engine. vLLM's gpu_memory_utilization is a share of the WHOLE card, not of
     # the deployment's num_gpus fraction: it is derived as gpu_budget_gb / gpu.card_gb.
     gpu_budget_gb: float | None = Field(None, gt=0)

@@ -83,6 +83,7 @@ class VllmRecognizer(RecognizerEngine):
             max_num_seqs=a.max_num_seqs,
             max_num_batched_tokens=a.max_num_batched_tokens,
             enforce_eager=a.enforce_eager,
+            trust_remote_code=a.trust_remote_code,
             limit_mm_per_prompt={"image": 1},
             # OCR prompts share nothing worth caching, and every crop is a new image.
             enable_prefix_caching=False,

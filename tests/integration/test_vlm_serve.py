@@ -79,6 +79,6 @@ def test_chat_completions_answer_with_the_loaded_model_only(vlm_url: str) -> Non
     answer = r.json()
     assert answer["object"] == "chat.completion" and answer["model"] == served
     assert answer["choices"][0]["message"]["role"] == "assistant"
-    assert 1 <= answer["usage"]["completion_tokens"] <= 8
+    assert answer["usage"]["completion_tokens"] in range(1, 9)
     r = httpx.post(vlm_url + "/v1/chat/completions", json={**body, "model": "dots.ocr"}, timeout=10)
     assert r.status_code == 404 and served in r.json()["detail"]

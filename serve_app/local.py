@@ -16,8 +16,10 @@ class LocalLayout:
         self.engine = engine
 
     async def detect(self, image: np.ndarray) -> list[Region]:
-        """The model's regions, rebuilt from the page's text lines, in reading order."""
+        """Regions in reading order: the model's own order, or rebuilt from the page's text lines."""
         regions = (await self.engine.detect([image]))[0]
+        if self.engine.ordered:
+            return regions
         return await asyncio.to_thread(arrange, image, regions)
 
 

@@ -5,16 +5,18 @@ Each engine imports its heavy libraries lazily, so choosing one never imports th
 
 from __future__ import annotations
 
-from ..config import CpuRecognizerArgs, LayoutArgs, VllmRecognizerArgs
+from ..config import CpuRecognizerArgs, PaddleLayoutArgs, RapidLayoutArgs, VllmRecognizerArgs
 from .base import LayoutEngine, RecognizerEngine
 
 
-def build_layout(args: LayoutArgs) -> LayoutEngine:
-    if args.engine == "rapid_layout":
-        from .rapid import RapidLayoutEngine
+def build_layout(args: RapidLayoutArgs | PaddleLayoutArgs) -> LayoutEngine:
+    if isinstance(args, PaddleLayoutArgs):
+        from .paddle import PaddleLayoutEngine
 
-        return RapidLayoutEngine(args)
-    raise ValueError(f"unknown layout engine {args.engine!r}")
+        return PaddleLayoutEngine(args)
+    from .rapid import RapidLayoutEngine
+
+    return RapidLayoutEngine(args)
 
 
 def build_recognizer(args: CpuRecognizerArgs | VllmRecognizerArgs) -> RecognizerEngine:

@@ -29,8 +29,9 @@ LABELS = (
     "footer",
     "reference",
     "equation",
+    "chart",
 )
-TASK_BY_LABEL: dict[str, Task] = {"table": "table", "equation": "formula"}
+TASK_BY_LABEL: dict[str, Task] = {"table": "table", "equation": "formula", "chart": "chart"}
 
 
 class ModelLoadError(RuntimeError):
@@ -118,6 +119,10 @@ class ModelInfo:
 
 class LayoutEngine(abc.ABC):
     """Page images -> regions. ``__init__`` is cheap; ``start`` loads the model."""
+
+    # True when the model itself returns tight boxes in reading order (PP-DocLayoutV2's pointer
+    # head); False when regions must be rebuilt from the page's lines and ordered (regions.py).
+    ordered: bool = False
 
     @abc.abstractmethod
     def start(self) -> None: ...

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import CpuRecognizerArgs, LayoutArgs
+from ..config import CpuRecognizerArgs, RapidLayoutArgs
 from .base import LABELS, LayoutEngine, ModelInfo, ModelLoadError, Region, require_file
 
 
@@ -25,7 +25,7 @@ def _package_dir(package: str) -> Path:
 class RapidLayoutEngine(LayoutEngine):
     MODEL_TYPE = "pp_layout_cdla"
 
-    def __init__(self, args: LayoutArgs) -> None:
+    def __init__(self, args: RapidLayoutArgs) -> None:
         self._args = args
         self._model: Any = None
         self._lock = threading.Lock()

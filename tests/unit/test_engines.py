@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serve_app.config import CpuRecognizerArgs, LayoutArgs
+from serve_app.config import CpuRecognizerArgs, RapidLayoutArgs
 from serve_app.engines import build_layout, build_recognizer
 from serve_app.engines.base import ModelLoadError, RecognizeRequest
 from serve_app.engines.cpu import dominant_script
@@ -85,7 +85,7 @@ def test_rapidocr_lines_come_out_in_rows() -> None:
 
 def test_missing_layout_model_is_a_startup_error_naming_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "layout.onnx"
-    engine = build_layout(LayoutArgs(model_path=missing))
+    engine = build_layout(RapidLayoutArgs(model_path=missing))
     with pytest.raises(ModelLoadError, match=str(missing)):
         engine.start()
     with pytest.raises(RuntimeError):
@@ -96,7 +96,7 @@ def test_corrupt_layout_model_is_a_startup_error(tmp_path: Path) -> None:
     bad = tmp_path / "layout.onnx"
     bad.write_bytes(b"not an onnx model")
     with pytest.raises(ModelLoadError, match=str(bad)):
-        build_layout(LayoutArgs(model_path=bad)).start()
+        build_layout(RapidLayoutArgs(model_path=bad)).start()
 
 
 def test_missing_recognizer_models_are_startup_errors(tmp_path: Path) -> None:

@@ -1,0 +1,91 @@
+"""PP-DocLayoutV2 (or V3) layout through paddleocr's ``LayoutDetection``; paddle is imported in ``start``.
+
+The model's boxes come back in reading order (its pointer head sorts them; paddlex
+``layout_analysis/processors.py``), each ``{cls_id, label, score, coordinate: [x1, y1, x2, y2]}`` in
+input-image pixels. See docs/research/gpu-engines.md for the sources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..config import PaddleLayoutArgs
+from .base import LayoutEngine, ModelInfo, ModelLoadError, Region, require_file
+
+# PP-DocLayoutV2/V3's 25 labels -> ours. The PaddleOCR-VL pipeline reads everything with "OCR:" but
+# tables, formulas (not formula numbers) and charts, and skips pictures; our labels carry that.
+LABEL_MAP = {
+    "abstract": "text", "algorithm": "text", "aside_text": "text", "chart": "chart", "content": "text",
+    "display_formula": "equation", "doc_title": "title", "figure_title": "figure_caption",
+    "footer": "footer", "footer_image": "figure", "footnote": "footer", "formula_number": "text",
+    "header": "header", "header_image": "figure", "image": "figure", "inline_formula": "equation",
+    "number": "footer", "paragraph_title": "title", "reference": "reference",
+    "reference_content": "reference", "seal": "figure", "table": "table", "text": "text",
+    "vertical_text": "text", "vision_footnote": "footer",
+}  # fmt: skip
+
+
+def regions_from_result(result: Any) -> list[Region]:
+    """One ``LayoutDetection.predict`` result (a dict-like with ``boxes``) -> regions, list order kept."""
+    regions = []
+    for box in result["boxes"]:
+        x0, y0, x1, y1 = (float(v) for v in box["coordinate"])
+        label = LABEL_MAP.get(str(box["label"]), "text")
+        regions.append(Region(bbox=(x0, y0, x1, y1), label=label, score=float(box["score"])))
+    return regions
+
+
+class PaddleLayoutEngine(LayoutEngine):
+    ordered = True
+
+    def __init__(self, args: PaddleLayoutArgs) -> None:
+        self._args = args
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        model_dir = self._args.model_dir
+        require_file(model_dir / "inference.yml", f"{self._args.model_name} layout")
+        # Local folder only: no model-source probing, no download.
+        os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
+        try:
+            from paddleocr import LayoutDetection
+        except ImportError as exc:
+            raise ModelLoadError("paddleocr is not installed (pip install '.[gpu]')") from exc
+        try:
+            self._model = LayoutDetection(
+                model_name=self._args.model_name,
+                model_dir=str(model_dir),
+                device=self._args.device,
+                threshold=dict(self._args.threshold),
+                layout_nms=self._args.layout_nms,
+            )
+        except Exception as exc:
+            raise ModelLoadError(f"layout model at {model_dir} cannot be loaded: {exc}") from exc
+
+    def check_health(self) -> None:
+        if self._model is None:
+            raise RuntimeError("layout model is not loaded")
+
+    async def detect(self, images: Sequence[np.ndarray]) -> list[list[Region]]:
+        self.check_health()
+        # paddlex reads ndarrays as BGR (cv2 order); ours are RGB.
+        bgr = [np.ascontiguousarray(image[:, :, ::-1]) for image in images]
+
+        def run() -> list[list[Region]]:
+            with self._lock:
+                results = self._model.predict(bgr, batch_size=self._args.batch_size)
+            return [regions_from_result(r) for r in results]
+
+        return await asyncio.to_thread(run)
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            "layout", f"paddle:{self._args.model_name}", {"path": str(self._args.model_dir), "ordered": True}
+        )

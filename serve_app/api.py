@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .assemble import document_markdown, page_json
+from .bodies import bad_request, read_bounded
 from .chat import add_chat_routes, served_models
 from .config import AppArgs
 from .documents import Document
@@ -298,10 +299,7 @@ async def _read_request(request: Request, args: AppArgs) -> tuple[bytes, Options
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     # Refuse what cannot fit before reading it: base64 adds a third, framing and options little.
     ceiling = (limit * 4 // 3 if ctype == "application/json" else limit) + 1024 * 1024
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > ceiling:
-        raise PayloadTooLarge(f"request body is {declared} bytes; the document limit is {limit}")
-    await _read_body(request, ceiling)  # also bounds chunked bodies, which carry no length
+    await read_bounded(request, ceiling)
     if ctype == "multipart/form-data":
         form = await request.form(max_files=1, max_fields=16)
         upload = form.get("file")
@@ -312,12 +310,12 @@ async def _read_request(request: Request, args: AppArgs) -> tuple[bytes, Options
         try:
             opts = OcrOptions.model_validate(fields)
         except ValidationError as exc:
-            raise BadRequest(_errors(exc)) from None
+            raise bad_request(exc) from None
     elif ctype == "application/json":
         try:
             body = OcrJsonRequest.model_validate_json(await request.body())
         except ValidationError as exc:
-            raise BadRequest(_errors(exc)) from None
+            raise bad_request(exc) from None
         try:
             data = base64.b64decode(body.file, validate=True)
         except (binascii.Error, ValueError):
@@ -330,19 +328,3 @@ async def _read_request(request: Request, args: AppArgs) -> tuple[bytes, Options
     if len(data) > limit:
         raise PayloadTooLarge(f"document is {len(data)} bytes; the limit is {limit}")
     return data, Options(opts.pages, opts.dpi, opts.layout, opts.lang), opts.timeout_s
-
-
-async def _read_body(request: Request, ceiling: int) -> None:
-    """Read the body once, refusing it as soon as it passes ``ceiling``; Starlette's ``form()`` and
-    ``body()`` then read the cached bytes."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > ceiling:
-            raise PayloadTooLarge(f"request body passed {ceiling} bytes; the document limit is lower")
-        chunks.append(chunk)
-    request._body = b"".join(chunks)  # Starlette's own cache of the body
-
-
-def _errors(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())

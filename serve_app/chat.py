@@ -16,6 +16,7 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .bodies import bad_request, read_bounded
 from .config import AppArgs
 from .documents import Document
 from .engines.base import ChatTurn
@@ -69,11 +70,12 @@ def add_chat_routes(app: FastAPI, args: AppArgs, backend: Any) -> None:
         summary="OpenAI-compatible chat about an image (non-streaming), answered by the VLM",
     )
     async def chat_completions(request: Request) -> dict[str, Any]:
+        # An image is at most max_upload_bytes, base64 adds a third; the text around it is small.
+        raw = await read_bounded(request, args.limits.max_upload_bytes * 4 // 3 + 1024 * 1024)
         try:
-            body = ChatRequest.model_validate_json(await request.body())
+            body = ChatRequest.model_validate_json(raw)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise BadRequest(problems) from None
+            raise bad_request(exc) from None
         if body.stream:
             raise BadRequest('streaming is not supported yet: send "stream": false')
         health = await backend.health()

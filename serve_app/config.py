@@ -81,14 +81,19 @@ class PaddleLayoutArgs(_Strict):
     deployment: DeploymentOptions = DeploymentOptions()
 
 
-def _engine_of_layout(value: Any) -> str:
-    engine = value.get("engine", "rapid_layout") if isinstance(value, dict) else getattr(value, "engine", "")
-    return str(engine or "rapid_layout")
+def _engine_tag(default: str) -> Discriminator:
+    """A section's engine argument set, chosen by its `engine` key (``default`` when absent)."""
+
+    def tag(value: Any) -> str:
+        engine = value.get("engine") if isinstance(value, dict) else getattr(value, "engine", None)
+        return str(engine or default)
+
+    return Discriminator(tag)
 
 
 LayoutArgs = Annotated[
     Annotated[RapidLayoutArgs, Tag("rapid_layout")] | Annotated[PaddleLayoutArgs, Tag("paddle")],
-    Discriminator(_engine_of_layout),
+    _engine_tag("rapid_layout"),
 ]
 
 
@@ -149,15 +154,10 @@ class VllmRecognizerArgs(_Strict):
     deployment: DeploymentOptions = DeploymentOptions(max_ongoing_requests=128)
 
 
-def _engine_of(value: Any) -> str:
-    engine = value.get("engine", "cpu") if isinstance(value, dict) else getattr(value, "engine", "cpu")
-    return str(engine)
-
-
 # The recognizer section is one of the engines' argument sets, chosen by `engine` (default: cpu).
 RecognizerArgs = Annotated[
     Annotated[CpuRecognizerArgs, Tag("cpu")] | Annotated[VllmRecognizerArgs, Tag("vllm")],
-    Discriminator(_engine_of),
+    _engine_tag("cpu"),
 ]
 
 

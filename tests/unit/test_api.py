@@ -220,3 +220,10 @@ def test_chat_refuses_what_it_cannot_do(client) -> None:
 def test_models_list_is_openai_shaped(client) -> None:
     data = client().get("/v1/models").json()["data"]
     assert all(m["object"] == "model" and m["id"] for m in data)
+
+
+def test_chat_body_is_bounded_like_uploads(client) -> None:
+    body = chat_body()
+    body["messages"][0]["content"][0]["text"] = "x" * (2 * 1024 * 1024)  # past 1000 * 4/3 + 1 MiB
+    r = client(limits={"max_upload_bytes": 1000}).post("/v1/chat/completions", json=body)
+    assert_problem(r, 413, "payload-too-large")

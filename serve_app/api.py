@@ -55,7 +55,9 @@ class Backend(Protocol):
     """What the API needs from the world behind it (Serve handles in production)."""
 
     @property
-    def layout(self) -> LayoutClient: ...
+    def layout(self) -> LayoutClient | None:
+        """None when the recognizer lays out whole pages itself."""
+        ...
 
     @property
     def recognizer(self) -> RecognizerClient: ...
@@ -74,7 +76,10 @@ class OcrOptions(BaseModel):
     dpi: int | None = Field(
         None, ge=36, le=1200, strict=False, description="PDF render resolution; the config default if empty"
     )
-    layout: bool = Field(True, description="false: read each page as one text region")
+    layout: bool = Field(
+        True,
+        description="false: read each page as one region (always so with a recognizer that lays out pages)",
+    )
     lang: str = Field("auto", description="'auto', ISO codes ('ru', 'en', 'ru+en', 'zh') or tesseract codes")
     timeout_s: float | None = Field(
         None, gt=0, le=3600, description="deadline in seconds; the configured default if empty"

@@ -24,9 +24,16 @@ from .deployments import (
 
 def build_app(args: dict[str, Any] | None = None) -> Application:
     config: AppArgs = load_args(args or {})
-    layout = serve.deployment(name=LAYOUT, **config.layout.deployment.serve_options())(LayoutDeployment)
+    # A recognizer that lays out whole pages itself (dots.ocr) needs no Layout deployment.
+    layout = (
+        serve.deployment(name=LAYOUT, **config.layout.deployment.serve_options())(LayoutDeployment).bind(
+            config.layout
+        )
+        if config.uses_layout
+        else None
+    )
     recognizer = serve.deployment(name=RECOGNIZER, **config.recognizer.deployment.serve_options())(
         RecognizerDeployment
     )
     ingress = serve.deployment(name=INGRESS, **config.ingress.deployment.serve_options())(IngressDeployment)
-    return ingress.bind(layout.bind(config.layout), recognizer.bind(config.recognizer), config)
+    return ingress.bind(layout, recognizer.bind(config.recognizer), config)

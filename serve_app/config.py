@@ -119,7 +119,7 @@ class SamplingArgs(_Strict):
     temperature: float = Field(0.0, ge=0)
     # Per task: a table of many cells needs far more tokens than a line of text.
     max_tokens: dict[str, int] = Field(
-        default_factory=lambda: {"text": 1024, "table": 4096, "formula": 1024, "chart": 2048}
+        default_factory=lambda: {"text": 1024, "table": 4096, "formula": 1024, "chart": 2048, "page": 8192}
     )
     # Repetition guard: a tail of at least this many characters made of one repeated unit.
     repeat_min_chars: int = Field(200, ge=20)
@@ -128,12 +128,27 @@ class SamplingArgs(_Strict):
     retry_temperatures: list[float] = Field(default_factory=lambda: [0.3])
 
 
+# Profiles whose model lays out a whole page itself: no Layout deployment is used with them.
+PAGE_PROFILES = {"dots.ocr"}
+PROMPT_KEYS = {"text", "table", "formula", "chart", "page"}
+
+
 class VllmRecognizerArgs(_Strict):
-    """vLLM in-process (AsyncLLM) reading region crops; the model folder must exist locally."""
+    """vLLM in-process (AsyncLLM); the model folder must exist locally."""
 
     engine: Literal["vllm"]
     model: Path
-    profile: Literal["paddleocr-vl"] = "paddleocr-vl"
+    profile: Literal["paddleocr-vl", "dots.ocr", "qwen-vl"] = "paddleocr-vl"
+    # Read whole pages (one request a page, no Layout deployment) instead of layout regions.
+    # None: the profile's way (dots.ocr reads pages; the others read regions).
+    whole_page: bool | None = None
+    # Instructions by task (text, table, formula, chart, page) over the profile's own; meant for
+    # qwen-vl. PaddleOCR-VL and dots.ocr read best with the prompts they were trained on.
+    prompts: dict[str, str] = Field(default_factory=dict)
+    # Pictures are not sent to the VLM (as in PaddleOCR-VL); true reads any text in them.
+    read_figures: bool = False
+    # Largest image sent, in pixels (dots.ocr: 11289600, its processor's limit).
+    max_pixels: int | None = Field(None, ge=3136)
     served_model_name: str | None = None
     dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "bfloat16"
     max_model_len: int = Field(8192, ge=256)
@@ -142,6 +157,9 @@ class VllmRecognizerArgs(_Strict):
     enforce_eager: bool = False
     # The official PaddleOCR-VL folder ships its processor as remote code (vLLM's recipe passes it).
     trust_remote_code: bool = False
+    # "dummy": random weights of the model's shape (no weight files needed): for measuring memory
+    # and speed before the weights arrive, and for CI. Never for reading documents.
+    load_format: Literal["auto", "safetensors", "dummy"] = "auto"
     # GPU memory for this engine. vLLM's gpu_memory_utilization is a share of the WHOLE card, not of
     # the deployment's num_gpus fraction: it is derived as gpu_budget_gb / gpu.card_gb.
     gpu_budget_gb: float | None = Field(None, gt=0)
@@ -152,6 +170,19 @@ class VllmRecognizerArgs(_Strict):
     start_timeout_s: float = Field(900.0, gt=0)
     sampling: SamplingArgs = SamplingArgs()
     deployment: DeploymentOptions = DeploymentOptions(max_ongoing_requests=128)
+
+    @model_validator(mode="after")
+    def _page_mode_fits_the_profile(self) -> VllmRecognizerArgs:
+        if self.profile in PAGE_PROFILES and self.whole_page is False:
+            raise ValueError(f"profile {self.profile} reads whole pages only; whole_page: false cannot be")
+        unknown = set(self.prompts) - PROMPT_KEYS
+        if unknown:
+            raise ValueError(f"unknown prompt keys {sorted(unknown)}; use {sorted(PROMPT_KEYS)}")
+        return self
+
+    @property
+    def reads_pages(self) -> bool:
+        return self.whole_page if self.whole_page is not None else self.profile in PAGE_PROFILES
 
 
 # The recognizer section is one of the engines' argument sets, chosen by `engine` (default: cpu).
@@ -192,6 +223,11 @@ class AppArgs(_Strict):
     limits: LimitsArgs = LimitsArgs()
     gpu: GpuArgs | None = None
 
+    @property
+    def uses_layout(self) -> bool:
+        """False when the recognizer lays out whole pages itself: no Layout deployment then."""
+        return not (isinstance(self.recognizer, VllmRecognizerArgs) and self.recognizer.reads_pages)
+
     @model_validator(mode="after")
     def _budgets_fit_the_card(self) -> AppArgs:
         budgets = gpu_budgets(self)
@@ -211,7 +247,8 @@ class AppArgs(_Strict):
 def gpu_budgets(args: AppArgs) -> dict[str, float]:
     """GPU budgets (GB) of the deployments that hold a GPU share."""
     out = {}
-    for name, section in (("layout", args.layout), ("recognizer", args.recognizer)):
+    sections = (("layout", args.layout), ("recognizer", args.recognizer))
+    for name, section in sections if args.uses_layout else sections[1:]:
         budget = getattr(section, "gpu_budget_gb", None)
         if budget is not None and section.deployment.ray_actor_options.get("num_gpus", 0) > 0:
             out[name] = budget

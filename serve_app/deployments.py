@@ -115,9 +115,11 @@ class _RecognizerClient:
 class ServeBackend:
     """Readiness comes from Serve's own deployment status, not from ``/-/healthz``."""
 
-    def __init__(self, layout: DeploymentHandle, recognizer: DeploymentHandle) -> None:
-        self._handles = {LAYOUT: layout, RECOGNIZER: recognizer}
-        self.layout = _LayoutClient(layout)
+    def __init__(self, layout: DeploymentHandle | None, recognizer: DeploymentHandle) -> None:
+        self._handles = {RECOGNIZER: recognizer}
+        if layout is not None:
+            self._handles = {LAYOUT: layout, **self._handles}
+        self.layout = None if layout is None else _LayoutClient(layout)
         self.recognizer = _RecognizerClient(recognizer)
         self._models: dict[str, Any] = {}
         self._cached: tuple[float, Health] | None = None
@@ -150,7 +152,7 @@ class ServeBackend:
         deployments: dict[str, Any] = {}
         waiting: list[str] = []
         broken: list[str] = []
-        for name in (LAYOUT, RECOGNIZER):
+        for name in self._handles:
             d = app.deployments.get(name)
             # Keys are typed ReplicaState but arrive as plain strings over the wire.
             replicas = {str(getattr(k, "value", k)): v for k, v in d.replica_states.items()} if d else {}
@@ -174,7 +176,7 @@ class ServeBackend:
 
 @serve.ingress()
 class IngressDeployment:
-    def __init__(self, layout: DeploymentHandle, recognizer: DeploymentHandle, args: AppArgs):
+    def __init__(self, layout: DeploymentHandle | None, recognizer: DeploymentHandle, args: AppArgs):
         self._args = args
         self._backend = ServeBackend(layout, recognizer)
 

@@ -88,9 +88,10 @@ async def process_page(
     doc: Document,
     index: int,
     options: Options,
-    layout: LayoutClient,
+    layout: LayoutClient | None,
     recognizer: RecognizerClient,
 ) -> PageResult:
+    """``layout`` None: the recognizer reads whole pages and lays them out itself (dots.ocr)."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
     page = await asyncio.to_thread(doc.render, index)
@@ -99,7 +100,7 @@ async def process_page(
     whole_page = Region(bbox=(0.0, 0.0, float(w), float(h)), label="text", score=1.0)
 
     regions: Sequence[Region] = [whole_page]
-    if options.layout:
+    if options.layout and layout is not None:
         t = time.perf_counter()
         detected = await layout.detect(page.image)
         timings["layout"] = _ms(t)
@@ -120,18 +121,27 @@ async def process_page(
         )
     )
     timings["recognize"] = _ms(t)
+    # A whole-page reader's own blocks stand for its page region; other readings are one block each.
+    parts = [
+        (label, bbox, score, text, rec)
+        for r, rec in zip(regions, readings, strict=True)
+        for label, bbox, score, text in (
+            [(b.label, b.bbox, rec.confidence, b.text) for b in rec.blocks]
+            or [(r.label, r.bbox, r.score, rec.text)]
+        )
+    ]
     blocks = [
         Block(
             order=i,
-            label=r.label,
-            bbox=tuple(round(v, 1) for v in r.bbox),  # type: ignore[arg-type]
-            score=round(r.score, 4),
-            text=rec.text,
+            label=label,
+            bbox=tuple(round(v, 1) for v in bbox),  # type: ignore[arg-type]
+            score=round(score, 4),
+            text=text,
             engine=rec.engine,
             confidence=round(rec.confidence, 4),
             error=rec.error,
         )
-        for i, (r, rec) in enumerate(zip(regions, readings, strict=True))
+        for i, (label, bbox, score, text, rec) in enumerate(parts)
     ]
     timings["total"] = _ms(start)
     return PageResult(page=index + 1, width=w, height=h, blocks=blocks, timings_ms=timings)
@@ -141,7 +151,7 @@ async def process_document(
     doc: Document,
     indices: Sequence[int],
     options: Options,
-    layout: LayoutClient,
+    layout: LayoutClient | None,
     recognizer: RecognizerClient,
     max_concurrent_pages: int,
 ) -> list[PageResult]:

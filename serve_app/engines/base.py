@@ -15,7 +15,9 @@ import numpy as np
 
 from ..errors import ChatUnavailable
 
-Task = Literal["text", "table", "formula", "chart"]
+# What to ask of a region. "figure": a picture; CPU readers read any text in it, a VLM skips it
+# unless configured to read it (as PaddleOCR-VL does).
+Task = Literal["text", "table", "formula", "chart", "figure"]
 
 # Our block labels (the CDLA set; other layout models map onto it).
 LABELS = (
@@ -31,7 +33,9 @@ LABELS = (
     "equation",
     "chart",
 )
-TASK_BY_LABEL: dict[str, Task] = {"table": "table", "equation": "formula", "chart": "chart"}
+TASK_BY_LABEL: dict[str, Task] = {
+    "table": "table", "equation": "formula", "chart": "chart", "figure": "figure",
+}  # fmt: skip
 
 
 class ModelLoadError(RuntimeError):
@@ -88,11 +92,22 @@ class RecognizeRequest:
 
 
 @dataclass(frozen=True)
+class ReadBlock:
+    """One block of a reader that lays out a whole page itself (dots.ocr)."""
+
+    bbox: Box  # in the pixels of the image it was given
+    label: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Recognition:
     text: str
     confidence: float  # 0..1, the reader's own score
     engine: str  # which reader produced the text, e.g. "tesseract:eng", "rapidocr"
     error: str | None = None
+    # A whole-page reader's own blocks, in reading order; empty for readers of single regions.
+    blocks: tuple[ReadBlock, ...] = ()
 
 
 @dataclass(frozen=True)

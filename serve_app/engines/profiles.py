@@ -1,58 +1,284 @@
 """VLM model profiles: how to ask a model for each task and how to read its answer. One class each.
 
-PaddleOCR-VL-0.9B (PaddlePaddle/PaddleOCR-VL): one request per layout region with the task prompt
-after the image, in its own chat format; tables come back in OTSL, formulas in LaTeX.
+- ``paddleocr-vl`` (PaddlePaddle/PaddleOCR-VL-0.9B): one request per layout region with the task
+  prompt it was trained on; tables come back in OTSL (turned into HTML), formulas in LaTeX.
+- ``dots.ocr`` (rednote-hilab/dots.ocr): the whole page in one request with its layout-all prompt;
+  the answer is a JSON list of blocks (bbox, category, text) in the coordinates of the image it saw.
+- ``qwen-vl`` (Qwen2.5-VL / Qwen3-VL): a plain instruction per region or per page, from config.
+
+Prompts are written in each model's own chat format (``ChatFormat``), exactly as its chat template
+renders them; vLLM expands the image placeholder into the image's tokens.
 """
 
 from __future__ import annotations
 
 import html
+import json
+import math
 import re
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from .base import ChatTurn
+from .base import Box, ChatTurn, ReadBlock
 
 
-class PaddleOcrVl:
+@dataclass(frozen=True)
+class ChatFormat:
+    image: str  # the placeholder vLLM expands into the image's tokens
+    user: str  # "{image}" and "{text}" are filled in
+    assistant: str  # a past assistant turn
+    generation: str  # what opens the answer
+    begin: str = ""
+    # None: the model has no system role; system text is put before the first user turn's text.
+    system: str | None = None
+
+    def render(self, turns: Sequence[ChatTurn]) -> str:
+        out, pending = self.begin, ""
+        for turn in turns:
+            if turn.role == "system":
+                if self.system is None:
+                    pending += turn.text.strip() + "\n"
+                else:
+                    out += self.system.format(text=turn.text)
+            elif turn.role == "user":
+                image = self.image if turn.image is not None else ""
+                out += self.user.format(image=image, text=pending + turn.text)
+                pending = ""
+            else:
+                out += self.assistant.format(text=turn.text)
+        return out + self.generation
+
+    def ask(self, text: str) -> str:
+        """One user turn with the image and ``text``, then the start of the answer."""
+        return self.begin + self.user.format(image=self.image, text=text) + self.generation
+
+
+@dataclass(frozen=True)
+class Reading:
+    text: str
+    blocks: tuple[ReadBlock, ...] = ()  # a whole-page reader's blocks, in the sent image's pixels
+    error: str | None = None
+
+
+class Profile:
+    name: ClassVar[str]
+    chat_format: ClassVar[ChatFormat]
+    # Instructions per task; "page" is the whole-page instruction. Config may override any.
+    prompts: ClassVar[dict[str, str]]
+    # The model answers a whole page with its own layout (the Layout deployment is not used).
+    page_blocks: ClassVar[bool] = False
+
+    def __init__(self, prompts: Mapping[str, str] | None = None, max_pixels: int | None = None) -> None:
+        self._prompts = {**self.prompts, **(prompts or {})}
+        self.max_pixels = max_pixels
+
+    def prompt(self, task: str, whole_page: bool) -> str:
+        key = "page" if whole_page and "page" in self._prompts else task
+        return self.chat_format.ask(self._prompts.get(key, self._prompts["text"]))
+
+    def chat_prompt(self, turns: Sequence[ChatTurn]) -> str:
+        return self.chat_format.render(turns)
+
+    def image_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size to send the image at; the model's processor resizes it anyway when unchanged."""
+        return width, height
+
+    def parse(self, task: str, text: str, whole_page: bool) -> Reading:
+        text = strip_code_fence(text.strip())
+        if task == "table" and "<" in text:
+            return Reading(text if text.startswith("<table") else otsl_to_html(text))
+        if task == "formula":
+            return Reading(strip_math_delimiters(text))
+        return Reading(text)
+
+
+class PaddleOcrVl(Profile):
     name = "paddleocr-vl"
-    TASK_PROMPTS: ClassVar[dict[str, str]] = {
+    chat_format = ChatFormat(
+        begin="<|begin_of_sentence|>",
+        image="<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>",
+        user="User: {image}{text}\n",
+        assistant="Assistant: {text}<|end_of_sentence|>",
+        generation="Assistant: ",
+    )
+    prompts: ClassVar[dict[str, str]] = {
         "text": "OCR:",
         "table": "Table Recognition:",
         "formula": "Formula Recognition:",
         "chart": "Chart Recognition:",
     }
 
-    def prompt(self, task: str) -> str:
-        ask = self.TASK_PROMPTS.get(task, self.TASK_PROMPTS["text"])
-        return (
-            f"<|begin_of_sentence|>User: <|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>{ask}\nAssistant: "
-        )
 
-    def chat_prompt(self, turns: Sequence[ChatTurn]) -> str:
-        """PaddleOCR-VL's chat format; a system turn is read as the start of the first user turn."""
-        prompt, system = "<|begin_of_sentence|>", ""
-        for turn in turns:
-            if turn.role == "system":
-                system += turn.text.strip() + "\n"
-            elif turn.role == "user":
-                image = "<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>" if turn.image is not None else ""
-                prompt += f"User: {image}{system}{turn.text}\n"
-                system = ""
-            else:
-                prompt += f"Assistant: {turn.text}<|end_of_sentence|>"
-        return prompt + "Assistant: "
+class QwenVl(Profile):
+    """Qwen2.5-VL and Qwen3-VL share the ChatML format and the vision placeholder."""
 
-    def parse(self, task: str, text: str) -> str:
-        text = text.strip()
-        if task == "table" and "<" in text:
-            return otsl_to_html(text)
-        if task == "formula":
-            return strip_math_delimiters(text)
-        return text
+    name = "qwen-vl"
+    chat_format = ChatFormat(
+        image="<|vision_start|><|image_pad|><|vision_end|>",
+        system="<|im_start|>system\n{text}<|im_end|>\n",
+        user="<|im_start|>user\n{image}{text}<|im_end|>\n",
+        assistant="<|im_start|>assistant\n{text}<|im_end|>\n",
+        generation="<|im_start|>assistant\n",
+    )
+    prompts: ClassVar[dict[str, str]] = {
+        "text": "Read all the text in the image. Output only the text, line by line, as it is written.",
+        "table": "Convert the table in the image to HTML. Output only the <table> element.",
+        "formula": "Write the formula in the image in LaTeX. Output only the LaTeX.",
+        "chart": "Convert the chart in the image to a Markdown table of its data.",
+        "page": (
+            "Convert this document page to Markdown in reading order. Write tables as HTML and "
+            "formulas as LaTeX; leave out page headers, footers and pictures. Output only the Markdown."
+        ),
+    }
 
 
-PROFILES: dict[str, type[PaddleOcrVl]] = {PaddleOcrVl.name: PaddleOcrVl}
+# dots.ocr's categories -> our labels (footnotes go with footers, as for PP-DocLayoutV2).
+DOTS_LABELS = {
+    "Caption": "figure_caption", "Footnote": "footer", "Formula": "equation", "List-item": "text",
+    "Page-footer": "footer", "Page-header": "header", "Picture": "figure", "Section-header": "title",
+    "Table": "table", "Text": "text", "Title": "title",
+}  # fmt: skip
+
+
+class DotsOcr(Profile):
+    name = "dots.ocr"
+    page_blocks = True
+    # Its chat template (the model folder's tokenizer_config.json); the image goes first in the user text.
+    chat_format = ChatFormat(
+        image="<|img|><|imgpad|><|endofimg|>",
+        system="<|system|>{text}<|endofsystem|>\n",
+        user="<|user|>{image}{text}<|endofuser|>",
+        assistant="<|assistant|>{text}<|endofassistant|>",
+        generation="<|assistant|>",
+    )
+    # ``prompt_layout_all_en`` from rednote-hilab/dots.ocr dots_ocr/utils/prompts.py (MIT), verbatim:
+    # the model was trained on this text.
+    prompts: ClassVar[dict[str, str]] = {
+        "page": """Please output the layout information from the PDF image, including each layout element's bbox, its category, and the corresponding text content within the bbox.
+
+1. Bbox format: [x1, y1, x2, y2]
+
+2. Layout Categories: The possible categories are ['Caption', 'Footnote', 'Formula', 'List-item', 'Page-footer', 'Page-header', 'Picture', 'Section-header', 'Table', 'Text', 'Title'].
+
+3. Text Extraction & Formatting Rules:
+    - Picture: For the 'Picture' category, the text field should be omitted.
+    - Formula: Format its text as LaTeX.
+    - Table: Format its text as HTML.
+    - All Others (Text, Title, etc.): Format their text as Markdown.
+
+4. Constraints:
+    - The output text must be the original text from the image, with no translation.
+    - All layout elements must be sorted according to human reading order.
+
+5. Final Output: The entire output must be a single JSON object.
+""",  # noqa: E501
+        "text": "Extract the text content from this image.",
+    }
+    FACTOR = 28  # its vision tower sees 14 px patches merged 2 x 2
+    MIN_PIXELS, MAX_PIXELS = 3136, 11289600  # dots_ocr/utils/consts.py
+
+    def image_size(self, width: int, height: int) -> tuple[int, int]:
+        """Sent at the size its processor would pick (``smart_resize``), so the boxes it answers
+        are in a space we know and can scale back to the page exactly."""
+        h, w = smart_resize(height, width, self.FACTOR, self.MIN_PIXELS, self.max_pixels or self.MAX_PIXELS)
+        return w, h
+
+    def parse(self, task: str, text: str, whole_page: bool) -> Reading:
+        if not whole_page:
+            return super().parse(task, text, whole_page)
+        cells, repaired = layout_cells(text)
+        if cells is None:
+            return Reading(text.strip(), error="answer is not dots.ocr layout JSON")
+        blocks = []
+        for cell in cells:
+            label = DOTS_LABELS.get(str(cell.get("category")), "text")
+            content = str(cell.get("text") or "").strip()
+            if label == "title":
+                content = content.lstrip("#").strip()
+            elif label == "equation":
+                content = strip_math_delimiters(content)
+            blocks.append(ReadBlock(bbox=cell["bbox"], label=label, text=content))
+        joined = "\n\n".join(b.text for b in blocks if b.text)
+        cut = "layout JSON was cut short; its whole blocks are kept" if repaired else None
+        return Reading(joined, tuple(blocks), cut)
+
+
+PROFILES: dict[str, type[Profile]] = {p.name: p for p in (PaddleOcrVl, DotsOcr, QwenVl)}
+
+
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """(height, width) rounded to multiples of ``factor`` within [min_pixels, max_pixels], aspect
+    kept: the Qwen2-VL processor's rule, which dots.ocr uses."""
+    if max(height, width) / max(1, min(height, width)) > 200:
+        raise ValueError(f"aspect ratio above 200 ({width}x{height})")
+    h = max(factor, round(height / factor) * factor)
+    w = max(factor, round(width / factor) * factor)
+    if h * w > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h = max(factor, math.floor(height / beta / factor) * factor)
+        w = max(factor, math.floor(width / beta / factor) * factor)
+    elif h * w < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h = math.ceil(height * beta / factor) * factor
+        w = math.ceil(width * beta / factor) * factor
+    return h, w
+
+
+_CELL_START = re.compile(r'\{\s*"bbox"\s*:')
+
+
+def layout_cells(text: str) -> tuple[list[dict[str, Any]] | None, bool]:
+    """dots.ocr's answer -> (cells with a 4-number ``bbox``, whether it had to be repaired).
+
+    A whole JSON list is taken as is. An answer cut short (max tokens, a stopped loop) keeps every
+    complete ``{"bbox": ...}`` object before the cut; identical repeats are dropped. None when no
+    cell can be read at all."""
+    text = strip_code_fence(text.strip())
+    try:
+        data = json.loads(text)
+        whole = isinstance(data, list)
+    except json.JSONDecodeError:
+        whole = False
+    if whole:
+        cells = [c for c in map(_cell, data) if c is not None]
+        return (cells if cells or not data else None), False
+    decoder, cells, seen = json.JSONDecoder(), [], set()
+    for match in _CELL_START.finditer(text):
+        try:
+            found, _ = decoder.raw_decode(text, match.start())
+        except json.JSONDecodeError:
+            continue
+        cell, key = _cell(found), json.dumps(found, sort_keys=True)
+        if cell is not None and key not in seen:
+            seen.add(key)
+            cells.append(cell)
+    return (cells or None), True
+
+
+def _cell(value: Any) -> dict[str, Any] | None:
+    """A layout cell with its bbox as 4 floats, or None when it has no usable bbox."""
+    bbox = value.get("bbox") if isinstance(value, dict) else None
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int | float) for v in bbox)):
+        return None
+    return {**value, "bbox": tuple(float(v) for v in bbox)}
+
+
+def scale_box(box: Box, sx: float, sy: float, width: int, height: int) -> Box:
+    """A box from the sent image's pixels to the page's, clipped to the page."""
+    x0, y0, x1, y1 = box
+    clip = lambda v, hi: min(max(v, 0.0), float(hi))  # noqa: E731
+    return clip(x0 * sx, width), clip(y0 * sy, height), clip(x1 * sx, width), clip(y1 * sy, height)
+
+
+_FENCE = re.compile(r"^```[\w-]*\n(.*?)\n?```$", re.DOTALL)
+
+
+def strip_code_fence(text: str) -> str:
+    """Chat models like to wrap answers in ```markdown ... ```."""
+    match = _FENCE.match(text)
+    return match.group(1).strip() if match else text
+
 
 _OTSL_TOKEN = re.compile(r"<(fcel|ecel|lcel|ucel|xcel|nl)>")
 

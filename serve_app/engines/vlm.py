@@ -1,10 +1,12 @@
-"""The vLLM recognizer: a VLM engine hosted in-process (``AsyncLLM``) reading region crops.
+"""The vLLM recognizer: a VLM engine hosted in-process (``AsyncLLM``) reading region crops or pages.
 
 vLLM is imported only in ``start``, so this module imports on any machine. The model's prompts and
 output parsing live in a profile (``profiles.py``); this module owns the engine, sampling, the
-repetition guard and retries. A region's answer is accepted only if generation stopped by itself and
-did not loop; otherwise it is retried up the temperature ladder and, failing that, returned with an
-``error`` flag and the text cut before the loop (a flagged block, never a failed document).
+repetition guard and retries. Pictures are not read unless configured (``read_figures``).
+
+An answer is accepted only if generation stopped by itself and did not loop; otherwise it is retried
+up the temperature ladder and, failing that, returned with an ``error`` flag and the text cut before
+the loop (a flagged block, never a failed document).
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from .base import (
     ChatTurn,
     ModelInfo,
     ModelLoadError,
+    ReadBlock,
     Recognition,
     RecognizerEngine,
     RecognizeRequest,
     one_start_at_a_time,
 )
-from .profiles import PROFILES
+from .profiles import PROFILES, scale_box
 
 CHECK_EVERY_TOKENS = 32  # run the repetition guard this often while a region streams
 
@@ -55,7 +58,7 @@ def find_loop(text: str, min_chars: int, max_unit: int) -> int | None:
 class VllmRecognizer(RecognizerEngine):
     def __init__(self, args: VllmRecognizerArgs) -> None:
         self._args = args
-        self._profile = PROFILES[args.profile]()
+        self._profile = PROFILES[args.profile](args.prompts, args.max_pixels)
         self._engine: Any = None
         self.model_name = args.served_model_name or args.model.name
 
@@ -89,6 +92,7 @@ class VllmRecognizer(RecognizerEngine):
             enable_prefix_caching=False,
             mm_processor_cache_gb=0,
             seed=a.seed,
+            load_format=a.load_format,
             disable_log_stats=True,
             **extra,
         )
@@ -114,17 +118,32 @@ class VllmRecognizer(RecognizerEngine):
         from PIL import Image
 
         self.check_health()
+        engine = f"vllm:{self.model_name}"
+        if req.task == "figure" and not self._args.read_figures:
+            return Recognition("", 1.0, "skipped")
         image = Image.fromarray(np.ascontiguousarray(req.image))
-        prompt = {"prompt": self._profile.prompt(req.task), "multi_modal_data": {"image": image}}
+        width, height = image.size
+        size = self._profile.image_size(width, height)
+        if size != (width, height):
+            image = image.resize(size, Image.Resampling.BICUBIC)
+        prompt = {
+            "prompt": self._profile.prompt(req.task, req.whole_page),
+            "multi_modal_data": {"image": image},
+        }
+        task = "page" if req.whole_page else req.task
         sampling = self._args.sampling
-        temperatures = [sampling.temperature, *sampling.retry_temperatures]
         text, error = "", None
-        for temperature in temperatures:
-            text, error = await self._generate(prompt, req.task, temperature)
+        for temperature in [sampling.temperature, *sampling.retry_temperatures]:
+            text, error = await self._generate(prompt, task, temperature)
             if error is None:
                 break
-        engine = f"vllm:{self.model_name}"
-        return Recognition(self._profile.parse(req.task, text), 1.0 if error is None else 0.0, engine, error)
+        reading = self._profile.parse(req.task, text, req.whole_page)
+        sx, sy = width / size[0], height / size[1]
+        blocks = tuple(
+            ReadBlock(scale_box(b.bbox, sx, sy, width, height), b.label, b.text) for b in reading.blocks
+        )
+        error = error or reading.error
+        return Recognition(reading.text, 1.0 if error is None else 0.0, engine, error, blocks)
 
     async def _generate(
         self, prompt: dict[str, Any], task: str, temperature: float

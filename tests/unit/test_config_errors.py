@@ -76,3 +76,22 @@ def test_budgets_over_the_card_or_its_limit_are_refused() -> None:
         load_args(vlm_on_gpu(8, 9, card_gb=16), environ={})
     with pytest.raises(ValidationError, match=r"gpu\.card_gb is not"):
         load_args({**vlm_on_gpu(2, 9), "gpu": None}, environ={})
+
+
+def test_a_page_reading_profile_drops_the_layout_deployment_and_its_budget() -> None:
+    config = vlm_on_gpu(8, 11, card_gb=16, limit_gb=12)  # layout's 8 GB would not fit; it is not deployed
+    config["recognizer"] = {**config["recognizer"], "profile": "dots.ocr", "model": "/models/DotsOCR"}
+    args = load_args(config, environ={})
+    assert not args.uses_layout
+    assert args.recognizer.gpu_memory_utilization == pytest.approx(11 / 16)
+    assert load_args(vlm_on_gpu(2, 9, card_gb=16), environ={}).uses_layout
+    qwen_pages = {"engine": "vllm", "model": "/m", "profile": "qwen-vl", "whole_page": True}
+    assert not load_args({"recognizer": qwen_pages}, environ={}).uses_layout
+
+
+def test_profile_options_that_cannot_work_are_refused() -> None:
+    with pytest.raises(ValidationError, match="reads whole pages only"):
+        dots = {"engine": "vllm", "model": "/m", "profile": "dots.ocr", "whole_page": False}
+        load_args({"recognizer": dots})
+    with pytest.raises(ValidationError, match="unknown prompt keys"):
+        load_args({"recognizer": {"engine": "vllm", "model": "/m", "prompts": {"paragraph": "Read."}}})

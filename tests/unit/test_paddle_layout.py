@@ -53,7 +53,7 @@ def test_every_documented_label_is_mapped() -> None:
 def test_boxes_keep_the_models_reading_order_and_map_to_our_labels_and_tasks() -> None:
     regions = regions_from_result(RESULT)
     assert [r.label for r in regions] == ["title", "text", "table", "equation", "chart", "figure", "footer"]
-    assert [r.task for r in regions] == ["text", "text", "table", "formula", "chart", "text", "text"]
+    assert [r.task for r in regions] == ["text", "text", "table", "formula", "chart", "figure", "text"]
     assert regions[1].bbox == (100.5, 200.0, 780.0, 900.0) and regions[0].score == pytest.approx(0.97)
 
 

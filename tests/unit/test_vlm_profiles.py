@@ -1,10 +1,24 @@
-"""The VLM pieces that need no engine: the repetition guard and PaddleOCR-VL's output parsing."""
+"""The VLM pieces that need no engine: the repetition guard, each profile's prompts and parsers."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 
-from serve_app.engines.profiles import PaddleOcrVl, otsl_to_html, strip_math_delimiters
+from serve_app.engines.base import ChatTurn
+from serve_app.engines.profiles import (
+    DotsOcr,
+    PaddleOcrVl,
+    QwenVl,
+    Reading,
+    layout_cells,
+    otsl_to_html,
+    scale_box,
+    smart_resize,
+    strip_math_delimiters,
+)
 from serve_app.engines.vlm import find_loop
 
 
@@ -64,11 +78,122 @@ def test_formula_delimiters_are_stripped(latex: str, expected: str) -> None:
 
 def test_paddleocr_vl_prompts_follow_its_chat_format() -> None:
     profile = PaddleOcrVl()
-    prompt = profile.prompt("table")
+    prompt = profile.prompt("table", whole_page=False)
     assert prompt.startswith("<|begin_of_sentence|>User: <|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>")
     assert prompt.endswith("Table Recognition:\nAssistant: ")
-    assert profile.prompt("chart").endswith("Chart Recognition:\nAssistant: ")
-    assert profile.prompt("unknown").endswith("OCR:\nAssistant: ")
-    assert profile.parse("table", "<fcel>a<nl>") == "<table><tr><td>a</td></tr></table>"
-    assert profile.parse("formula", "$$E=mc^2$$") == "E=mc^2"
-    assert profile.parse("text", "  plain  ") == "plain"
+    assert profile.prompt("chart", False).endswith("Chart Recognition:\nAssistant: ")
+    assert profile.prompt("unknown", False).endswith("OCR:\nAssistant: ")
+    assert profile.prompt("text", whole_page=True).endswith("OCR:\nAssistant: ")  # it has no page prompt
+    assert profile.parse("table", "<fcel>a<nl>", False).text == "<table><tr><td>a</td></tr></table>"
+    assert profile.parse("formula", "$$E=mc^2$$", False).text == "E=mc^2"
+    assert profile.parse("text", "  plain  ", False) == Reading("plain")
+
+
+def test_chat_formats_render_system_user_and_assistant_turns() -> None:
+    image = np.zeros((2, 2, 3), np.uint8)
+    turns = [
+        ChatTurn("system", "Be brief."),
+        ChatTurn("user", "What is this?", image),
+        ChatTurn("assistant", "A page."),
+        ChatTurn("user", "Read it."),
+    ]
+    assert QwenVl().chat_prompt(turns) == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n"
+        "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>What is this?<|im_end|>\n"
+        "<|im_start|>assistant\nA page.<|im_end|>\n"
+        "<|im_start|>user\nRead it.<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    # dots.ocr's template (tokenizer_config.json of rednote-hilab/dots.ocr).
+    assert DotsOcr().chat_prompt(turns) == (
+        "<|system|>Be brief.<|endofsystem|>\n"
+        "<|user|><|img|><|imgpad|><|endofimg|>What is this?<|endofuser|>"
+        "<|assistant|>A page.<|endofassistant|>"
+        "<|user|>Read it.<|endofuser|>"
+        "<|assistant|>"
+    )
+    # PaddleOCR-VL has no system role: the system text opens the first user turn.
+    assert PaddleOcrVl().chat_prompt(turns[:2]) == (
+        "<|begin_of_sentence|>User: <|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>Be brief.\n"
+        "What is this?\nAssistant: "
+    )
+
+
+def test_qwen_vl_prompts_come_from_config_over_its_defaults() -> None:
+    profile = QwenVl(prompts={"page": "Transcribe this page."})
+    assert profile.prompt("text", whole_page=True) == (
+        "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Transcribe this page.<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    assert "Read all the text" in profile.prompt("text", whole_page=False)
+    assert "HTML" in profile.prompt("table", whole_page=False)
+    # Chat models fence their answers; tables may come back as HTML already.
+    assert profile.parse("text", "```markdown\n# Title\n\nBody\n```", True).text == "# Title\n\nBody"
+    assert profile.parse("table", "<table><tr><td>1</td></tr></table>", False).text.count("<table>") == 1
+
+
+# An answer in the shape dots.ocr documents (dots_ocr/utils/prompts.py prompt_layout_all_en; the
+# cleaner in dots_ocr/utils/output_cleaner.py expects '[{"bbox": ...' and no text for Picture),
+# in the coordinates of the image the model saw.
+DOTS_ANSWER = [
+    {"bbox": [56, 28, 840, 84], "category": "Title", "text": "# Отчёт о работе"},
+    {"bbox": [56, 112, 840, 280], "category": "Text", "text": "Первый абзац. The first paragraph."},
+    {"bbox": [56, 308, 420, 560], "category": "Picture"},
+    {"bbox": [56, 588, 840, 616], "category": "Formula", "text": "$$E = mc^2$$"},
+    {"bbox": [56, 644, 840, 840], "category": "Table", "text": "<table><tr><td>1</td></tr></table>"},
+    {"bbox": [392, 1092, 448, 1106], "category": "Page-footer", "text": "3"},
+]
+
+
+def test_dots_ocr_page_answer_becomes_blocks_with_our_labels() -> None:
+    reading = DotsOcr().parse("text", json.dumps(DOTS_ANSWER, ensure_ascii=False), whole_page=True)
+    assert reading.error is None
+    assert [b.label for b in reading.blocks] == ["title", "text", "figure", "equation", "table", "footer"]
+    assert reading.blocks[0].text == "Отчёт о работе"  # the Markdown heading marks are ours to add
+    assert reading.blocks[2].text == ""
+    assert reading.blocks[3].text == "E = mc^2"
+    assert reading.blocks[1].bbox == (56.0, 112.0, 840.0, 280.0)
+    assert "Первый абзац" in reading.text
+
+
+def test_a_cut_short_dots_ocr_answer_keeps_its_whole_blocks() -> None:
+    whole = json.dumps(DOTS_ANSWER, ensure_ascii=False)
+    cut = whole[: whole.index('"category": "Table"') + 30]  # stopped mid-table
+    reading = DotsOcr().parse("text", cut, whole_page=True)
+    assert [b.label for b in reading.blocks] == ["title", "text", "figure", "equation"]
+    assert reading.error is not None and "cut short" in reading.error
+    # A loop that repeats one block is cut to one copy of it.
+    looped = "[" + ", ".join([json.dumps(DOTS_ANSWER[1], ensure_ascii=False)] * 5)
+    assert len(DotsOcr().parse("text", looped, True).blocks) == 1
+
+
+def test_an_answer_that_is_not_layout_json_is_flagged_and_kept_as_text() -> None:
+    reading = DotsOcr().parse("text", "just some words", whole_page=True)
+    assert reading.blocks == () and reading.text == "just some words" and reading.error
+    assert layout_cells("[]") == ([], False)  # an empty page is an answer
+    assert layout_cells('[{"bbox": [1, 2], "category": "Text"}]') == (None, False)
+
+
+# Expected sizes computed with dots_ocr/utils/image_utils.py smart_resize (rednote-hilab/dots.ocr @36d7248).
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        ((2339, 1654), (2352, 1652)),  # A4 at 200 DPI: within the limits, rounded to 28
+        ((7016, 4961), (3976, 2800)),  # A4 at 600 DPI: scaled down under 11289600 pixels
+        ((20, 30), (56, 84)),  # tiny: scaled up to at least 3136 pixels
+    ],
+)
+def test_smart_resize_matches_the_qwen2_vl_rule(size: tuple[int, int], expected: tuple[int, int]) -> None:
+    h, w = smart_resize(*size, factor=28, min_pixels=3136, max_pixels=11289600)
+    assert (h, w) == expected
+    assert h % 28 == 0 and w % 28 == 0 and h * w <= 11289600
+
+
+def test_dots_ocr_image_size_and_box_scaling_round_trip() -> None:
+    profile = DotsOcr(max_pixels=1_000_000)
+    w, h = profile.image_size(1654, 2339)
+    assert w * h <= 1_000_000 and w % 28 == 0 and h % 28 == 0
+    sx, sy = 1654 / w, 2339 / h
+    box = scale_box((0.0, 0.0, float(w), float(h) / 2), sx, sy, 1654, 2339)
+    assert box == pytest.approx((0.0, 0.0, 1654.0, 2339 / 2))
+    assert scale_box((-5.0, 0.0, w + 50.0, 10.0), sx, sy, 1654, 2339)[::2] == (0.0, 1654.0)

@@ -147,7 +147,8 @@ class VllmRecognizerArgs(_Strict):
     prompts: dict[str, str] = Field(default_factory=dict)
     # Pictures are not sent to the VLM (as in PaddleOCR-VL); true reads any text in them.
     read_figures: bool = False
-    # Largest image sent, in pixels (dots.ocr: 11289600, its processor's limit).
+    # Largest image sent, in pixels; larger pages and crops are scaled down first (dots.ocr's
+    # default: 11289600, its processor's limit). Bounds the image tokens a request costs.
     max_pixels: int | None = Field(None, ge=3136)
     served_model_name: str | None = None
     dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "bfloat16"
@@ -230,28 +231,33 @@ class AppArgs(_Strict):
 
     @model_validator(mode="after")
     def _budgets_fit_the_card(self) -> AppArgs:
+        """Ray packs replicas onto a card by their ``num_gpus`` shares (summing to at most 1), so
+        memory stays within the card however they are packed when each budget fits its share."""
         budgets = gpu_budgets(self)
         if budgets and self.gpu is None:
             raise ValueError("gpu_budget_gb is set but gpu.card_gb is not: say how big the card is")
         if self.gpu is not None:
             room = min(self.gpu.card_gb, self.gpu.limit_gb or self.gpu.card_gb)
-            if sum(budgets.values()) > room:
-                parts = " + ".join(f"{k} {v:g} GB" for k, v in budgets.items())
-                raise ValueError(
-                    f"GPU budgets of the deployments sharing a card exceed it: {parts} = "
-                    f"{sum(budgets.values()):g} GB > {room:g} GB (gpu.card_gb / gpu.limit_gb)"
-                )
+            for name, (budget, share) in budgets.items():
+                fits = share * room
+                if budget > fits + 1e-9:
+                    raise ValueError(
+                        f"{name}: gpu_budget_gb {budget:g} GB is more than its share of the card, "
+                        f"num_gpus {share:g} x {room:g} GB (gpu.card_gb / gpu.limit_gb) = {fits:g} GB; "
+                        "replicas sharing a card would exceed it. Lower the budget or raise num_gpus."
+                    )
         return self
 
 
-def gpu_budgets(args: AppArgs) -> dict[str, float]:
-    """GPU budgets (GB) of the deployments that hold a GPU share."""
+def gpu_budgets(args: AppArgs) -> dict[str, tuple[float, float]]:
+    """(GPU budget in GB, num_gpus share) of each deployed section that holds a GPU share."""
     out = {}
     sections = (("layout", args.layout), ("recognizer", args.recognizer))
     for name, section in sections if args.uses_layout else sections[1:]:
         budget = getattr(section, "gpu_budget_gb", None)
-        if budget is not None and section.deployment.ray_actor_options.get("num_gpus", 0) > 0:
-            out[name] = budget
+        share = float(section.deployment.ray_actor_options.get("num_gpus", 0))
+        if budget is not None and share > 0:
+            out[name] = (budget, share)
     return out
 
 

@@ -54,6 +54,11 @@ class PaddleLayoutEngine(LayoutEngine):
         require_file(model_dir / "inference.yml", f"{self._args.model_name} layout")
         # Local folder only: no model-source probing, no download.
         os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
+        # Read by paddle when it is imported: grow GPU memory on demand instead of reserving most of
+        # the card, and never past this deployment's budget (the rest of the card is vLLM's).
+        os.environ.setdefault("FLAGS_allocator_strategy", "auto_growth")
+        if self._args.gpu_budget_gb is not None:
+            os.environ.setdefault("FLAGS_gpu_memory_limit_mb", str(int(self._args.gpu_budget_gb * 1024)))
         try:
             from paddleocr import LayoutDetection
         except ImportError as exc:

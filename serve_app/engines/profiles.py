@@ -81,8 +81,12 @@ class Profile:
         return self.chat_format.render(turns)
 
     def image_size(self, width: int, height: int) -> tuple[int, int]:
-        """The size to send the image at; the model's processor resizes it anyway when unchanged."""
-        return width, height
+        """The size to send the image at: scaled down to ``max_pixels`` when set; the model's own
+        processor then fits it to its patch grid."""
+        if self.max_pixels is None or width * height <= self.max_pixels:
+            return width, height
+        scale = math.sqrt(self.max_pixels / (width * height))
+        return max(1, int(width * scale)), max(1, int(height * scale))
 
     def parse(self, task: str, text: str, whole_page: bool) -> Reading:
         text = strip_code_fence(text.strip())

@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serve_app.config import AppArgs
+from serve_app.config import AppArgs, gpu_budgets, load_args
 
 ROOT = Path(__file__).parents[2]
+EXAMPLES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "deploy/examples").glob("*.yaml"))
+GPU_CONFIGS = ["serve_config.yaml", *EXAMPLES]
 
 
 def load(name: str) -> dict:
@@ -19,38 +21,54 @@ def load(name: str) -> dict:
     return yaml.safe_load((ROOT / name).read_text())
 
 
-@pytest.mark.parametrize("name", ["serve_config.yaml", "serve_config.cpu.yaml", "deploy/rayservice.yaml"])
-def test_serve_configs_are_valid(name: str) -> None:
+def app_args(name: str) -> AppArgs:
     from ray.serve.schema import ServeDeploySchema
 
-    config = load(name)
-    schema = ServeDeploySchema.model_validate(config)
+    schema = ServeDeploySchema.model_validate(load(name))
     (app,) = schema.applications
     assert app.import_path == "serve_app.app:build_app"
-    args = AppArgs.model_validate(app.args)
-    if name != "serve_config.cpu.yaml":
-        gpus = [
-            args.layout.deployment.ray_actor_options["num_gpus"],
-            args.recognizer.deployment.ray_actor_options["num_gpus"],
-        ]
-        assert all(0 < g < 1 for g in gpus) and sum(gpus) <= 1  # two deployments share a card
-    else:
-        cpus = sum(
-            d.deployment.ray_actor_options["num_cpus"] for d in (args.layout, args.recognizer, args.ingress)
-        )
-        assert cpus < 2  # the embedded default must fit a 2-core machine
+    return load_args(app.args, environ={})  # what build_app does at deploy time, budgets included
+
+
+@pytest.mark.parametrize("name", GPU_CONFIGS)
+def test_gpu_configs_put_every_model_on_a_gpu_share_within_its_budget(name: str) -> None:
+    args = app_args(name)
+    assert args.gpu is not None
+    budgets = gpu_budgets(args)
+    assert "recognizer" in budgets and ("layout" in budgets) == args.uses_layout
+    for budget, share in budgets.values():
+        assert 0 < share <= 1 and budget <= share * (args.gpu.limit_gb or args.gpu.card_gb)
+    if args.uses_layout:  # both model deployments fit one card together
+        assert sum(share for _, share in budgets.values()) <= 1
+    share_of_card = budgets["recognizer"][0] / args.gpu.card_gb
+    assert args.recognizer.gpu_memory_utilization == pytest.approx(share_of_card, abs=1e-4)
+    assert args.recognizer.deployment.max_ongoing_requests >= 64  # Serve's default 5 would starve vLLM
+
+
+def test_the_cpu_config_fits_a_two_core_machine() -> None:
+    args = app_args("serve_config.cpu.yaml")
+    sections = (args.layout, args.recognizer, args.ingress)
+    cpus = sum(s.deployment.ray_actor_options["num_cpus"] for s in sections)
+    assert cpus < 2 and args.gpu is None
+
+
+def test_the_kuberay_service_deploys_serve_config_yaml() -> None:
+    assert load("deploy/rayservice.yaml") == load("serve_config.yaml")  # one config, not two copies
+    app_args("deploy/rayservice.yaml")
 
 
 def test_build_app_applies_the_deployment_options() -> None:
     from serve_app.app import build_app
 
-    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
-    app = build_app(config["applications"][0]["args"])
+    app = build_app(load("serve_config.yaml")["applications"][0]["args"])
     ingress = app._bound_deployment
     assert ingress.name == "Ingress"
     layout, recognizer = ingress.init_args[:2]
     assert layout._bound_deployment.ray_actor_options["num_gpus"] == 0.25
-    assert recognizer._bound_deployment.max_ongoing_requests == 16
+    assert recognizer._bound_deployment.ray_actor_options["num_gpus"] == 0.75
+    assert recognizer._bound_deployment.max_ongoing_requests == 256
+    dots = build_app(load("deploy/examples/gpu-16gb-dots-ocr.yaml")["applications"][0]["args"])
+    assert dots._bound_deployment.init_args[0] is None  # no Layout deployment for a page reader
 
 
 def test_cluster_yaml_passes_rays_validator() -> None:

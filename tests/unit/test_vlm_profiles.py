@@ -197,3 +197,10 @@ def test_dots_ocr_image_size_and_box_scaling_round_trip() -> None:
     box = scale_box((0.0, 0.0, float(w), float(h) / 2), sx, sy, 1654, 2339)
     assert box == pytest.approx((0.0, 0.0, 1654.0, 2339 / 2))
     assert scale_box((-5.0, 0.0, w + 50.0, 10.0), sx, sy, 1654, 2339)[::2] == (0.0, 1654.0)
+
+
+def test_max_pixels_scales_large_images_down_keeping_their_aspect() -> None:
+    assert QwenVl().image_size(4000, 3000) == (4000, 3000)  # unset: the processor decides
+    w, h = QwenVl(max_pixels=1_000_000).image_size(4000, 3000)
+    assert w * h <= 1_000_000 and abs(w / h - 4 / 3) < 0.01
+    assert QwenVl(max_pixels=1_000_000).image_size(800, 600) == (800, 600)

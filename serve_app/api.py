@@ -9,7 +9,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -67,6 +67,10 @@ class Backend(Protocol):
     async def check_lang(self, lang: str) -> str: ...
 
     async def chat(self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float) -> ChatReply: ...
+
+    def chat_stream(
+        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float
+    ) -> AsyncGenerator[ChatReply, None]: ...
 
 
 class OcrOptions(BaseModel):

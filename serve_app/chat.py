@@ -1,26 +1,38 @@
 """``POST /v1/chat/completions``: OpenAI-compatible chat about an image, answered by the VLM recognizer.
 
-Non-streaming. Images come as ``data:`` URLs (the service fetches nothing); one image per
-conversation, decoded with the same limits as OCR uploads. The requested model must be the one
-loaded, or the answer is 404: never a silent answer from another model.
+Streaming (``"stream": true``, server-sent events as OpenAI sends them) or not. Images come as
+``data:`` URLs (the service fetches nothing); one image per conversation, decoded with the same
+limits as OCR uploads. The requested model must be the one loaded, or the answer is 404: never a
+silent answer from another model. A stream starts only once the model has produced its first piece,
+so a failure before that is a plain problem+json answer; a client that goes away aborts generation.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import time
 import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .bodies import bad_request, read_bounded
 from .config import AppArgs
 from .documents import Document
-from .engines.base import ChatTurn
-from .errors import BadRequest, InvalidBase64, ModelNotFound, NotReady, UnsupportedMediaType
+from .engines.base import ChatReply, ChatTurn
+from .errors import (
+    BadRequest,
+    InvalidBase64,
+    ModelNotFound,
+    NotReady,
+    ServeAppError,
+    UnsupportedMediaType,
+)
 
 
 class ImageUrl(BaseModel):
@@ -42,6 +54,12 @@ class Message(BaseModel):
     content: str | list[ContentPart]
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
 class ChatRequest(BaseModel):
     # OpenAI clients send fields we do not use (top_p, user, ...): ignore them, refuse what we cannot do.
     model_config = ConfigDict(extra="ignore")
@@ -52,6 +70,7 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1, le=32768)
     temperature: float = Field(0.0, ge=0, le=2)
     stream: bool = False
+    stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1)
 
 
@@ -67,17 +86,16 @@ def served_models(models: dict[str, Any]) -> list[str]:
 def add_chat_routes(app: FastAPI, args: AppArgs, backend: Any) -> None:
     @app.post(
         "/v1/chat/completions",
-        summary="OpenAI-compatible chat about an image (non-streaming), answered by the VLM",
+        summary="OpenAI-compatible chat about an image (streaming or not), answered by the VLM",
+        response_model=None,
     )
-    async def chat_completions(request: Request) -> dict[str, Any]:
+    async def chat_completions(request: Request) -> dict[str, Any] | StreamingResponse:
         # An image is at most max_upload_bytes, base64 adds a third; the text around it is small.
         raw = await read_bounded(request, args.limits.max_upload_bytes * 4 // 3 + 1024 * 1024)
         try:
             body = ChatRequest.model_validate_json(raw)
         except ValidationError as exc:
             raise bad_request(exc) from None
-        if body.stream:
-            raise BadRequest('streaming is not supported yet: send "stream": false')
         health = await backend.health()
         if health.status != "ready":
             raise NotReady(f"service is {health.status}: {health.reason}")
@@ -90,12 +108,16 @@ def add_chat_routes(app: FastAPI, args: AppArgs, backend: Any) -> None:
         if sum(t.image is not None for t in turns) > 1:
             raise BadRequest("one image per conversation")
         max_tokens = body.max_completion_tokens or body.max_tokens or DEFAULT_MAX_TOKENS
+        head = {"id": "chatcmpl-" + uuid.uuid4().hex, "created": int(time.time()), "model": body.model}
+        if body.stream:
+            pieces = backend.chat_stream(turns, max_tokens, body.temperature)
+            first = await anext(pieces)  # errors before any output are still plain problem+json
+            usage = body.stream_options is not None and body.stream_options.include_usage
+            return StreamingResponse(_events(head, first, pieces, usage), media_type="text/event-stream")
         reply = await backend.chat(turns, max_tokens, body.temperature)
         return {
-            "id": "chatcmpl-" + uuid.uuid4().hex,
+            **head,
             "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.model,
             "choices": [
                 {
                     "index": 0,
@@ -103,12 +125,48 @@ def add_chat_routes(app: FastAPI, args: AppArgs, backend: Any) -> None:
                     "finish_reason": reply.finish_reason,
                 }
             ],
-            "usage": {
-                "prompt_tokens": reply.prompt_tokens,
-                "completion_tokens": reply.completion_tokens,
-                "total_tokens": reply.prompt_tokens + reply.completion_tokens,
-            },
+            "usage": _usage(reply),
         }
+
+
+def _usage(reply: ChatReply) -> dict[str, int]:
+    return {
+        "prompt_tokens": reply.prompt_tokens,
+        "completion_tokens": reply.completion_tokens,
+        "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+    }
+
+
+async def _events(
+    head: dict[str, Any], first: ChatReply, rest: AsyncGenerator[ChatReply, None], usage: bool
+) -> AsyncIterator[str]:
+    """OpenAI's chunk stream: the role first, then text pieces, the finish reason, [DONE]."""
+
+    def event(choices: list[dict[str, Any]], **extra: Any) -> str:
+        return _sse({**head, "object": "chat.completion.chunk", "choices": choices, **extra})
+
+    last = first
+    yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+    try:
+        piece: ChatReply | None = first
+        while piece is not None:
+            last = piece
+            if piece.text:
+                yield event([{"index": 0, "delta": {"content": piece.text}, "finish_reason": None}])
+            piece = await anext(rest, None)
+    except ServeAppError as exc:  # the status line is sent: say it in the stream, as OpenAI does
+        yield _sse({"error": {"message": exc.detail, "type": exc.type, "code": exc.status}})
+        return
+    finally:
+        await rest.aclose()  # the client went away or we are done: vLLM aborts what is left
+    yield event([{"index": 0, "delta": {}, "finish_reason": last.finish_reason}])
+    if usage:
+        yield event([], usage=_usage(last))
+    yield "data: [DONE]\n\n"
+
+
+def _sse(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 def _turn(message: Message, args: AppArgs) -> ChatTurn:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ logger = logging.getLogger("ray.serve.serve_app")
 LAYOUT, RECOGNIZER, INGRESS = "Layout", "Recognizer", "Ingress"
 HEALTH_CACHE_S = 1.0
 HEALTH_TIMEOUT_S = 5.0
+STREAM_FLUSH_S = 0.05
 
 
 class LayoutDeployment:
@@ -70,6 +72,21 @@ class RecognizerDeployment:
     async def chat(self, turns: list[ChatTurn], max_tokens: int, temperature: float) -> ChatReply:
         return await self._engine.chat(turns, max_tokens, temperature)
 
+    async def chat_stream(
+        self, turns: list[ChatTurn], max_tokens: int, temperature: float
+    ) -> AsyncIterator[ChatReply]:
+        """Pieces of at least ``STREAM_FLUSH_S`` each: one Ray object per token would cost more than
+        the token; a reader sees no difference at 20 pieces a second."""
+        pending: ChatReply | None = None
+        flushed = time.monotonic()
+        async for piece in self._engine.chat_stream(turns, max_tokens, temperature):
+            pending = piece if pending is None else replace(piece, text=pending.text + piece.text)
+            if piece.finish_reason is not None or time.monotonic() - flushed >= STREAM_FLUSH_S:
+                yield pending
+                pending, flushed = None, time.monotonic()
+        if pending is not None:
+            yield pending
+
     def info(self) -> dict[str, Any]:
         return asdict(self._engine.info())
 
@@ -79,9 +96,22 @@ class RecognizerDeployment:
 
 async def _call(response: Any) -> Any:
     """Await a handle call; Serve's and Ray's failures become our errors (problem+json)."""
-    try:
+    with _our_errors(response):
         return await response
-    except asyncio.CancelledError:
+
+
+async def _stream(response: Any) -> AsyncGenerator[Any, None]:
+    """Iterate a streaming handle call (``DeploymentResponseGenerator``), with ``_call``'s errors."""
+    with _our_errors(response):
+        async for item in response:
+            yield item
+
+
+@contextmanager
+def _our_errors(response: Any) -> Iterator[None]:
+    try:
+        yield
+    except (asyncio.CancelledError, GeneratorExit):
         response.cancel()  # deadline or client gone: stop the downstream work too
         raise
     except BackPressureError as exc:
@@ -130,6 +160,12 @@ class ServeBackend:
 
     async def chat(self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float) -> ChatReply:
         return await _call(self._handles[RECOGNIZER].chat.remote(list(turns), max_tokens, temperature))
+
+    def chat_stream(
+        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float
+    ) -> AsyncGenerator[ChatReply, None]:
+        handle = self._handles[RECOGNIZER].options(stream=True)
+        return _stream(handle.chat_stream.remote(list(turns), max_tokens, temperature))
 
     async def health(self) -> Health:
         async with self._lock:  # one fetch at a time; callers meanwhile share its answer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import fcntl
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +119,8 @@ class ChatTurn:
 
 @dataclass(frozen=True)
 class ChatReply:
+    """A whole answer, or (streaming) the text added since the last piece, with the counts so far."""
+
     text: str
     finish_reason: str | None
     prompt_tokens: int
@@ -172,9 +174,20 @@ class RecognizerEngine(abc.ABC):
     @abc.abstractmethod
     async def recognize(self, requests: Sequence[RecognizeRequest]) -> list[Recognition]: ...
 
-    async def chat(self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float) -> ChatReply:
-        """A free conversation about one image; only VLM engines can."""
+    async def chat_stream(
+        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float
+    ) -> AsyncIterator[ChatReply]:
+        """A free conversation about one image, as pieces of the answer; only VLM engines can."""
         raise ChatUnavailable(f"the recognizer {self.info().name!r} is not a chat model")
+        yield  # an async generator, like the engines that can
+
+    async def chat(self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float) -> ChatReply:
+        """The whole answer: the stream's pieces joined."""
+        text, last = "", None
+        async for piece in self.chat_stream(turns, max_tokens, temperature):
+            text, last = text + piece.text, piece
+        assert last is not None, "a chat stream ends with a piece that carries its finish reason"
+        return ChatReply(text, last.finish_reason, last.prompt_tokens, last.completion_tokens)
 
     @abc.abstractmethod
     def info(self) -> ModelInfo: ...

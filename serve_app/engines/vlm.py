@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -173,7 +173,9 @@ class VllmRecognizer(RecognizerEngine):
             return text, f"generation stopped: {finish}"
         return text, None
 
-    async def chat(self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float) -> ChatReply:
+    async def chat_stream(
+        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float
+    ) -> AsyncIterator[ChatReply]:
         from PIL import Image
         from vllm import SamplingParams
 
@@ -183,17 +185,18 @@ class VllmRecognizer(RecognizerEngine):
         if images:
             prompt["multi_modal_data"] = {"image": images[0]}
         params = SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=self._args.seed)
-        final = None
+        sent = 0
+        # Closing this generator early (client gone) closes vLLM's, which aborts the request.
         async for out in self._engine.generate(prompt, params, uuid.uuid4().hex):
-            final = out
-        assert final is not None
-        completion = final.outputs[0]
-        return ChatReply(
-            completion.text,
-            completion.finish_reason,
-            len(final.prompt_token_ids or []),
-            len(completion.token_ids),
-        )
+            completion = out.outputs[0]
+            if len(completion.text) > sent or completion.finish_reason is not None:
+                yield ChatReply(
+                    completion.text[sent:],
+                    completion.finish_reason,
+                    len(out.prompt_token_ids or []),
+                    len(completion.token_ids),
+                )
+                sent = len(completion.text)
 
     def info(self) -> ModelInfo:
         a = self._args

@@ -106,6 +106,33 @@ def test_chat_completions_answer_with_the_loaded_model_only(vlm_url: str) -> Non
     assert r.status_code == 404 and served in r.json()["detail"]
 
 
+def test_chat_streams_server_sent_events_as_openai_does(vlm_url: str) -> None:
+    import base64
+    import json
+
+    models = httpx.get(vlm_url + "/v1/models", timeout=10).json()["data"]
+    served = next(m["id"] for m in models if m["deployment"] == "Recognizer")
+    image = "data:image/png;base64," + base64.b64encode((DATA / "phototest.png").read_bytes()).decode()
+    message = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}},
+                                           {"type": "text", "text": "OCR:"}]}  # fmt: skip
+    body = {"model": served, "messages": [message], "max_tokens": 12, "stream": True,
+            "stream_options": {"include_usage": True}}  # fmt: skip
+    with httpx.stream("POST", vlm_url + "/v1/chat/completions", json=body, timeout=60) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = [line[len("data: ") :] for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" and c["model"] == served for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    finish = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
+    assert finish[-1] in ("stop", "length") and set(finish[:-1]) == {None}
+    usage = chunks[-1]["usage"]
+    assert chunks[-1]["choices"] == [] and 1 <= usage["completion_tokens"] <= 12
+    streamed = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    whole = httpx.post(vlm_url + "/v1/chat/completions", json={**body, "stream": False}, timeout=60).json()
+    assert streamed == whole["choices"][0]["message"]["content"]  # temperature 0: the same answer
+
+
 def test_a_page_reading_recognizer_runs_without_a_layout_deployment(base_url: str, tiny_model: Path) -> None:
     from ray import serve
 

@@ -39,5 +39,8 @@ class EngineBackend:
     async def chat(self, turns, max_tokens: int, temperature: float):  # type: ignore[no-untyped-def]
         return await self._engines["Recognizer"].chat(turns, max_tokens, temperature)  # type: ignore[attr-defined]
 
+    def chat_stream(self, turns, max_tokens: int, temperature: float):  # type: ignore[no-untyped-def]
+        return self._engines["Recognizer"].chat_stream(turns, max_tokens, temperature)
+
     async def check_lang(self, lang: str) -> str:
         return self._engines["Recognizer"].check_lang(lang)  # type: ignore[attr-defined]

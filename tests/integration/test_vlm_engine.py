@@ -125,3 +125,32 @@ def test_chat_about_an_image_reports_token_usage(engine, run) -> None:
 def test_missing_model_folder_is_a_startup_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=str(tmp_path / "none")):
         build_recognizer(vlm_args(tmp_path / "none")).start()
+
+
+def test_check_health_fails_when_the_engine_process_dies(tiny_model: Path) -> None:
+    import psutil
+
+    from tests.integration.conftest import wait_for
+
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    recognizer = build_recognizer(vlm_args(tiny_model))
+    recognizer.start()
+    try:
+        recognizer.check_health()
+        new = [p for p in me.children(recursive=True) if p.pid not in before]
+        engine_core = [p for p in new if "EngineCore" in " ".join(p.cmdline())]
+        assert engine_core, "vLLM runs its engine core in a child process (title VLLM::EngineCore)"
+        for process in engine_core:
+            process.kill()
+
+        def unhealthy() -> bool:
+            try:
+                recognizer.check_health()
+            except RuntimeError as exc:
+                return "died" in str(exc)
+            return False
+
+        wait_for(unhealthy, timeout_s=30)  # so Serve replaces the replica
+    finally:
+        recognizer.shutdown()

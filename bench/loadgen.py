@@ -1,0 +1,142 @@
+"""Load generators: a closed loop (N clients, each sends its next page when the last one is answered)
+and an open loop (requests arrive at a fixed rate whatever the answers do). Every loop is bounded in
+request count and in time; figures come from the measured window only (warm-up excluded)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bench.corpus import Page
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int  # HTTP status; 0 when no answer came (connection error, timeout)
+    pages: int
+    timings_ms: dict[str, float] = field(default_factory=dict)  # the system's own per-stage figures
+
+
+class Target(Protocol):
+    name: str
+
+    async def call(self, page: Page) -> Answer: ...
+
+
+@dataclass(frozen=True)
+class Sample:
+    sent_s: float  # since the step started
+    latency_s: float
+    answer: Answer
+
+
+@dataclass
+class Step:
+    mode: str  # "closed" (level = clients) or "open" (level = requests per second)
+    level: float
+    samples: list[Sample]
+    wall_s: float  # measured window: first measured send to last answer
+
+    def summary(self) -> dict[str, Any]:
+        ok = [s for s in self.samples if s.answer.status == 200]
+        lat = sorted(s.latency_s for s in ok)
+        stages: dict[str, list[float]] = {}
+        for s in ok:
+            for k, v in s.answer.timings_ms.items():
+                stages.setdefault(k, []).append(v)
+        pages = sum(s.answer.pages for s in ok)
+        errors = Counter(str(s.answer.status) for s in self.samples if s.answer.status != 200)
+        return {
+            "mode": self.mode,
+            "level": self.level,
+            "requests": len(self.samples),
+            "ok": len(ok),
+            "pages": pages,
+            "wall_s": round(self.wall_s, 3),
+            "pages_per_s": round(pages / self.wall_s, 4) if self.wall_s > 0 else 0.0,
+            "requests_per_s": round(len(ok) / self.wall_s, 4) if self.wall_s > 0 else 0.0,
+            "latency_s": {
+                "p50": _pct(lat, 50), "p95": _pct(lat, 95), "p99": _pct(lat, 99),
+                "max": round(lat[-1], 4) if lat else None,
+                "mean": round(statistics.fmean(lat), 4) if lat else None,
+            },
+            "errors": dict(errors),
+            "stage_ms_mean": {k: round(statistics.fmean(v), 1) for k, v in sorted(stages.items())},
+            "latencies_s": [round(v, 4) for v in lat],
+        }  # fmt: skip
+
+
+def _pct(values: Sequence[float], p: float) -> float | None:
+    """Nearest-rank percentile."""
+    if not values:
+        return None
+    return round(values[max(0, math.ceil(p / 100 * len(values)) - 1)], 4)
+
+
+async def closed_loop(
+    target: Target,
+    pages: Sequence[Page],
+    clients: int,
+    requests: int,
+    warmup: int,
+    max_s: float,
+    tick: Callable[[], None] = lambda: None,
+) -> Step:
+    """``clients`` clients send pages round-robin until ``warmup + requests`` are sent or ``max_s``
+    passed; the first ``warmup`` answers are not measured."""
+    sent = 0
+    samples: list[Sample] = []
+    measured_from: float | None = None
+    start = time.perf_counter()
+
+    async def client() -> None:
+        nonlocal sent, measured_from
+        while sent < warmup + requests and time.perf_counter() - start < max_s:
+            index, sent = sent, sent + 1
+            t = time.perf_counter()
+            answer = await target.call(pages[index % len(pages)])
+            latency = time.perf_counter() - t
+            tick()
+            if index >= warmup:
+                measured_from = t if measured_from is None else min(measured_from, t)
+                samples.append(Sample(t - start, latency, answer))
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    end = max((s.sent_s + s.latency_s for s in samples), default=0.0) + start
+    wall = end - measured_from if measured_from is not None else 0.0
+    return Step("closed", clients, samples, wall)
+
+
+async def open_loop(
+    target: Target,
+    pages: Sequence[Page],
+    rate: float,
+    requests: int,
+    max_s: float,
+    tick: Callable[[], None] = lambda: None,
+) -> Step:
+    """``requests`` requests at ``rate`` per second, evenly spaced, whatever the answers do (a
+    queue that grows shows as latency); waits at most ``max_s`` in all."""
+    samples: list[Sample] = []
+    start = time.perf_counter()
+
+    async def one(index: int) -> None:
+        await asyncio.sleep(max(0.0, start + index / rate - time.perf_counter()))
+        t = time.perf_counter()
+        answer = await target.call(pages[index % len(pages)])
+        tick()
+        samples.append(Sample(t - start, time.perf_counter() - t, answer))
+
+    tasks = [asyncio.ensure_future(one(i)) for i in range(requests)]
+    _, pending = await asyncio.wait(tasks, timeout=max_s)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    wall = max((s.sent_s + s.latency_s for s in samples), default=0.0)
+    return Step("open", rate, samples, wall)

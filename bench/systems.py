@@ -1,0 +1,300 @@
+"""The systems a benchmark compares, each started and stopped by the harness on this machine.
+
+- ``service``: serve_app under ``serve run`` (or an already running one, ``--url``).
+- ``bare``: the same engines and pipeline in this process, one page after another; no HTTP, no Ray.
+- ``naive``: the users' earlier design, one uvicorn process with a synchronous route (baselines/naive.py).
+- ``rapidocr_api``: the RapidOCR HTTP server from PyPI (its own venv under bench/.venv-rapidocr-api).
+- ``tesseract``: Debian's tesseract CLI, one single-threaded process per request in flight.
+
+Only 127.0.0.1 is ever contacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import yaml
+
+from bench.corpus import Page
+from bench.loadgen import Answer
+
+ROOT = Path(__file__).parents[1]
+VENV_BIN = Path(sys.executable).parent
+REQUEST_TIMEOUT_S = 600.0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def local_only(url: str) -> str:
+    host = urlparse(url).hostname
+    if host not in ("127.0.0.1", "localhost"):
+        raise SystemExit(f"benchmarks only talk to 127.0.0.1 / localhost, not {host!r}")
+    return url.rstrip("/")
+
+
+class HttpSystem:
+    """A server process on 127.0.0.1 and how to send it one page."""
+
+    name = ""
+    ready_path = "/"
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.cold_start_s: float | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._client: httpx.AsyncClient | None = None
+        fd, log = tempfile.mkstemp(prefix=f"bench-{self.name}-", suffix=".log")
+        os.close(fd)
+        self.log = Path(log)
+
+    def command(self, port: int) -> tuple[list[str], dict[str, str]]:
+        raise NotImplementedError
+
+    def start(self, timeout_s: float = 300) -> None:
+        port = free_port()
+        argv, env = self.command(port)
+        self.url = f"http://127.0.0.1:{port}"
+        started = time.perf_counter()
+        with self.log.open("ab") as log:
+            self._proc = subprocess.Popen(
+                argv, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        while time.perf_counter() - started < timeout_s:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self._proc.returncode}; log: {self.log}")
+            try:
+                if httpx.get(self.url + self.ready_path, timeout=5).status_code == 200:
+                    self.cold_start_s = round(time.perf_counter() - started, 2)
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(f"{self.name} not ready within {timeout_s:g} s; log: {self.log}")
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            os.killpg(self._proc.pid, signal.SIGINT)
+            try:
+                self._proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+                self._proc.wait()
+        self._proc = None
+
+    async def call(self, page: Page) -> Answer:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=REQUEST_TIMEOUT_S, limits=httpx.Limits(max_connections=None)
+            )
+        try:
+            response = await self.post(self._client, page)
+        except httpx.HTTPError:
+            return Answer(0, 0)
+        if response.status_code != 200:
+            return Answer(response.status_code, 0)
+        return self.read(response.json())
+
+    async def post(self, client: httpx.AsyncClient, page: Page) -> httpx.Response:
+        raise NotImplementedError
+
+    def read(self, body: Any) -> Answer:
+        return Answer(200, 1)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+class Service(HttpSystem):
+    name = "service"
+    ready_path = "/ready"
+
+    def __init__(self, config: Path, url: str | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.external = url is not None
+        if url:
+            self.url = local_only(url)
+
+    def command(self, port: int) -> tuple[list[str], dict[str, str]]:
+        config = yaml.safe_load(self.config.read_text())
+        config.setdefault("http_options", {}).update(host="127.0.0.1", port=port)
+        path = Path(tempfile.mkdtemp(prefix="bench-serve-")) / self.config.name
+        path.write_text(yaml.safe_dump(config))
+        return [str(VENV_BIN / "serve"), "run", str(path)], {"RAY_AUTH_MODE": "disabled"}
+
+    def start(self, timeout_s: float = 300) -> None:
+        if not self.external:
+            super().start(timeout_s)
+
+    def stop(self) -> None:
+        if self.external:
+            return
+        super().stop()
+        # `serve run` started a local Ray of its own; leave nothing behind for the next system.
+        subprocess.run([str(VENV_BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120)
+
+    async def post(self, client: httpx.AsyncClient, page: Page) -> httpx.Response:
+        return await client.post(
+            self.url + "/v1/ocr", files={"file": (page.name, page.data, page.media_type)}
+        )
+
+    def read(self, body: Any) -> Answer:
+        stages: dict[str, float] = {}
+        for p in body["pages"]:
+            for k, v in p["timings_ms"].items():
+                stages[k] = stages.get(k, 0.0) + v
+        stages["request_total"] = body["timings_ms"]["total"]
+        return Answer(200, len(body["pages"]), stages)
+
+
+class Naive(HttpSystem):
+    name = "naive"
+    ready_path = "/health"
+
+    def command(self, port: int) -> tuple[list[str], dict[str, str]]:
+        argv = [sys.executable, "-m", "uvicorn", "bench.baselines.naive:app", "--host", "127.0.0.1",
+                "--port", str(port), "--workers", "1", "--log-level", "warning"]  # fmt: skip
+        return argv, {}
+
+    async def post(self, client: httpx.AsyncClient, page: Page) -> httpx.Response:
+        return await client.post(self.url + "/ocr", files={"file": (page.name, page.data, page.media_type)})
+
+    def read(self, body: Any) -> Answer:
+        return Answer(200, int(body["pages"]), {"total": float(body["ms"])})
+
+
+class RapidocrApi(HttpSystem):
+    """rapidocr_api 0.2.0 needs rapidocr 3, which conflicts with the service's rapidocr-onnxruntime:
+    it gets a venv of its own, made on first use from PyPI, and the ONNX files of our wheel (it
+    would download its own otherwise)."""
+
+    name = "rapidocr_api"
+    VENV = ROOT / "bench" / ".venv-rapidocr-api"
+
+    def command(self, port: int) -> tuple[list[str], dict[str, str]]:
+        if not (self.VENV / "bin" / "rapidocr_api").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(self.VENV)], check=True)
+            pip = [str(self.VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
+            subprocess.run([*pip, "rapidocr-api==0.2.0", "onnxruntime"], check=True, timeout=900)
+        import rapidocr_onnxruntime
+
+        models = Path(rapidocr_onnxruntime.__file__).parent / "models"
+        env = {
+            "det_model_path": str(next(models.glob("*det*.onnx"))),
+            "rec_model_path": str(next(models.glob("*rec*.onnx"))),
+            "cls_model_path": str(next(models.glob("*cls*.onnx"))),
+        }
+        return [str(self.VENV / "bin" / "rapidocr_api"), "-ip", "127.0.0.1", "-p", str(port)], env
+
+    async def post(self, client: httpx.AsyncClient, page: Page) -> httpx.Response:
+        return await client.post(
+            self.url + "/ocr", files={"image_file": (page.name, page.data, page.media_type)}
+        )
+
+
+class TesseractCli:
+    """``tesseract - -`` per request, single-threaded (OMP_THREAD_LIMIT=1), as a shell script would."""
+
+    name = "tesseract"
+    cold_start_s: float | None = 0.0
+
+    def __init__(self, lang: str = "eng") -> None:
+        if shutil.which("tesseract") is None:
+            raise RuntimeError("the tesseract CLI is not installed (apt-get install tesseract-ocr)")
+        self.lang = lang
+
+    def start(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+    async def call(self, page: Page) -> Answer:
+        proc = await asyncio.create_subprocess_exec(
+            "tesseract", "-", "-", "-l", self.lang,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            env={**os.environ, "OMP_THREAD_LIMIT": "1"},
+        )  # fmt: skip
+        try:
+            await asyncio.wait_for(proc.communicate(page.data), REQUEST_TIMEOUT_S)
+        except TimeoutError:
+            proc.kill()
+            return Answer(0, 0)
+        return Answer(200 if proc.returncode == 0 else 500, 1)
+
+    async def close(self) -> None:
+        return None
+
+
+class Bare:
+    """The service's engines and pipeline in this process, one page at a time (a lock): the upper
+    bound of what the engines do on this machine, with nothing of Serve or HTTP around them."""
+
+    name = "bare"
+
+    def __init__(self, config: Path) -> None:
+        from serve_app.config import load_args
+
+        app = yaml.safe_load(config.read_text())["applications"][0]
+        self._args = load_args(app.get("args") or {}, environ={})
+        self._lock = asyncio.Lock()
+        self.cold_start_s: float | None = None
+
+    def start(self) -> None:
+        from serve_app.engines import build_layout, build_recognizer
+        from serve_app.local import LocalLayout, LocalRecognizer
+
+        started = time.perf_counter()
+        self._layout, self._recognizer = (
+            build_layout(self._args.layout),
+            build_recognizer(self._args.recognizer),
+        )
+        self._layout.start()
+        self._recognizer.start()
+        self._clients = (LocalLayout(self._layout), LocalRecognizer(self._recognizer))
+        self.cold_start_s = round(time.perf_counter() - started, 2)
+
+    def stop(self) -> None:
+        self._recognizer.shutdown()
+
+    async def call(self, page: Page) -> Answer:
+        from serve_app.documents import Document
+        from serve_app.pipeline import Options, process_document
+
+        async with self._lock:
+            started = time.perf_counter()
+            doc = Document(page.data, self._args.limits)
+            try:
+                pages = await process_document(doc, doc.select(None), Options(), *self._clients, 1)
+            finally:
+                doc.close()
+            stages: dict[str, float] = {}
+            for p in pages:
+                for k, v in p.timings_ms.items():
+                    stages[k] = stages.get(k, 0.0) + v
+            stages["request_total"] = round((time.perf_counter() - started) * 1000, 1)
+            return Answer(200, len(pages), stages)
+
+    async def close(self) -> None:
+        return None

@@ -31,3 +31,40 @@ def wer(hypothesis: str, reference: str, casefold: bool = False) -> float:
     if not ref:
         return 0.0 if not hyp else 1.0
     return Levenshtein.distance(hyp, ref) / len(ref)
+
+
+def order_error(
+    hypothesis: str, reference: str, casefold: bool = False, min_similarity: float = 0.6
+) -> float:
+    """How much of the reading order is wrong, apart from misread characters: each reference line is
+    matched to its most similar hypothesis line (similarity >= ``min_similarity``); the matched lines
+    that are out of order are those outside the longest in-order run (longest increasing subsequence
+    of their positions). Returns their share of the matched lines: 0 = the order is right."""
+    from rapidfuzz import fuzz, process
+
+    ref = [normalize(line, casefold) for line in reference.splitlines() if line.strip()]
+    hyp = [normalize(line, casefold) for line in hypothesis.splitlines() if line.strip()]
+    if not ref or not hyp:
+        return 0.0
+    positions = []
+    for line in ref:
+        best = process.extractOne(line, hyp, scorer=fuzz.ratio, score_cutoff=min_similarity * 100)
+        if best is not None:
+            positions.append(best[2])
+    if not positions:
+        return 0.0
+    return 1 - _longest_increasing(positions) / len(positions)
+
+
+def _longest_increasing(values: list[int]) -> int:
+    """Length of the longest non-decreasing subsequence (patience sorting)."""
+    import bisect
+
+    tails: list[int] = []
+    for v in values:
+        i = bisect.bisect_right(tails, v)
+        if i == len(tails):
+            tails.append(v)
+        else:
+            tails[i] = v
+    return len(tails)

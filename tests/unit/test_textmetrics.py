@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.textmetrics import cer, normalize, wer
+from bench.textmetrics import cer, normalize, order_error, wer
 
 
 def test_normalisation_is_nfkc_and_whitespace() -> None:
@@ -29,3 +29,16 @@ def test_cer_known_answers(hyp: str, ref: str, expected: float) -> None:
 def test_wer_and_case() -> None:
     assert wer("the quick brown fox", "the quick red fox") == pytest.approx(0.25)
     assert cer("HELLO", "hello") == 1.0 and cer("HELLO", "hello", casefold=True) == 0.0
+
+
+def test_order_error_sees_swapped_columns_but_not_misread_letters() -> None:
+    ref = "Title line\nfirst column text\nsecond column text\nfooter note"
+    assert order_error(ref, ref) == 0.0
+    # Misread characters do not count as order errors: CER shows them.
+    assert order_error("Tltle line\nfirst colunm text\nsecond column text\nfooter note", ref) == 0.0
+    # The two columns read in the wrong order: one of four lines is out of place.
+    swapped = "Title line\nsecond column text\nfirst column text\nfooter note"
+    assert order_error(swapped, ref) == pytest.approx(0.25)
+    # Reversed: only one line can be in order.
+    assert order_error("\n".join(reversed(ref.splitlines())), ref) == pytest.approx(0.75)
+    assert order_error("", ref) == 0.0 and order_error("text", "") == 0.0  # nothing to order

@@ -41,7 +41,14 @@ class Step:
     mode: str  # "closed" (level = clients) or "open" (level = requests per second)
     level: float
     samples: list[Sample]
-    wall_s: float  # measured window: first measured send to last answer
+    # The throughput window, in seconds since the step started. Closed loop: from the first
+    # measured send to the last send, while every client has a request in flight; every answer in
+    # it counts, warm-up ones included, so that work begun before it and work left after it even
+    # out (counting only the measured requests would miss the clients' last requests, still in
+    # flight, and undercount long pages at high concurrency). Open loop: first send to last answer.
+    window: tuple[float, float]
+    # Closed loop: the warm-up answers (not in latency figures; their completions count above).
+    warmup: list[Sample] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         ok = [s for s in self.samples if s.answer.status == 200]
@@ -50,17 +57,24 @@ class Step:
         for s in ok:
             for k, v in s.answer.timings_ms.items():
                 stages.setdefault(k, []).append(v)
-        pages = sum(s.answer.pages for s in ok)
+        begin, end = self.window
+        answered = ok + [s for s in self.warmup if s.answer.status == 200]
+        inside = [s for s in answered if begin <= s.sent_s + s.latency_s <= end]
+        if not inside:  # too few requests for a steady window: count them all, drain included
+            end = max((s.sent_s + s.latency_s for s in ok), default=begin)
+            inside = ok
+        wall = end - begin
+        pages = sum(s.answer.pages for s in inside)
         errors = Counter(str(s.answer.status) for s in self.samples if s.answer.status != 200)
         return {
             "mode": self.mode,
             "level": self.level,
             "requests": len(self.samples),
             "ok": len(ok),
-            "pages": pages,
-            "wall_s": round(self.wall_s, 3),
-            "pages_per_s": round(pages / self.wall_s, 4) if self.wall_s > 0 else 0.0,
-            "requests_per_s": round(len(ok) / self.wall_s, 4) if self.wall_s > 0 else 0.0,
+            "pages": sum(s.answer.pages for s in ok),
+            "window_s": round(wall, 3),
+            "pages_per_s": round(pages / wall, 4) if wall > 0 else 0.0,
+            "requests_per_s": round(len(inside) / wall, 4) if wall > 0 else 0.0,
             "latency_s": {
                 "p50": _pct(lat, 50), "p95": _pct(lat, 95), "p99": _pct(lat, 99),
                 "max": round(lat[-1], 4) if lat else None,
@@ -92,25 +106,24 @@ async def closed_loop(
     passed; the first ``warmup`` answers are not measured."""
     sent = 0
     samples: list[Sample] = []
-    measured_from: float | None = None
     start = time.perf_counter()
+    last_send = 0.0
 
     async def client() -> None:
-        nonlocal sent, measured_from
+        nonlocal sent, last_send
         while sent < warmup + requests and time.perf_counter() - start < max_s:
             index, sent = sent, sent + 1
             t = time.perf_counter()
+            last_send = t - start
             answer = await target.call(pages[index % len(pages)])
             latency = time.perf_counter() - t
             tick()
-            if index >= warmup:
-                measured_from = t if measured_from is None else min(measured_from, t)
-                samples.append(Sample(t - start, latency, answer))
+            (samples if index >= warmup else warm).append(Sample(t - start, latency, answer))
 
+    warm: list[Sample] = []
     await asyncio.gather(*(client() for _ in range(clients)))
-    end = max((s.sent_s + s.latency_s for s in samples), default=0.0) + start
-    wall = end - measured_from if measured_from is not None else 0.0
-    return Step("closed", clients, samples, wall)
+    first = min((s.sent_s for s in samples), default=0.0)
+    return Step("closed", clients, samples, (first, last_send), warm)
 
 
 async def open_loop(
@@ -138,5 +151,5 @@ async def open_loop(
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
-    wall = max((s.sent_s + s.latency_s for s in samples), default=0.0)
-    return Step("open", rate, samples, wall)
+    end = max((s.sent_s + s.latency_s for s in samples), default=0.0)
+    return Step("open", rate, samples, (0.0, end))

@@ -24,7 +24,7 @@ from serve_app.assemble import page_text
 from serve_app.config import AppArgs
 from serve_app.documents import Document
 from serve_app.engines import build_layout, build_recognizer
-from serve_app.local import LocalLayout, LocalRecognizer
+from serve_app.local import LocalLayout
 from serve_app.pipeline import Options, process_document
 
 DEFAULT_DIR = Path(__file__).parents[2] / "shared" / "evaldata"
@@ -68,7 +68,7 @@ async def main() -> None:
         doc = Document(path.read_bytes(), args.limits)
         started = time.perf_counter()
         pages = await process_document(
-            doc, [0], Options(), LocalLayout(layout), LocalRecognizer(recognizer), max_concurrent_pages=1
+            doc, [0], Options(), LocalLayout(layout), recognizer, max_concurrent_pages=1
         )
         seconds = time.perf_counter() - started
         image = doc.render(0).image

@@ -263,7 +263,7 @@ class Bare:
 
     def start(self) -> None:
         from serve_app.engines import build_layout, build_recognizer
-        from serve_app.local import LocalLayout, LocalRecognizer
+        from serve_app.local import LocalLayout
 
         started = time.perf_counter()
         self._layout, self._recognizer = (
@@ -272,7 +272,7 @@ class Bare:
         )
         self._layout.start()
         self._recognizer.start()
-        self._clients = (LocalLayout(self._layout), LocalRecognizer(self._recognizer))
+        self._clients = (LocalLayout(self._layout), self._recognizer)
         self.cold_start_s = round(time.perf_counter() - started, 2)
 
     def stop(self) -> None:

@@ -24,7 +24,7 @@ from .config import AppArgs, CpuRecognizerArgs, PaddleLayoutArgs, RapidLayoutArg
 from .engines import build_layout, build_recognizer
 from .engines.base import ChatReply, ChatTurn, Recognition, RecognizeRequest, Region
 from .errors import ModelError, NotReady, Overloaded, ServeAppError
-from .local import LocalLayout, LocalRecognizer
+from .local import LocalLayout
 
 logger = logging.getLogger("ray.serve.serve_app")
 
@@ -57,14 +57,13 @@ class RecognizerDeployment:
         started = time.perf_counter()
         self._engine = build_recognizer(args)
         self._engine.start()
-        self._recognizer = LocalRecognizer(self._engine)
         logger.info("recognizer models loaded in %.1f s", time.perf_counter() - started)
 
     def check_health(self) -> None:
         self._engine.check_health()
 
-    async def recognize(self, request: RecognizeRequest) -> Recognition:
-        return await self._recognizer.recognize(request)
+    async def recognize(self, requests: list[RecognizeRequest]) -> list[Recognition]:
+        return await self._engine.recognize(requests)
 
     def check_lang(self, lang: str) -> str:
         return self._engine.check_lang(lang)
@@ -138,8 +137,8 @@ class _RecognizerClient:
     def __init__(self, handle: DeploymentHandle) -> None:
         self._handle = handle
 
-    async def recognize(self, request: RecognizeRequest) -> Recognition:
-        return await _call(self._handle.recognize.remote(request))
+    async def recognize(self, requests: Sequence[RecognizeRequest]) -> list[Recognition]:
+        return await _call(self._handle.recognize.remote(list(requests)))
 
 
 class ServeBackend:

@@ -1,5 +1,5 @@
-"""In-process pipeline clients over engines: the deployments serve these, and tests and bench use
-them directly to run the very same code without Ray."""
+"""The in-process layout client over a layout engine: the deployment serves it, and tests and bench
+use it directly to run the very same code without Ray. (A recognizer engine is its own client.)"""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 
 import numpy as np
 
-from .engines.base import LayoutEngine, Recognition, RecognizerEngine, RecognizeRequest, Region
+from .engines.base import LayoutEngine, Region
 from .regions import arrange
 
 
@@ -21,11 +21,3 @@ class LocalLayout:
         if self.engine.ordered:
             return regions
         return await asyncio.to_thread(arrange, image, regions)
-
-
-class LocalRecognizer:
-    def __init__(self, engine: RecognizerEngine) -> None:
-        self.engine = engine
-
-    async def recognize(self, request: RecognizeRequest) -> Recognition:
-        return (await self.engine.recognize([request]))[0]

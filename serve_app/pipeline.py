@@ -30,7 +30,9 @@ class LayoutClient(Protocol):
 
 
 class RecognizerClient(Protocol):
-    async def recognize(self, request: RecognizeRequest) -> Recognition: ...
+    async def recognize(self, requests: Sequence[RecognizeRequest]) -> list[Recognition]:
+        """All regions of a page in one call: one round trip, and the engine batches them."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -107,19 +109,16 @@ async def process_page(
         regions = detected or [whole_page]
 
     t = time.perf_counter()
-    readings = await gather_or_cancel(
-        *(
-            recognizer.recognize(
-                RecognizeRequest(
-                    image=page.image if r is whole_page else crop(page.image, r),
-                    task=r.task,
-                    lang=options.lang,
-                    whole_page=r is whole_page,
-                )
-            )
-            for r in regions
+    requests = [
+        RecognizeRequest(
+            image=page.image if r is whole_page else crop(page.image, r),
+            task=r.task,
+            lang=options.lang,
+            whole_page=r is whole_page,
         )
-    )
+        for r in regions
+    ]
+    readings = await recognizer.recognize(requests)
     timings["recognize"] = _ms(t)
     # A whole-page reader's own blocks stand for its page region; other readings are one block each.
     parts = [

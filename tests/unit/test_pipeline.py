@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from serve_app.assemble import page_markdown
 from serve_app.config import LimitsArgs
@@ -18,7 +19,8 @@ class PageReader:
     def __init__(self) -> None:
         self.requests: list[RecognizeRequest] = []
 
-    async def recognize(self, request: RecognizeRequest) -> Recognition:
+    async def recognize(self, requests: Sequence[RecognizeRequest]) -> list[Recognition]:
+        (request,) = requests  # a whole page: one request
         self.requests.append(request)
         h, w = request.image.shape[:2]
         blocks = (
@@ -27,7 +29,7 @@ class PageReader:
             ReadBlock((10.0, 320.0, w - 10.0, 400.0), "text", "Body text."),
             ReadBlock((10.0, h - 40.0, 60.0, h - 10.0), "footer", "7"),
         )
-        return Recognition("Heading\n\nBody text.\n\n7", 1.0, "vllm:dots", None, blocks)
+        return [Recognition("Heading\n\nBody text.\n\n7", 1.0, "vllm:dots", None, blocks)]
 
 
 def test_without_a_layout_client_the_page_is_read_whole_and_its_blocks_kept() -> None:

@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RAY_AUTH_MODE=disabled
-.venv/bin/ruff check serve_app tests bench
+.venv/bin/ruff check serve_app tests bench scripts
 .venv/bin/mypy serve_app
 exec .venv/bin/python -m pytest "$@"

@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -34,9 +34,11 @@ from .errors import (
     PayloadTooLarge,
     ServeAppError,
     ServiceUnavailable,
+    StorageUnavailable,
     UnsupportedMediaType,
 )
 from .pipeline import LayoutClient, Options, RecognizerClient, process_document
+from .storage import ResultStore, Storage, result_key
 
 logger = logging.getLogger("ray.serve.serve_app.api")
 
@@ -87,6 +89,9 @@ class OcrOptions(BaseModel):
     lang: str = Field("auto", description="'auto', ISO codes ('ru', 'en', 'ru+en', 'zh') or tesseract codes")
     timeout_s: float | None = Field(
         None, gt=0, le=3600, description="deadline in seconds; the configured default if empty"
+    )
+    store: bool = Field(
+        False, description="write the result to S3 and answer with presigned URLs (needs storage configured)"
     )
 
 
@@ -155,6 +160,7 @@ def problem_response(exc: ServeAppError, request_id: str | None) -> JSONResponse
 
 
 def create_api(args: AppArgs, backend: Backend) -> FastAPI:
+    results = ResultStore(Storage(args.storage)) if args.storage is not None else None
     app = FastAPI(
         title="serve_app",
         version=__version__,
@@ -200,6 +206,7 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
             "reason": h.reason,
             "deployments": h.deployments,
             "models": h.models,
+            "storage": await results.storage.status() if results is not None else "disabled",
             "version": __version__,
         }
 
@@ -233,15 +240,17 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
         openapi_extra=OCR_REQUEST_BODY,
         responses=ERROR_RESPONSES,
     )
-    async def ocr(request: Request) -> dict[str, Any]:
+    async def ocr(request: Request, response: Response) -> dict[str, Any]:
         started = time.perf_counter()
-        data, options, timeout_s = await _read_request(request, args)
+        data, options, timeout_s, store = await _read_request(request, args)
+        if store and results is None:
+            raise BadRequest("store: true needs S3 storage, and none is configured (storage: in the config)")
         # The x-request-timeout-seconds header is Serve's own: its proxy answers 408 and
         # cancels the request. The body's timeout_s and the configured default land here.
         timeout_s = timeout_s or args.ingress.request_timeout_s
         try:
             async with asyncio.timeout(timeout_s):
-                return await _ocr(request, data, options, backend, args, started)
+                return await _ocr(request, response, data, options, backend, args, started, results, store)
         except TimeoutError:
             raise DeadlineExceeded(
                 f"not done within {timeout_s:g} s; pending work was cancelled "
@@ -253,11 +262,14 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
 
 async def _ocr(
     request: Request,
+    response: Response,
     data: bytes,
     options: Options,
     backend: Backend,
     args: AppArgs,
     started: float,
+    results: ResultStore | None,
+    store: bool,
 ) -> dict[str, Any]:
     t = time.perf_counter()
     doc = Document(data, args.limits, options.dpi)
@@ -271,6 +283,16 @@ async def _ocr(
             options = Options(
                 options.pages, options.dpi, options.layout, await backend.check_lang(options.lang)
             )
+        models = {k: v.get("name") for k, v in health.models.items()}
+        asked = {"pages": indices, "dpi": doc.dpi, "layout": options.layout, "lang": options.lang}
+        key = result_key(data, asked, models)
+        cached = await _cached(results, key, store)
+        if cached is not None:
+            response.headers["x-cache"] = "hit"
+            cached["request_id"] = _request_id(request)
+            if store and results is not None:
+                cached["storage"] = await results.urls(key)
+            return cached
         t = time.perf_counter()
         pages = await process_document(
             doc,
@@ -283,9 +305,9 @@ async def _ocr(
     finally:
         await asyncio.to_thread(doc.close)
     page_dicts = [page_json(p) for p in pages]
-    return {
+    body: dict[str, Any] = {
         "request_id": _request_id(request),
-        "models": {k: v.get("name") for k, v in health.models.items()},
+        "models": models,
         "document": {
             "media_type": doc.media_type,
             "page_count": doc.page_count,
@@ -301,9 +323,28 @@ async def _ocr(
             "total": round((time.perf_counter() - started) * 1000, 1),
         },
     }
+    if results is not None:
+        response.headers["x-cache"] = "miss"
+    if store and results is not None:
+        body["storage"] = await results.save(key, body)
+    return body
 
 
-async def _read_request(request: Request, args: AppArgs) -> tuple[bytes, Options, float | None]:
+async def _cached(results: ResultStore | None, key: str, store: bool) -> dict[str, Any] | None:
+    """A stored answer to the same document, options and models. An unreachable store only matters
+    when the caller asked to store: otherwise the document is simply read again."""
+    if results is None:
+        return None
+    try:
+        return await results.load(key)
+    except StorageUnavailable:
+        if store:
+            raise
+        logger.warning("result cache unreachable; reading the document again")
+        return None
+
+
+async def _read_request(request: Request, args: AppArgs) -> tuple[bytes, Options, float | None, bool]:
     limit = args.limits.max_upload_bytes
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     # Refuse what cannot fit before reading it: base64 adds a third, framing and options little.
@@ -336,4 +377,4 @@ async def _read_request(request: Request, args: AppArgs) -> tuple[bytes, Options
         )
     if len(data) > limit:
         raise PayloadTooLarge(f"document is {len(data)} bytes; the limit is {limit}")
-    return data, Options(opts.pages, opts.dpi, opts.layout, opts.lang), opts.timeout_s
+    return data, Options(opts.pages, opts.dpi, opts.layout, opts.lang), opts.timeout_s, opts.store

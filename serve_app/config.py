@@ -209,6 +209,20 @@ class IngressArgs(_Strict):
     deployment: DeploymentOptions = DeploymentOptions(max_ongoing_requests=32)
 
 
+class StorageArgs(_Strict):
+    """S3 for stored results (and jobs). Credentials come from boto3's standard chain (env vars)."""
+
+    # None: AWS itself; SeaweedFS / MinIO / Cloud.ru: their URL.
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    bucket: str
+    prefix: str = "serve-app/"
+    presign_ttl_s: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    # Each S3 call; an unreachable store must not hold requests up.
+    timeout_s: float = Field(5.0, gt=0)
+    retry_after_s: float = Field(10.0, ge=0)
+
+
 class GpuArgs(_Strict):
     """The card the model deployments share (one card per worker node)."""
 
@@ -223,6 +237,7 @@ class AppArgs(_Strict):
     ingress: IngressArgs = IngressArgs()
     limits: LimitsArgs = LimitsArgs()
     gpu: GpuArgs | None = None
+    storage: StorageArgs | None = None
 
     @property
     def uses_layout(self) -> bool:

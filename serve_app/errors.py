@@ -111,6 +111,10 @@ class Overloaded(ServiceUnavailable):
     type, title = "overloaded", "Service is overloaded"
 
 
+class StorageUnavailable(ServiceUnavailable):
+    type, title = "storage-unavailable", "Object storage is unreachable"
+
+
 class DeadlineExceeded(ServeAppError):
     status, type, title = 504, "deadline-exceeded", "Request deadline exceeded"
 

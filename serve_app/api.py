@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import math
 import time
@@ -16,12 +14,12 @@ from typing import Any, Literal, Protocol
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .assemble import document_markdown, page_json
-from .bodies import bad_request, read_bounded
+from .bodies import OcrJsonRequest, OcrOptions, read_ocr_request
 from .chat import add_chat_routes, served_models
 from .config import AppArgs
 from .documents import Document
@@ -29,13 +27,10 @@ from .engines.base import ChatReply, ChatTurn
 from .errors import (
     BadRequest,
     DeadlineExceeded,
-    InvalidBase64,
     NotReady,
-    PayloadTooLarge,
     ServeAppError,
     ServiceUnavailable,
     StorageUnavailable,
-    UnsupportedMediaType,
 )
 from .pipeline import LayoutClient, Options, RecognizerClient, process_document
 from .storage import ResultStore, Storage, result_key
@@ -73,30 +68,6 @@ class Backend(Protocol):
     def chat_stream(
         self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float
     ) -> AsyncGenerator[ChatReply, None]: ...
-
-
-class OcrOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    pages: str | None = Field(None, description="1-based page ranges, e.g. '1-3,5'; all if empty")
-    dpi: int | None = Field(
-        None, ge=36, le=1200, strict=False, description="PDF render resolution; the config default if empty"
-    )
-    layout: bool = Field(
-        True,
-        description="false: read each page as one region (always so with a recognizer that lays out pages)",
-    )
-    lang: str = Field("auto", description="'auto', ISO codes ('ru', 'en', 'ru+en', 'zh') or tesseract codes")
-    timeout_s: float | None = Field(
-        None, gt=0, le=3600, description="deadline in seconds; the configured default if empty"
-    )
-    store: bool = Field(
-        False, description="write the result to S3 and answer with presigned URLs (needs storage configured)"
-    )
-
-
-class OcrJsonRequest(OcrOptions):
-    file: str = Field(..., description="the document, base64-encoded")
 
 
 class Problem(BaseModel):
@@ -242,7 +213,7 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
     )
     async def ocr(request: Request, response: Response) -> dict[str, Any]:
         started = time.perf_counter()
-        data, options, timeout_s, store = await _read_request(request, args)
+        data, options, timeout_s, store = await read_ocr_request(request, args, results)
         if store and results is None:
             raise BadRequest("store: true needs S3 storage, and none is configured (storage: in the config)")
         # The x-request-timeout-seconds header is Serve's own: its proxy answers 408 and
@@ -342,39 +313,3 @@ async def _cached(results: ResultStore | None, key: str, store: bool) -> dict[st
             raise
         logger.warning("result cache unreachable; reading the document again")
         return None
-
-
-async def _read_request(request: Request, args: AppArgs) -> tuple[bytes, Options, float | None, bool]:
-    limit = args.limits.max_upload_bytes
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    # Refuse what cannot fit before reading it: base64 adds a third, framing and options little.
-    ceiling = (limit * 4 // 3 if ctype == "application/json" else limit) + 1024 * 1024
-    await read_bounded(request, ceiling)
-    if ctype == "multipart/form-data":
-        form = await request.form(max_files=1, max_fields=16)
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise BadRequest("multipart body needs a 'file' part with the document")
-        data = await upload.read()
-        fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
-        try:
-            opts = OcrOptions.model_validate(fields)
-        except ValidationError as exc:
-            raise bad_request(exc) from None
-    elif ctype == "application/json":
-        try:
-            body = OcrJsonRequest.model_validate_json(await request.body())
-        except ValidationError as exc:
-            raise bad_request(exc) from None
-        try:
-            data = base64.b64decode(body.file, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidBase64("'file' is not valid base64") from None
-        opts = body
-    else:
-        raise UnsupportedMediaType(
-            f"send multipart/form-data with a 'file' part or application/json, not {ctype!r}"
-        )
-    if len(data) > limit:
-        raise PayloadTooLarge(f"document is {len(data)} bytes; the limit is {limit}")
-    return data, Options(opts.pages, opts.dpi, opts.layout, opts.lang), opts.timeout_s, opts.store

@@ -1,12 +1,19 @@
-"""Request bodies: read with a size bound (chunked bodies carry no length), and pydantic's
-validation errors as one 400."""
+"""Request bodies: read with a size bound (chunked bodies carry no length), pydantic's validation
+errors as one 400, and an OCR request's document (multipart file, base64, URL or s3_uri) and options."""
 
 from __future__ import annotations
 
-from fastapi import Request
-from pydantic import ValidationError
+import base64
+import binascii
 
-from .errors import BadRequest, PayloadTooLarge
+from fastapi import Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .config import AppArgs
+from .errors import BadRequest, InvalidBase64, PayloadTooLarge, UnsupportedMediaType
+from .fetch import fetch
+from .pipeline import Options
+from .storage import ResultStore
 
 
 async def read_bounded(request: Request, ceiling: int) -> bytes:
@@ -28,3 +35,84 @@ async def read_bounded(request: Request, ceiling: int) -> bytes:
 def bad_request(exc: ValidationError) -> BadRequest:
     problems = (f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
     return BadRequest("; ".join(problems))
+
+
+class OcrOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pages: str | None = Field(None, description="1-based page ranges, e.g. '1-3,5'; all if empty")
+    dpi: int | None = Field(
+        None, ge=36, le=1200, strict=False, description="PDF render resolution; the config default if empty"
+    )
+    layout: bool = Field(
+        True,
+        description="false: read each page as one region (always so with a recognizer that lays out pages)",
+    )
+    lang: str = Field("auto", description="'auto', ISO codes ('ru', 'en', 'ru+en', 'zh') or tesseract codes")
+    timeout_s: float | None = Field(
+        None, gt=0, le=3600, description="deadline in seconds; the configured default if empty"
+    )
+    store: bool = Field(
+        False, description="write the result to S3 and answer with presigned URLs (needs storage configured)"
+    )
+
+
+class OcrJsonRequest(OcrOptions):
+    file: str | None = Field(None, description="the document, base64-encoded")
+    url: str | None = Field(None, description="or: an http(s) URL to fetch it from (no internal addresses)")
+    s3_uri: str | None = Field(None, description="or: s3://bucket/key, read through the configured storage")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> OcrJsonRequest:
+        if sum(v is not None for v in (self.file, self.url, self.s3_uri)) != 1:
+            raise ValueError("give the document as exactly one of: file (base64), url, s3_uri")
+        return self
+
+
+async def read_ocr_request(
+    request: Request, args: AppArgs, results: ResultStore | None
+) -> tuple[bytes, Options, float | None, bool]:
+    limit = args.limits.max_upload_bytes
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    # Refuse what cannot fit before reading it: base64 adds a third, framing and options little.
+    ceiling = (limit * 4 // 3 if ctype == "application/json" else limit) + 1024 * 1024
+    await read_bounded(request, ceiling)
+    if ctype == "multipart/form-data":
+        form = await request.form(max_files=1, max_fields=16)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise BadRequest("multipart body needs a 'file' part with the document")
+        data = await upload.read()
+        fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
+        try:
+            opts = OcrOptions.model_validate(fields)
+        except ValidationError as exc:
+            raise bad_request(exc) from None
+    elif ctype == "application/json":
+        try:
+            body = OcrJsonRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise bad_request(exc) from None
+        data = await _json_document(body, args, results)
+        opts = body
+    else:
+        raise UnsupportedMediaType(
+            f"send multipart/form-data with a 'file' part or application/json, not {ctype!r}"
+        )
+    if len(data) > limit:
+        raise PayloadTooLarge(f"document is {len(data)} bytes; the limit is {limit}")
+    return data, Options(opts.pages, opts.dpi, opts.layout, opts.lang), opts.timeout_s, opts.store
+
+
+async def _json_document(body: OcrJsonRequest, args: AppArgs, results: ResultStore | None) -> bytes:
+    limits = args.limits
+    if body.url is not None:
+        return await fetch(body.url, limits.max_upload_bytes, limits.url_timeout_s, limits.url_allowlist)
+    if body.s3_uri is not None:
+        if results is None:
+            raise BadRequest("s3_uri needs S3 storage, and none is configured (storage: in the config)")
+        return await results.storage.read_uri(body.s3_uri, limits.max_upload_bytes)
+    try:
+        return base64.b64decode(body.file or "", validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidBase64("'file' is not valid base64") from None

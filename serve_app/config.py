@@ -200,6 +200,10 @@ class LimitsArgs(_Strict):
     max_page_pixels: int = Field(40_000_000, ge=1)
     default_dpi: int = Field(200, ge=36, le=600)
     max_dpi: int = Field(400, ge=36, le=1200)
+    # Documents by URL: fetched within this time; internal addresses (loopback, private, link-local,
+    # metadata) are refused unless a host name or a network (CIDR) here allows them.
+    url_timeout_s: float = Field(30.0, gt=0)
+    url_allowlist: list[str] = Field(default_factory=list)
 
 
 class IngressArgs(_Strict):

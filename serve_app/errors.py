@@ -5,16 +5,20 @@
     │   ├── InvalidBase64            400  invalid-base64
     │   ├── InvalidPageRange         400  invalid-page-range
     │   ├── UnsupportedLanguage      400  unsupported-language
-    │   └── ChatUnavailable          400  chat-unavailable
-    ├── ModelNotFound                404  model-not-found
+    │   ├── ChatUnavailable          400  chat-unavailable
+    │   └── UrlNotAllowed            400  url-not-allowed       (SSRF guard)
+    ├── NotFound                     404  not-found            (an s3_uri with no object)
+    │   └── ModelNotFound            404  model-not-found
     ├── PayloadTooLarge              413  payload-too-large
     │   ├── TooManyPages             413  too-many-pages
     │   └── PageTooLarge             413  page-too-large
     ├── UnsupportedMediaType         415  unsupported-media-type
     ├── UnprocessableDocument        422  unprocessable-document
+    │   └── UnfetchableUrl           422  unfetchable-url
     ├── ServiceUnavailable           503  service-unavailable   (Retry-After)
     │   ├── NotReady                 503  not-ready
-    │   └── Overloaded               503  overloaded
+    │   ├── Overloaded               503  overloaded
+    │   └── StorageUnavailable       503  storage-unavailable
     ├── DeadlineExceeded             504  deadline-exceeded
     └── ModelError                   500  model-error          (engine failed on valid input)
 
@@ -69,8 +73,16 @@ class ChatUnavailable(BadRequest):
     type, title = "chat-unavailable", "No chat model is deployed"
 
 
-class ModelNotFound(ServeAppError):
-    status, type, title = 404, "model-not-found", "Model not loaded"
+class UrlNotAllowed(BadRequest):
+    type, title = "url-not-allowed", "URL not allowed"
+
+
+class NotFound(ServeAppError):
+    status, type, title = 404, "not-found", "Not found"
+
+
+class ModelNotFound(NotFound):
+    type, title = "model-not-found", "Model not loaded"
 
 
 class PayloadTooLarge(ServeAppError):
@@ -91,6 +103,10 @@ class UnsupportedMediaType(ServeAppError):
 
 class UnprocessableDocument(ServeAppError):
     status, type, title = 422, "unprocessable-document", "Document cannot be read"
+
+
+class UnfetchableUrl(UnprocessableDocument):
+    type, title = "unfetchable-url", "The document could not be fetched"
 
 
 class ServiceUnavailable(ServeAppError):

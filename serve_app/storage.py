@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .config import StorageArgs
-from .errors import StorageUnavailable
+from .errors import BadRequest, NotFound, PayloadTooLarge, StorageUnavailable
 
 STATUS_CACHE_S = 5.0
 
@@ -50,13 +50,13 @@ class Storage:
     def _key(self, key: str) -> str:
         return self.args.prefix + key
 
-    async def _run(self, what: str, fn: Any, **kwargs: Any) -> Any:
+    async def _run(self, what: str, fn: Any, bucket: str | None = None, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return await asyncio.to_thread(fn, Bucket=self.args.bucket, **kwargs)
+            return await asyncio.to_thread(fn, Bucket=bucket or self.args.bucket, **kwargs)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchBucket", "404"):
                 return None
             raise StorageUnavailable(f"S3 {what} failed: {exc}", self.args.retry_after_s) from None
         except BotoCoreError as exc:  # connection refused, timeouts, DNS
@@ -70,6 +70,21 @@ class Storage:
         """The object's bytes, or None when there is no such object."""
         found = await self._run("get", self._client.get_object, Key=self._key(key))
         return None if found is None else await asyncio.to_thread(found["Body"].read)
+
+    async def read_uri(self, uri: str, limit_bytes: int) -> bytes:
+        """An input document named ``s3://bucket/key``, read through the configured endpoint."""
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        if not uri.startswith("s3://") or not bucket or not key:
+            raise BadRequest(f"s3_uri must look like s3://bucket/key, not {uri[:200]!r}")
+        head = await self._run("head", self._client.head_object, bucket=bucket, Key=key)
+        if head is None:
+            raise NotFound(f"no object {uri[:200]}")
+        if head["ContentLength"] > limit_bytes:
+            raise PayloadTooLarge(f"{uri[:200]} is {head['ContentLength']} bytes; the limit is {limit_bytes}")
+        found = await self._run("get", self._client.get_object, bucket=bucket, Key=key)
+        if found is None:
+            raise NotFound(f"no object {uri[:200]}")
+        return bytes(await asyncio.to_thread(found["Body"].read))
 
     async def presign(self, key: str) -> str:
         params = {"Bucket": self.args.bucket, "Key": self._key(key)}

@@ -1,0 +1,91 @@
+"""Documents named by URL: http(s) only, bounded in size and time, and never an internal address.
+
+The SSRF guard resolves the host and refuses loopback, private, link-local (cloud metadata at
+169.254.169.254), multicast, reserved and unspecified addresses unless the config's allowlist names
+the host or a network holding the address. Redirects are followed by hand, each hop checked again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Sequence
+from urllib.parse import urljoin, urlparse
+
+import httpx
+
+from .errors import BadRequest, PayloadTooLarge, UnfetchableUrl, UrlNotAllowed
+
+MAX_REDIRECTS = 3
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def internal(address: Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return internal(address.ipv4_mapped)
+    return (
+        address.is_loopback or address.is_private or address.is_link_local or address.is_multicast
+        or address.is_reserved or address.is_unspecified
+    )  # fmt: skip
+
+
+def allowed(host: str, address: Address, allowlist: Sequence[str]) -> bool:
+    for entry in allowlist:
+        if entry == host:
+            return True
+        try:
+            if address in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue  # a host name, not a network
+    return False
+
+
+async def resolve(host: str, port: int) -> list[Address]:
+    try:
+        infos = await asyncio.to_thread(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UnfetchableUrl(f"cannot resolve {host!r}: {exc}") from None
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+
+
+async def check_url(url: str, allowlist: Sequence[str]) -> None:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise BadRequest(f"only http(s) URLs with a host can be fetched, not {url[:200]!r}")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    for address in await resolve(parsed.hostname, port):
+        if internal(address) and not allowed(parsed.hostname, address, allowlist):
+            raise UrlNotAllowed(
+                f"{parsed.hostname} resolves to {address}, an internal address; "
+                "fetching it would reach inside the network (allow it in limits.url_allowlist)"
+            )
+
+
+async def fetch(url: str, limit_bytes: int, timeout_s: float, allowlist: Sequence[str]) -> bytes:
+    """The document's bytes; refused before the first byte past ``limit_bytes``."""
+    try:
+        async with asyncio.timeout(timeout_s), httpx.AsyncClient(follow_redirects=False) as client:
+            for _ in range(MAX_REDIRECTS + 1):
+                await check_url(url, allowlist)
+                async with client.stream("GET", url) as response:
+                    if response.is_redirect and "location" in response.headers:
+                        url = urljoin(url, response.headers["location"])
+                        continue
+                    if response.status_code != 200:
+                        raise UnfetchableUrl(f"GET {url[:200]} answered {response.status_code}")
+                    declared = int(response.headers.get("content-length") or 0)
+                    if declared > limit_bytes:
+                        raise PayloadTooLarge(f"the document is {declared} bytes; the limit is {limit_bytes}")
+                    data = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        data += chunk
+                        if len(data) > limit_bytes:
+                            raise PayloadTooLarge(f"the document is over the limit of {limit_bytes} bytes")
+                    return bytes(data)
+            raise UnfetchableUrl(f"more than {MAX_REDIRECTS} redirects")
+    except TimeoutError:
+        raise UnfetchableUrl(f"fetching the document took longer than {timeout_s:g} s") from None
+    except httpx.HTTPError as exc:
+        raise UnfetchableUrl(f"GET {url[:200]} failed: {exc!r}") from None

@@ -1,0 +1,92 @@
+"""Documents by URL: the SSRF guard and the bounded fetch, against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from serve_app.errors import PayloadTooLarge, UnfetchableUrl, UrlNotAllowed
+from serve_app.fetch import allowed, check_url, fetch, internal
+
+BODY = b"%PDF-1.4 not really" * 100
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path == "/doc.pdf":
+            self.send_response(200)
+            self.send_header("content-length", str(len(BODY)))
+            self.end_headers()
+            self.wfile.write(BODY)
+        elif self.path == "/to-metadata":
+            self.send_response(302)
+            self.send_header("location", "http://169.254.169.254/latest/meta-data/")
+            self.end_headers()
+        elif self.path == "/hop":
+            self.send_response(301)
+            self.send_header("location", "/doc.pdf")
+            self.end_headers()
+        else:
+            self.send_response(404)
+            self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.mark.parametrize(
+    "ip", ["127.0.0.1", "10.1.2.3", "172.16.0.9", "192.168.1.1", "169.254.169.254", "0.0.0.0", "::1",
+           "fd00::1", "::ffff:10.0.0.1", "224.0.0.1"],
+)  # fmt: skip
+def test_internal_addresses_are_recognised(ip: str) -> None:
+    assert internal(ipaddress.ip_address(ip))
+
+
+def test_public_addresses_pass_and_the_allowlist_takes_hosts_and_networks() -> None:
+    assert not internal(ipaddress.ip_address("93.184.216.34"))
+    addr = ipaddress.ip_address("10.20.30.40")
+    assert allowed("files.corp", addr, ["files.corp"]) and allowed("x", addr, ["10.0.0.0/8"])
+    assert not allowed("x", addr, ["192.168.0.0/16", "other.host"])
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1/a.pdf", "http://localhost:8000/", "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.7/x", "http://[::1]/x", "http://0.0.0.0/"],
+)  # fmt: skip
+def test_urls_to_internal_addresses_and_names_resolving_to_them_are_refused(url: str) -> None:
+    with pytest.raises(UrlNotAllowed):
+        asyncio.run(check_url(url, []))
+
+
+def test_only_http_urls_are_fetched() -> None:
+    for url in ("file:///etc/passwd", "ftp://example.org/a", "gopher://x", "http:///nohost"):
+        with pytest.raises(Exception) as info:
+            asyncio.run(check_url(url, []))
+        assert getattr(info.value, "status", None) == 400
+
+
+def test_fetch_is_bounded_and_follows_checked_redirects(server: str) -> None:
+    allow = ["127.0.0.1"]
+    assert asyncio.run(fetch(server + "/doc.pdf", 10_000, 5, allow)) == BODY
+    assert asyncio.run(fetch(server + "/hop", 10_000, 5, allow)) == BODY
+    with pytest.raises(PayloadTooLarge):
+        asyncio.run(fetch(server + "/doc.pdf", 100, 5, allow))
+    with pytest.raises(UnfetchableUrl, match="404"):
+        asyncio.run(fetch(server + "/missing", 10_000, 5, allow))
+    with pytest.raises(UrlNotAllowed, match=r"169\.254\.169\.254"):  # a redirect is checked like the URL
+        asyncio.run(fetch(server + "/to-metadata", 10_000, 5, allow))
+    with pytest.raises(UrlNotAllowed):  # and without the allowlist, not even the first hop
+        asyncio.run(fetch(server + "/doc.pdf", 10_000, 5, []))

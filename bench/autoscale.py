@@ -151,7 +151,7 @@ def _plot(results: dict[str, Any], path: Path) -> None:
         ax.step([t for t, _ in pts], [n for _, n in pts], where="post", label=name)
     for phase, (t0, t1) in results["run"]["phases"].items():
         ax.axvspan(t0, t1, alpha={"low": 0.05, "high": 0.15, "idle": 0.0}[phase], color="tab:red")
-        ax.text((t0 + t1) / 2, 0.2, phase, ha="center")
+        ax.text((t0 + t1) / 2, 1.01, phase, ha="center", transform=ax.get_xaxis_transform())
     ax.set(xlabel="seconds", ylabel="RUNNING replicas", title="Replicas under a step of load")
     ax.legend()
     ax.grid(alpha=0.3)

@@ -28,6 +28,7 @@ from .errors import (
     BadRequest,
     DeadlineExceeded,
     NotReady,
+    Overloaded,
     ServeAppError,
     ServiceUnavailable,
     StorageUnavailable,
@@ -132,6 +133,7 @@ def problem_response(exc: ServeAppError, request_id: str | None) -> JSONResponse
 
 def create_api(args: AppArgs, backend: Backend) -> FastAPI:
     results = ResultStore(Storage(args.storage)) if args.storage is not None else None
+    in_flight = 0
     app = FastAPI(
         title="serve_app",
         version=__version__,
@@ -212,6 +214,19 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
         responses=ERROR_RESPONSES,
     )
     async def ocr(request: Request, response: Response) -> dict[str, Any]:
+        nonlocal in_flight
+        if in_flight >= args.ingress.max_documents:
+            raise Overloaded(
+                f"{in_flight} documents are being read on this replica, its limit; retry shortly",
+                retry_after_s=args.ingress.deployment.retry_after_s,
+            )
+        in_flight += 1
+        try:
+            return await _ocr_request(request, response)
+        finally:
+            in_flight -= 1
+
+    async def _ocr_request(request: Request, response: Response) -> dict[str, Any]:
         started = time.perf_counter()
         data, options, timeout_s, store = await read_ocr_request(request, args, results)
         if store and results is None:

@@ -35,5 +35,5 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     recognizer = serve.deployment(name=RECOGNIZER, **config.recognizer.deployment.serve_options())(
         RecognizerDeployment
     )
-    ingress = serve.deployment(name=INGRESS, **config.ingress.deployment.serve_options())(IngressDeployment)
+    ingress = serve.deployment(name=INGRESS, **config.ingress.serve_options())(IngressDeployment)
     return ingress.bind(layout, recognizer.bind(config.recognizer), config)

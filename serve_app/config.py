@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
@@ -210,7 +210,18 @@ class IngressArgs(_Strict):
     request_timeout_s: float = Field(300.0, gt=0)
     # Pages of one request processed at once; bounds memory of long PDFs.
     max_concurrent_pages: int = Field(4, ge=1)
-    deployment: DeploymentOptions = DeploymentOptions(max_ongoing_requests=32)
+    # OCR requests one ingress replica works on at once; past it, 503 + Retry-After at once. Done in
+    # the app, not by Serve's queue, so that health probes are never shed with the OCR overload: the
+    # replica's max_ongoing_requests is raised to at least max_documents + PROBE_ROOM for that.
+    max_documents: int = Field(16, ge=1)
+    deployment: DeploymentOptions = DeploymentOptions(max_ongoing_requests=48)
+
+    PROBE_ROOM: ClassVar[int] = 16
+
+    def serve_options(self) -> dict[str, Any]:
+        opts = self.deployment.serve_options()
+        opts["max_ongoing_requests"] = max(opts["max_ongoing_requests"], self.max_documents + self.PROBE_ROOM)
+        return opts
 
 
 class StorageArgs(_Strict):

@@ -227,3 +227,39 @@ def test_chat_body_is_bounded_like_uploads(client) -> None:
     body["messages"][0]["content"][0]["text"] = "x" * (2 * 1024 * 1024)  # past 1000 * 4/3 + 1 MiB
     r = client(limits={"max_upload_bytes": 1000}).post("/v1/chat/completions", json=body)
     assert_problem(r, 413, "payload-too-large")
+
+
+def test_documents_past_the_limit_get_503_at_once_and_probes_still_answer(make_args, backend) -> None:
+    import asyncio
+
+    import httpx
+
+    class Held:
+        """The backend's recognizer, held until the test lets it go."""
+
+        def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
+            self.inner, self.entered, self.go = inner, asyncio.Event(), asyncio.Event()
+
+        async def recognize(self, requests):  # type: ignore[no-untyped-def]
+            self.entered.set()
+            await self.go.wait()
+            return await self.inner.recognize(requests)
+
+    async def run() -> None:
+        held = Held(backend.recognizer)
+        backend.recognizer = held
+        app = create_api(make_args(ingress={"max_documents": 1}), backend)
+        files = {"file": ("p.png", PHOTOTEST, "image/png")}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            first = asyncio.ensure_future(c.post("/v1/ocr", files=files))
+            await asyncio.wait_for(held.entered.wait(), 30)
+            second = await c.post("/v1/ocr", files=files)
+            assert_problem(second, 503, "overloaded")
+            assert second.headers["retry-after"]
+            assert (await c.get("/health")).status_code == 200
+            assert (await c.get("/ready")).status_code == 200
+            held.go.set()
+            assert (await first).status_code == 200
+            assert (await c.post("/v1/ocr", files=files)).status_code == 200  # the slot is free again
+
+    asyncio.run(run())

@@ -101,3 +101,12 @@ def test_profile_options_that_cannot_work_are_refused() -> None:
         load_args({"recognizer": dots})
     with pytest.raises(ValidationError, match="unknown prompt keys"):
         load_args({"recognizer": {"engine": "vllm", "model": "/m", "prompts": {"paragraph": "Read."}}})
+
+
+def test_the_ingress_keeps_room_for_probes_beyond_its_document_limit() -> None:
+    def ingress(documents: int, ongoing: int) -> dict:
+        return {"ingress": {"max_documents": documents, "deployment": {"max_ongoing_requests": ongoing}}}
+
+    tight = load_args(ingress(16, 16), environ={})
+    assert tight.ingress.serve_options()["max_ongoing_requests"] == 32  # raised: probes get through
+    assert load_args(ingress(8, 64), environ={}).ingress.serve_options()["max_ongoing_requests"] == 64

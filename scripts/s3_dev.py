@@ -9,6 +9,7 @@ to loopback only (by default weed listens on all interfaces), and what S3 does n
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -22,10 +23,23 @@ import httpx
 PORTS = ("master", "volume", "filer", "s3", "admin")
 
 
-def _free_port() -> int:
+def _free(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_port() -> int:
+    """A free port whose +10000 is free too: weed's components dial a service's gRPC port as its
+    port + 10000, whatever the ``-*.port.grpc`` flags say (seen with the admin worker)."""
+    for _ in range(500):
+        port = random.randint(20000, 55000)
+        if _free(port) and _free(port + 10000):
+            return port
+    raise RuntimeError("no free pair of ports (p, p + 10000) between 20000 and 65000")
 
 
 def weed_binary() -> str:
@@ -52,7 +66,7 @@ class SeaweedFS:
         ]  # fmt: skip
         ports = {name: _free_port() for name in PORTS}
         for name, port in ports.items():
-            args += [f"-{name}.port={port}", f"-{name}.port.grpc={_free_port()}"]
+            args += [f"-{name}.port={port}", f"-{name}.port.grpc={port + 10000}"]
         log = (self.data_dir / "weed.log").open("ab")
         self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()

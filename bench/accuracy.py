@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from bench.report import figure
 from bench.systems import REQUEST_TIMEOUT_S, ROOT, Service
 from bench.textmetrics import cer, order_error, wer
 
@@ -245,22 +246,14 @@ def write_report(results: dict[str, Any], out: Path) -> None:
 
 
 def _plot(results: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     sources = list(results["by_source"])
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(sources)), 4.5))
-    width = 0.8 / len(SYSTEMS)
-    for i, system in enumerate(SYSTEMS):
-        values = [results["by_source"][s][f"{system}_cer"] for s in sources]
-        ax.bar([x + i * width for x in range(len(sources))], values, width, label=system)
-    ax.set_xticks([x + width for x in range(len(sources))], sources, rotation=30, ha="right")
-    ax.set(ylabel="mean CER (lower is better)", title="CER by source")
-    ax.legend()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    with figure(path, width=max(6, 1.1 * len(sources))) as ax:
+        width = 0.8 / len(SYSTEMS)
+        for i, system in enumerate(SYSTEMS):
+            values = [results["by_source"][s][f"{system}_cer"] for s in sources]
+            ax.bar([x + i * width for x in range(len(sources))], values, width, label=system)
+        ax.set_xticks([x + width for x in range(len(sources))], sources, rotation=30, ha="right")
+        ax.set(ylabel="mean CER (lower is better)", title="CER by source")
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from bench import corpus
+from bench.report import figure
 from bench.systems import REQUEST_TIMEOUT_S, ROOT, Service
 
 DEFAULT_CONFIG = ROOT / "bench" / "serve_config.autoscale.yaml"
@@ -139,24 +140,15 @@ def write(results: dict[str, Any], out: Path) -> None:
 
 
 def _plot(results: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     samples = results["run"]["samples"]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for name in results["analysis"]["deployments"]:
-        pts = [(s["t"], s["replicas"][name]) for s in samples if name in s["replicas"]]
-        ax.step([t for t, _ in pts], [n for _, n in pts], where="post", label=name)
-    for phase, (t0, t1) in results["run"]["phases"].items():
-        ax.axvspan(t0, t1, alpha={"low": 0.05, "high": 0.15, "idle": 0.0}[phase], color="tab:red")
-        ax.text((t0 + t1) / 2, 1.01, phase, ha="center", transform=ax.get_xaxis_transform())
-    ax.set(xlabel="seconds", ylabel="RUNNING replicas", title="Replicas under a step of load")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    with figure(path, width=8) as ax:
+        for name in results["analysis"]["deployments"]:
+            pts = [(s["t"], s["replicas"][name]) for s in samples if name in s["replicas"]]
+            ax.step([t for t, _ in pts], [n for _, n in pts], where="post", label=name)
+        for phase, (t0, t1) in results["run"]["phases"].items():
+            ax.axvspan(t0, t1, alpha={"low": 0.05, "high": 0.15, "idle": 0.0}[phase], color="tab:red")
+            ax.text((t0 + t1) / 2, 1.01, phase, ha="center", transform=ax.get_xaxis_transform())
+        ax.set(xlabel="seconds", ylabel="RUNNING replicas", title="Replicas under a step of load")
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,40 +89,46 @@ def write(results: dict[str, Any], out: Path) -> None:
     (out / "report.md").write_text("\n".join(lines))
 
 
-def _plots(results: dict[str, Any], out: Path) -> list[Path]:
+@contextmanager
+def figure(path: Path, width: float = 7.0) -> Iterator[Any]:
+    """One PNG plot: yields the axes, then adds the legend and grid and writes ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    paths = []
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name in results["systems"]:
-        steps = sorted(_closed(results, name).values(), key=lambda s: s["level"])
-        if steps:
-            ax.plot([s["level"] for s in steps], [s["pages_per_s"] for s in steps], marker="o", label=name)
-    ax.set(xscale="log", xlabel="concurrent clients (closed loop)", ylabel="pages / s", title="Throughput")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    paths.append(out / "throughput.png")
-    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(width, 4.5))
+    try:
+        yield ax
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name in results["systems"]:
-        by_level = _closed(results, name)
-        if not by_level:
-            continue
-        level = max((lv for lv in by_level if lv <= 8), default=min(by_level))
-        lat = by_level[level]["latencies_s"]
-        if lat:
-            ax.step(
-                lat, [(i + 1) / len(lat) for i in range(len(lat))], where="post", label=f"{name} @ {level:g}"
-            )
-    ax.set(xlabel="latency (s)", ylabel="fraction of requests", title="Latency CDF")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    paths.append(out / "latency_cdf.png")
-    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
-    plt.close(fig)
+
+def _plots(results: dict[str, Any], out: Path) -> list[Path]:
+    paths = [out / "throughput.png", out / "latency_cdf.png"]
+    with figure(paths[0]) as ax:
+        for name in results["systems"]:
+            steps = sorted(_closed(results, name).values(), key=lambda s: s["level"])
+            if steps:
+                ax.plot(
+                    [s["level"] for s in steps], [s["pages_per_s"] for s in steps], marker="o", label=name
+                )
+        ax.set(
+            xscale="log", xlabel="concurrent clients (closed loop)", ylabel="pages / s", title="Throughput"
+        )
+
+    with figure(paths[1]) as ax:
+        for name in results["systems"]:
+            by_level = _closed(results, name)
+            if not by_level:
+                continue
+            level = max((lv for lv in by_level if lv <= 8), default=min(by_level))
+            lat = by_level[level]["latencies_s"]
+            if lat:
+                cdf = [(i + 1) / len(lat) for i in range(len(lat))]
+                ax.step(lat, cdf, where="post", label=f"{name} @ {level:g}")
+        ax.set(xlabel="latency (s)", ylabel="fraction of requests", title="Latency CDF")
     return paths

@@ -229,8 +229,6 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
     async def _ocr_request(request: Request, response: Response) -> dict[str, Any]:
         started = time.perf_counter()
         data, options, timeout_s, store = await read_ocr_request(request, args, results)
-        if store and results is None:
-            raise BadRequest("store: true needs S3 storage, and none is configured (storage: in the config)")
         # The x-request-timeout-seconds header is Serve's own: its proxy answers 408 and
         # cancels the request. The body's timeout_s and the configured default land here.
         timeout_s = timeout_s or args.ingress.request_timeout_s
@@ -270,15 +268,17 @@ async def _ocr(
                 options.pages, options.dpi, options.layout, await backend.check_lang(options.lang)
             )
         models = {k: v.get("name") for k, v in health.models.items()}
-        asked = {"pages": indices, "dpi": doc.dpi, "layout": options.layout, "lang": options.lang}
-        key = result_key(data, asked, models)
-        cached = await _cached(results, key, store)
-        if cached is not None:
-            response.headers["x-cache"] = "hit"
-            cached["request_id"] = _request_id(request)
-            if store and results is not None:
-                cached["storage"] = await results.urls(key)
-            return cached
+        key = ""
+        if results is not None:  # hashing a 50 MiB upload costs ~0.1 s: only with a store to ask
+            asked = {"pages": indices, "dpi": doc.dpi, "layout": options.layout, "lang": options.lang}
+            key = result_key(data, asked, models)
+            cached = await _cached(results, key, store)
+            if cached is not None:
+                response.headers["x-cache"] = "hit"
+                cached["request_id"] = _request_id(request)
+                if store:
+                    cached["storage"] = await results.urls(key)
+                return cached
         t = time.perf_counter()
         pages = await process_document(
             doc,
@@ -316,10 +316,11 @@ async def _ocr(
     return body
 
 
-async def _cached(results: ResultStore | None, key: str, store: bool) -> dict[str, Any] | None:
+async def _cached(results: ResultStore, key: str, store: bool) -> dict[str, Any] | None:
     """A stored answer to the same document, options and models. An unreachable store only matters
-    when the caller asked to store: otherwise the document is simply read again."""
-    if results is None:
+    when the caller asked to store: otherwise the document is simply read again, without waiting
+    for S3's timeouts on every request while it is known to be down."""
+    if not store and await results.storage.status() != "ok":
         return None
     try:
         return await results.load(key)

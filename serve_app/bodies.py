@@ -101,6 +101,8 @@ async def read_ocr_request(
         )
     if len(data) > limit:
         raise PayloadTooLarge(f"document is {len(data)} bytes; the limit is {limit}")
+    if opts.store and results is None:
+        raise BadRequest("store: true needs S3 storage, and none is configured (storage: in the config)")
     return data, Options(opts.pages, opts.dpi, opts.layout, opts.lang), opts.timeout_s, opts.store
 
 

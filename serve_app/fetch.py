@@ -3,6 +3,8 @@
 The SSRF guard resolves the host and refuses loopback, private, link-local (cloud metadata at
 169.254.169.254), multicast, reserved and unspecified addresses unless the config's allowlist names
 the host or a network holding the address. Redirects are followed by hand, each hop checked again.
+The connection resolves the name once more: a DNS answer that changes between the two (rebinding)
+is not caught here; where that matters, send fetches through an egress proxy that pins addresses.
 """
 
 from __future__ import annotations

@@ -87,15 +87,20 @@ def test_ocr_through_the_ingress_reaches_vllm_for_every_region(vlm_url: str) -> 
     assert any(m["name"].startswith("vllm:") and m["detail"]["profile"] == "paddleocr-vl" for m in models)
 
 
-def test_chat_completions_answer_with_the_loaded_model_only(vlm_url: str) -> None:
+def chat_request(url: str, **extra: Any) -> tuple[str, dict[str, Any]]:
+    """The served model's id and a chat body asking it to read phototest.png."""
     import base64
 
-    models = httpx.get(vlm_url + "/v1/models", timeout=10).json()["data"]
+    models = httpx.get(url + "/v1/models", timeout=10).json()["data"]
     served = next(m["id"] for m in models if m["deployment"] == "Recognizer")
     image = "data:image/png;base64," + base64.b64encode((DATA / "phototest.png").read_bytes()).decode()
     message = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}},
                                            {"type": "text", "text": "OCR:"}]}  # fmt: skip
-    body = {"model": served, "messages": [message], "max_tokens": 8}
+    return served, {"model": served, "messages": [message], **extra}
+
+
+def test_chat_completions_answer_with_the_loaded_model_only(vlm_url: str) -> None:
+    served, body = chat_request(vlm_url, max_tokens=8)
     r = httpx.post(vlm_url + "/v1/chat/completions", json=body, timeout=60)
     assert r.status_code == 200, r.text
     answer = r.json()
@@ -107,16 +112,9 @@ def test_chat_completions_answer_with_the_loaded_model_only(vlm_url: str) -> Non
 
 
 def test_chat_streams_server_sent_events_as_openai_does(vlm_url: str) -> None:
-    import base64
     import json
 
-    models = httpx.get(vlm_url + "/v1/models", timeout=10).json()["data"]
-    served = next(m["id"] for m in models if m["deployment"] == "Recognizer")
-    image = "data:image/png;base64," + base64.b64encode((DATA / "phototest.png").read_bytes()).decode()
-    message = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}},
-                                           {"type": "text", "text": "OCR:"}]}  # fmt: skip
-    body = {"model": served, "messages": [message], "max_tokens": 12, "stream": True,
-            "stream_options": {"include_usage": True}}  # fmt: skip
+    served, body = chat_request(vlm_url, max_tokens=12, stream=True, stream_options={"include_usage": True})
     with httpx.stream("POST", vlm_url + "/v1/chat/completions", json=body, timeout=60) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         events = [line[len("data: ") :] for line in r.iter_lines() if line.startswith("data: ")]

@@ -53,10 +53,13 @@ async def resolve(host: str, port: int) -> list[Address]:
 
 
 async def check_url(url: str, allowlist: Sequence[str]) -> None:
-    parsed = urlparse(url)
+    try:
+        parsed = urlparse(url)
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError as exc:  # a broken IPv6 literal, a port that is not one
+        raise BadRequest(f"not a valid URL ({exc}): {url[:200]!r}") from None
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise BadRequest(f"only http(s) URLs with a host can be fetched, not {url[:200]!r}")
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
     for address in await resolve(parsed.hostname, port):
         if internal(address) and not allowed(parsed.hostname, address, allowlist):
             raise UrlNotAllowed(

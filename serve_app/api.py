@@ -6,9 +6,9 @@ import asyncio
 import logging
 import math
 import time
-import uuid
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, Protocol
 
 from fastapi import FastAPI, Request, Response
@@ -18,8 +18,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
-from .assemble import document_markdown, page_json
-from .bodies import OcrJsonRequest, OcrOptions, read_ocr_request
+from .assemble import page_json, result_body
+from .bodies import OcrJsonRequest, OcrOptions, read_document_request, request_body_schema, request_id
 from .chat import add_chat_routes, served_models
 from .config import AppArgs
 from .documents import Document
@@ -31,10 +31,12 @@ from .errors import (
     Overloaded,
     ServeAppError,
     ServiceUnavailable,
+    StorageNotConfigured,
     StorageUnavailable,
 )
+from .job_routes import add_job_routes
 from .pipeline import LayoutClient, Options, RecognizerClient, process_document
-from .storage import ResultStore, Storage, result_key
+from .storage import ResultStore, Storage, page_image_name, result_key
 
 logger = logging.getLogger("ray.serve.serve_app.api")
 
@@ -70,6 +72,10 @@ class Backend(Protocol):
         self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float
     ) -> AsyncGenerator[ChatReply, None]: ...
 
+    def wake_jobs(self) -> None:
+        """Tell a job runner that a job was queued (it also looks by itself every few seconds)."""
+        ...
+
 
 class Problem(BaseModel):
     type: str
@@ -83,6 +89,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "description": text}
     for code, text in [
         (400, "bad base64, page range or option"),
+        (404, "no such object (s3_uri) or job"),
+        (409, "the job is not in a state for this"),
         (413, "document, page count or page pixels over the limit"),
         (415, "unsupported document type"),
         (422, "corrupt image or PDF"),
@@ -91,32 +99,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     ]
 }
 
-OCR_REQUEST_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        **OcrOptions.model_json_schema()["properties"],
-                    },
-                }
-            },
-            "application/json": {"schema": OcrJsonRequest.model_json_schema()},
-        },
-    }
-}
-
-
-def _request_id(request: Request) -> str:
-    """Serve's proxy puts its request id into the request headers (and the response)."""
-    rid = getattr(request.state, "request_id", None)
-    if rid is None:
-        rid = request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-    return rid
+OCR_REQUEST_BODY = request_body_schema(OcrOptions, OcrJsonRequest)
 
 
 def problem_response(exc: ServeAppError, request_id: str | None) -> JSONResponse:
@@ -146,25 +129,25 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
             logger.error("request failed: %s", exc.detail, exc_info=exc)
         else:
             logger.warning("%s: %s", exc.title, exc.detail)
-        return problem_response(exc, _request_id(request))
+        return problem_response(exc, request_id(request))
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return problem_response(BadRequest(str(exc.errors())), _request_id(request))
+        return problem_response(BadRequest(str(exc.errors())), request_id(request))
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         err = ServeAppError(str(exc.detail))
         err.status, err.title = exc.status_code, str(exc.detail)
         err.type = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        return problem_response(err, _request_id(request))
+        return problem_response(err, request_id(request))
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error", exc_info=exc)
         return problem_response(
             ServeAppError("internal error; see the server log for this request id"),
-            _request_id(request),
+            request_id(request),
         )
 
     @app.get("/", include_in_schema=False)
@@ -206,12 +189,13 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
         return {"object": "list", "data": data}
 
     add_chat_routes(app, args, backend)
+    add_job_routes(app, args, backend, results, ERROR_RESPONSES)
 
     @app.post(
         "/v1/ocr",
-        summary="OCR a document (multipart 'file' or JSON with base64 'file')",
+        summary="OCR a document (multipart 'file' or JSON with base64 'file', 'url' or 's3_uri')",
         openapi_extra=OCR_REQUEST_BODY,
-        responses=ERROR_RESPONSES,
+        responses={k: v for k, v in ERROR_RESPONSES.items() if k != 409},
     )
     async def ocr(request: Request, response: Response) -> dict[str, Any]:
         nonlocal in_flight
@@ -228,13 +212,20 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
 
     async def _ocr_request(request: Request, response: Response) -> dict[str, Any]:
         started = time.perf_counter()
-        data, options, timeout_s, store = await read_ocr_request(request, args, results)
+        data, opts = await read_document_request(request, args, results, OcrOptions, OcrJsonRequest)
+        if opts.store and results is None:
+            raise StorageNotConfigured(
+                "store: true needs S3 storage, and none is configured (storage: in the config)"
+            )
         # The x-request-timeout-seconds header is Serve's own: its proxy answers 408 and
         # cancels the request. The body's timeout_s and the configured default land here.
-        timeout_s = timeout_s or args.ingress.request_timeout_s
+        timeout_s = opts.timeout_s or args.ingress.request_timeout_s
         try:
             async with asyncio.timeout(timeout_s):
-                return await _ocr(request, response, data, options, backend, args, started, results, store)
+                options = opts.options()
+                return await _ocr(
+                    request, response, data, options, backend, args, started, results, opts.store
+                )
         except TimeoutError:
             raise DeadlineExceeded(
                 f"not done within {timeout_s:g} s; pending work was cancelled "
@@ -270,14 +261,13 @@ async def _ocr(
         models = {k: v.get("name") for k, v in health.models.items()}
         key = ""
         if results is not None:  # hashing a 50 MiB upload costs ~0.1 s: only with a store to ask
-            asked = {"pages": indices, "dpi": doc.dpi, "layout": options.layout, "lang": options.lang}
-            key = result_key(data, asked, models)
+            key = result_key(data, indices, doc.dpi, options, models)
             cached = await _cached(results, key, store)
             if cached is not None:
                 response.headers["x-cache"] = "hit"
-                cached["request_id"] = _request_id(request)
+                cached["request_id"] = request_id(request)
                 if store:
-                    cached["storage"] = await results.urls(key)
+                    cached["storage"] = await results.urls(key, cached)
                 return cached
         t = time.perf_counter()
         pages = await process_document(
@@ -287,28 +277,23 @@ async def _ocr(
             backend.layout,
             backend.recognizer,
             args.ingress.max_concurrent_pages,
+            on_page=partial(results.save_page, key) if store and results is not None else None,
         )
     finally:
         await asyncio.to_thread(doc.close)
-    page_dicts = [page_json(p) for p in pages]
-    body: dict[str, Any] = {
-        "request_id": _request_id(request),
-        "models": models,
-        "document": {
-            "media_type": doc.media_type,
-            "page_count": doc.page_count,
-            "pages": [i + 1 for i in indices],
-            "dpi": doc.dpi if doc.kind == "pdf" else None,
-        },
-        "pages": page_dicts,
-        "markdown": document_markdown(pages),
-        "text": "\n\n".join(str(p["text"]) for p in page_dicts),
-        "timings_ms": {
-            "decode": decode_ms,
-            "pages": round((time.perf_counter() - t) * 1000, 1),
-            "total": round((time.perf_counter() - started) * 1000, 1),
-        },
+    page_dicts = [page_json(p) | ({"image": page_image_name(p.page)} if store else {}) for p in pages]
+    document = {
+        "media_type": doc.media_type,
+        "page_count": doc.page_count,
+        "pages": [i + 1 for i in indices],
+        "dpi": doc.dpi if doc.kind == "pdf" else None,
     }
+    timings = {
+        "decode": decode_ms,
+        "pages": round((time.perf_counter() - t) * 1000, 1),
+        "total": round((time.perf_counter() - started) * 1000, 1),
+    }
+    body = result_body(page_dicts, request_id(request), models, document, timings)
     if results is not None:
         response.headers["x-cache"] = "miss"
     if store and results is not None:
@@ -323,7 +308,7 @@ async def _cached(results: ResultStore, key: str, store: bool) -> dict[str, Any]
     if not store and await results.storage.status() != "ok":
         return None
     try:
-        return await results.load(key)
+        return await results.load(key, touch=store)
     except StorageUnavailable:
         if store:
             raise

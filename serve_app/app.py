@@ -14,9 +14,11 @@ from ray.serve import Application
 from .config import AppArgs, load_args
 from .deployments import (
     INGRESS,
+    JOBS,
     LAYOUT,
     RECOGNIZER,
     IngressDeployment,
+    JobsDeployment,
     LayoutDeployment,
     RecognizerDeployment,
 )
@@ -34,6 +36,14 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     )
     recognizer = serve.deployment(name=RECOGNIZER, **config.recognizer.deployment.serve_options())(
         RecognizerDeployment
+    ).bind(config.recognizer)
+    # Jobs keep their state in S3: with storage configured, runners are deployed beside the models.
+    jobs = (
+        serve.deployment(name=JOBS, **config.jobs.deployment.serve_options())(JobsDeployment).bind(
+            layout, recognizer, config
+        )
+        if config.storage is not None
+        else None
     )
     ingress = serve.deployment(name=INGRESS, **config.ingress.serve_options())(IngressDeployment)
-    return ingress.bind(layout, recognizer.bind(config.recognizer), config)
+    return ingress.bind(layout, recognizer, jobs, config)

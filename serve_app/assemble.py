@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from typing import Any
 
 from .pipeline import Block, PageResult
 
@@ -53,10 +54,6 @@ def page_text(page: PageResult) -> str:
     return "\n\n".join(b.text.strip() for b in page.blocks if b.text.strip())
 
 
-def document_markdown(pages: Sequence[PageResult]) -> str:
-    return PAGE_BREAK.join(page_markdown(p) for p in pages)
-
-
 def page_json(page: PageResult) -> dict[str, object]:
     return {
         "page": page.page,
@@ -66,4 +63,25 @@ def page_json(page: PageResult) -> dict[str, object]:
         "markdown": page_markdown(page),
         "text": page_text(page),
         "timings_ms": page.timings_ms,
+    }
+
+
+def result_body(
+    pages: Sequence[Mapping[str, Any]],
+    request_id: str | None,
+    models: Mapping[str, Any],
+    document: Mapping[str, Any],
+    timings_ms: Mapping[str, float],
+    **extra: Any,
+) -> dict[str, Any]:
+    """The answer for a document: its pages (``page_json``) and the whole as Markdown and text."""
+    return {
+        "request_id": request_id,
+        **extra,
+        "models": dict(models),
+        "document": dict(document),
+        "pages": list(pages),
+        "markdown": PAGE_BREAK.join(str(p["markdown"]) for p in pages),
+        "text": "\n\n".join(str(p["text"]) for p in pages),
+        "timings_ms": dict(timings_ms),
     }

@@ -1,19 +1,29 @@
 """Request bodies: read with a size bound (chunked bodies carry no length), pydantic's validation
-errors as one 400, and an OCR request's document (multipart file, base64, URL or s3_uri) and options."""
+errors as one 400, and a request's document (multipart file, base64, URL or s3_uri) and options."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import uuid
+from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .config import AppArgs
-from .errors import BadRequest, InvalidBase64, PayloadTooLarge, UnsupportedMediaType
+from .errors import BadRequest, InvalidBase64, PayloadTooLarge, StorageNotConfigured, UnsupportedMediaType
 from .fetch import fetch
 from .pipeline import Options
 from .storage import ResultStore
+
+
+def request_id(request: Request) -> str:
+    """Serve's proxy puts its request id into the request headers (and the response)."""
+    rid = getattr(request.state, "request_id", None)
+    if rid is None:
+        rid = request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    return str(rid)
 
 
 async def read_bounded(request: Request, ceiling: int) -> bytes:
@@ -37,7 +47,9 @@ def bad_request(exc: ValidationError) -> BadRequest:
     return BadRequest("; ".join(problems))
 
 
-class OcrOptions(BaseModel):
+class DocumentOptions(BaseModel):
+    """How a document is read: the options of ``/v1/ocr`` and ``/v1/jobs``."""
+
     model_config = ConfigDict(extra="forbid")
 
     pages: str | None = Field(None, description="1-based page ranges, e.g. '1-3,5'; all if empty")
@@ -49,29 +61,68 @@ class OcrOptions(BaseModel):
         description="false: read each page as one region (always so with a recognizer that lays out pages)",
     )
     lang: str = Field("auto", description="'auto', ISO codes ('ru', 'en', 'ru+en', 'zh') or tesseract codes")
+
+    def options(self) -> Options:
+        return Options(self.pages, self.dpi, self.layout, self.lang)
+
+
+class OcrOptions(DocumentOptions):
     timeout_s: float | None = Field(
         None, gt=0, le=3600, description="deadline in seconds; the configured default if empty"
     )
     store: bool = Field(
-        False, description="write the result to S3 and answer with presigned URLs (needs storage configured)"
+        False,
+        description="also write the result and page images to S3 and answer with presigned URLs "
+        "(needs storage configured)",
     )
 
 
-class OcrJsonRequest(OcrOptions):
+class DocumentSource(BaseModel):
     file: str | None = Field(None, description="the document, base64-encoded")
     url: str | None = Field(None, description="or: an http(s) URL to fetch it from (no internal addresses)")
     s3_uri: str | None = Field(None, description="or: s3://bucket/key, read through the configured storage")
 
     @model_validator(mode="after")
-    def _one_source(self) -> OcrJsonRequest:
+    def _one_source(self) -> DocumentSource:
         if sum(v is not None for v in (self.file, self.url, self.s3_uri)) != 1:
             raise ValueError("give the document as exactly one of: file (base64), url, s3_uri")
         return self
 
 
-async def read_ocr_request(
-    request: Request, args: AppArgs, results: ResultStore | None
-) -> tuple[bytes, Options, float | None, bool]:
+class OcrJsonRequest(OcrOptions, DocumentSource):
+    pass
+
+
+class JobJsonRequest(DocumentOptions, DocumentSource):
+    pass
+
+
+OptionsT = TypeVar("OptionsT", bound=DocumentOptions)
+
+
+def request_body_schema(options: type[DocumentOptions], json_body: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` of a route that reads a document as multipart or JSON."""
+    fields = {"file": {"type": "string", "format": "binary"}, **options.model_json_schema()["properties"]}
+    multipart = {"type": "object", "required": ["file"], "properties": fields}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": multipart},
+                "application/json": {"schema": json_body.model_json_schema()},
+            },
+        }
+    }
+
+
+async def read_document_request(
+    request: Request,
+    args: AppArgs,
+    results: ResultStore | None,
+    options: type[OptionsT],
+    json_body: type[OptionsT],
+) -> tuple[bytes, OptionsT]:
+    """The document (multipart ``file``; JSON ``file``, ``url`` or ``s3_uri``) and its options."""
     limit = args.limits.max_upload_bytes
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     # Refuse what cannot fit before reading it: base64 adds a third, framing and options little.
@@ -85,14 +136,15 @@ async def read_ocr_request(
         data = await upload.read()
         fields = {k: v for k, v in form.items() if k != "file" and isinstance(v, str)}
         try:
-            opts = OcrOptions.model_validate(fields)
+            opts = options.model_validate(fields)
         except ValidationError as exc:
             raise bad_request(exc) from None
     elif ctype == "application/json":
         try:
-            body = OcrJsonRequest.model_validate_json(await request.body())
+            body = json_body.model_validate_json(await request.body())
         except ValidationError as exc:
             raise bad_request(exc) from None
+        assert isinstance(body, DocumentSource)
         data = await _json_document(body, args, results)
         opts = body
     else:
@@ -101,18 +153,18 @@ async def read_ocr_request(
         )
     if len(data) > limit:
         raise PayloadTooLarge(f"document is {len(data)} bytes; the limit is {limit}")
-    if opts.store and results is None:
-        raise BadRequest("store: true needs S3 storage, and none is configured (storage: in the config)")
-    return data, Options(opts.pages, opts.dpi, opts.layout, opts.lang), opts.timeout_s, opts.store
+    return data, opts
 
 
-async def _json_document(body: OcrJsonRequest, args: AppArgs, results: ResultStore | None) -> bytes:
+async def _json_document(body: DocumentSource, args: AppArgs, results: ResultStore | None) -> bytes:
     limits = args.limits
     if body.url is not None:
         return await fetch(body.url, limits.max_upload_bytes, limits.url_timeout_s, limits.url_allowlist)
     if body.s3_uri is not None:
         if results is None:
-            raise BadRequest("s3_uri needs S3 storage, and none is configured (storage: in the config)")
+            raise StorageNotConfigured(
+                "s3_uri needs S3 storage, and none is configured (storage: in the config)"
+            )
         return await results.storage.read_uri(body.s3_uri, limits.max_upload_bytes)
     try:
         return base64.b64decode(body.file or "", validate=True)

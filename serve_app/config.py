@@ -236,6 +236,28 @@ class StorageArgs(_Strict):
     # Each S3 call; an unreachable store must not hold requests up.
     timeout_s: float = Field(5.0, gt=0)
     retry_after_s: float = Field(10.0, ge=0)
+    # Results and finished jobs are deleted this long after they were last written or handed out.
+    retention_s: float = Field(7 * 24 * 3600, gt=0)
+
+
+class JobsArgs(_Strict):
+    """Async jobs (deployed with storage): the Jobs deployment claims queued jobs from S3 under a
+    lease it renews; a job whose runner died is claimed again once its lease has run out."""
+
+    # Pages read at once and written to S3 together; progress is reported per slice, and a job
+    # picked up again resumes after its last written slice.
+    slice_pages: int = Field(4, ge=1)
+    # Jobs one runner replica works on at once.
+    max_running: int = Field(2, ge=1)
+    lease_s: float = Field(60.0, gt=0)
+    # How often a runner looks for queued jobs (it is also woken by each submission) and checks
+    # its running jobs for cancellation.
+    poll_s: float = Field(2.0, gt=0)
+    # Claims of one job before it is failed (a runner that died, storage or models unavailable).
+    max_attempts: int = Field(3, ge=1)
+    # Expired results and jobs are deleted this often.
+    sweep_s: float = Field(3600.0, gt=0)
+    deployment: DeploymentOptions = DeploymentOptions(num_replicas=1, ray_actor_options={"num_cpus": 0.1})
 
 
 class GpuArgs(_Strict):
@@ -253,6 +275,7 @@ class AppArgs(_Strict):
     limits: LimitsArgs = LimitsArgs()
     gpu: GpuArgs | None = None
     storage: StorageArgs | None = None
+    jobs: JobsArgs = JobsArgs()
 
     @property
     def uses_layout(self) -> bool:

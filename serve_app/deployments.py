@@ -24,11 +24,13 @@ from .config import AppArgs, CpuRecognizerArgs, PaddleLayoutArgs, RapidLayoutArg
 from .engines import build_layout, build_recognizer
 from .engines.base import ChatReply, ChatTurn, Recognition, RecognizeRequest, Region
 from .errors import ModelError, NotReady, Overloaded, ServeAppError
+from .jobs import JobRunner
 from .local import LocalLayout
+from .storage import Storage
 
 logger = logging.getLogger("ray.serve.serve_app")
 
-LAYOUT, RECOGNIZER, INGRESS = "Layout", "Recognizer", "Ingress"
+LAYOUT, RECOGNIZER, JOBS, INGRESS = "Layout", "Recognizer", "Jobs", "Ingress"
 HEALTH_CACHE_S = 1.0
 HEALTH_TIMEOUT_S = 5.0
 STREAM_FLUSH_S = 0.05
@@ -93,6 +95,30 @@ class RecognizerDeployment:
         self._engine.shutdown()
 
 
+class JobsDeployment:
+    """Runs queued jobs (state in S3) over the model deployments; see ``jobs.JobRunner``."""
+
+    # Serve awaits an async constructor (on the replica's event loop, where the job loop runs).
+    async def __init__(  # type: ignore[misc]
+        self, layout: DeploymentHandle | None, recognizer: DeploymentHandle, args: AppArgs
+    ):
+        assert args.storage is not None
+        self._runner = JobRunner(args, Storage(args.storage), ServeBackend(layout, recognizer))
+        self._loop = asyncio.create_task(self._runner.run_forever())
+
+    def check_health(self) -> None:
+        if self._loop.done():
+            raise RuntimeError(f"the job loop stopped: {self._loop.exception()!r}")
+
+    def wake(self) -> None:
+        self._runner.wake()
+
+    async def __del__(self) -> None:
+        """A graceful stop (downscaling, a new version) hands its jobs back to the queue."""
+        self._loop.cancel()
+        await self._runner.release()
+
+
 async def _call(response: Any) -> Any:
     """Await a handle call; Serve's and Ray's failures become our errors (problem+json)."""
     with _our_errors(response):
@@ -144,10 +170,18 @@ class _RecognizerClient:
 class ServeBackend:
     """Readiness comes from Serve's own deployment status, not from ``/-/healthz``."""
 
-    def __init__(self, layout: DeploymentHandle | None, recognizer: DeploymentHandle) -> None:
+    def __init__(
+        self,
+        layout: DeploymentHandle | None,
+        recognizer: DeploymentHandle,
+        jobs: DeploymentHandle | None = None,
+    ) -> None:
         self._handles = {RECOGNIZER: recognizer}
         if layout is not None:
             self._handles = {LAYOUT: layout, **self._handles}
+        self._jobs = jobs
+        # Readiness covers the job runners too; models come from the model deployments only.
+        self._watched = [*self._handles, *([JOBS] if jobs is not None else [])]
         self.layout = None if layout is None else _LayoutClient(layout)
         self.recognizer = _RecognizerClient(recognizer)
         self._models: dict[str, Any] = {}
@@ -165,6 +199,10 @@ class ServeBackend:
     ) -> AsyncGenerator[ChatReply, None]:
         handle = self._handles[RECOGNIZER].options(stream=True)
         return _stream(handle.chat_stream.remote(list(turns), max_tokens, temperature))
+
+    def wake_jobs(self) -> None:
+        if self._jobs is not None:
+            self._jobs.wake.remote()  # not awaited: a hint, the runners also look by themselves
 
     async def health(self) -> Health:
         async with self._lock:  # one fetch at a time; callers meanwhile share its answer
@@ -187,7 +225,7 @@ class ServeBackend:
         deployments: dict[str, Any] = {}
         waiting: list[str] = []
         broken: list[str] = []
-        for name in self._handles:
+        for name in self._watched:
             d = app.deployments.get(name)
             # Keys are typed ReplicaState but arrive as plain strings over the wire.
             replicas = {str(getattr(k, "value", k)): v for k, v in d.replica_states.items()} if d else {}
@@ -200,7 +238,7 @@ class ServeBackend:
             if running == 0:
                 failed = d is not None and d.status.value in ("DEPLOY_FAILED", "UNHEALTHY")
                 (broken if failed else waiting).append(name)
-            elif name not in self._models:
+            elif name in self._handles and name not in self._models:
                 self._models[name] = await _call(self._handles[name].info.remote())
         if broken:
             return Health("degraded", f"no healthy replica of {', '.join(broken)}", deployments, self._models)
@@ -211,9 +249,15 @@ class ServeBackend:
 
 @serve.ingress()
 class IngressDeployment:
-    def __init__(self, layout: DeploymentHandle | None, recognizer: DeploymentHandle, args: AppArgs):
+    def __init__(
+        self,
+        layout: DeploymentHandle | None,
+        recognizer: DeploymentHandle,
+        jobs: DeploymentHandle | None,
+        args: AppArgs,
+    ):
         self._args = args
-        self._backend = ServeBackend(layout, recognizer)
+        self._backend = ServeBackend(layout, recognizer, jobs)
 
     def __serve_build_asgi_app__(self) -> Any:
         return create_api(self._args, self._backend)

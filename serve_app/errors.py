@@ -6,9 +6,11 @@
     │   ├── InvalidPageRange         400  invalid-page-range
     │   ├── UnsupportedLanguage      400  unsupported-language
     │   ├── ChatUnavailable          400  chat-unavailable
-    │   └── UrlNotAllowed            400  url-not-allowed       (SSRF guard)
-    ├── NotFound                     404  not-found            (an s3_uri with no object)
+    │   ├── UrlNotAllowed            400  url-not-allowed       (SSRF guard)
+    │   └── StorageNotConfigured     400  storage-not-configured (store, s3_uri, jobs)
+    ├── NotFound                     404  not-found            (an s3_uri, a job)
     │   └── ModelNotFound            404  model-not-found
+    ├── JobConflict                  409  job-conflict         (a finished job's cancel, and so on)
     ├── PayloadTooLarge              413  payload-too-large
     │   ├── TooManyPages             413  too-many-pages
     │   └── PageTooLarge             413  page-too-large
@@ -77,12 +79,20 @@ class UrlNotAllowed(BadRequest):
     type, title = "url-not-allowed", "URL not allowed"
 
 
+class StorageNotConfigured(BadRequest):
+    type, title = "storage-not-configured", "No object storage is configured"
+
+
 class NotFound(ServeAppError):
     status, type, title = 404, "not-found", "Not found"
 
 
 class ModelNotFound(NotFound):
     type, title = "model-not-found", "Model not loaded"
+
+
+class JobConflict(ServeAppError):
+    status, type, title = 409, "job-conflict", "The job is not in a state for this"
 
 
 class PayloadTooLarge(ServeAppError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -18,6 +18,8 @@ from .documents import Document
 from .engines.base import Recognition, RecognizeRequest, Region
 
 T = TypeVar("T")
+# Called with each rendered page (1-based number, RGB image), e.g. to store its image.
+PageSink = Callable[[int, np.ndarray], Awaitable[None]]
 
 CROP_MARGIN_PX = 4  # grow each region a little: layout boxes often clip descenders
 CROP_BORDER_PX = 10  # white border: tesseract reads text touching the edge badly
@@ -92,26 +94,48 @@ async def process_page(
     options: Options,
     layout: LayoutClient | None,
     recognizer: RecognizerClient,
+    on_page: PageSink | None = None,
 ) -> PageResult:
     """``layout`` None: the recognizer reads whole pages and lays them out itself (dots.ocr)."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
     page = await asyncio.to_thread(doc.render, index)
     timings["render"] = _ms(start)
-    h, w = page.image.shape[:2]
+    if on_page is None:
+        return await _read_page(page.image, index, options, layout, recognizer, timings, start)
+    sink = asyncio.ensure_future(on_page(index + 1, page.image))  # while the page is being read
+    try:
+        result = await _read_page(page.image, index, options, layout, recognizer, timings, start)
+    except BaseException:
+        sink.cancel()
+        raise
+    await sink
+    return result
+
+
+async def _read_page(
+    image: np.ndarray,
+    index: int,
+    options: Options,
+    layout: LayoutClient | None,
+    recognizer: RecognizerClient,
+    timings: dict[str, float],
+    start: float,
+) -> PageResult:
+    h, w = image.shape[:2]
     whole_page = Region(bbox=(0.0, 0.0, float(w), float(h)), label="text", score=1.0)
 
     regions: Sequence[Region] = [whole_page]
     if options.layout and layout is not None:
         t = time.perf_counter()
-        detected = await layout.detect(page.image)
+        detected = await layout.detect(image)
         timings["layout"] = _ms(t)
         regions = detected or [whole_page]
 
     t = time.perf_counter()
     requests = [
         RecognizeRequest(
-            image=page.image if r is whole_page else crop(page.image, r),
+            image=image if r is whole_page else crop(image, r),
             task=r.task,
             lang=options.lang,
             whole_page=r is whole_page,
@@ -153,13 +177,14 @@ async def process_document(
     layout: LayoutClient | None,
     recognizer: RecognizerClient,
     max_concurrent_pages: int,
+    on_page: PageSink | None = None,
 ) -> list[PageResult]:
     """Pages run concurrently (bounded); the first failure cancels the rest."""
     gate = asyncio.Semaphore(max_concurrent_pages)
 
     async def one(index: int) -> PageResult:
         async with gate:
-            return await process_page(doc, index, options, layout, recognizer)
+            return await process_page(doc, index, options, layout, recognizer, on_page)
 
     return await gather_or_cancel(*(one(i) for i in indices))
 

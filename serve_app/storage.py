@@ -5,26 +5,43 @@ boto3's standard chain.
 A result's key is ``results/<sha256>/`` where the hash covers the input bytes, the options that
 change the output, and the models that produced it, so the same document asked the same way of the
 same models is the same key, and a retried request writes the same objects again (idempotent).
+
+Job records need compare-and-swap: ``put(..., if_match=etag)`` and ``if_none_match=True`` are S3's
+conditional writes (AWS since 2024, SeaweedFS, MinIO); a lost race raises ``Conflict``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from .config import StorageArgs
 from .errors import BadRequest, NotFound, PayloadTooLarge, StorageUnavailable
+from .pipeline import Options
 
 STATUS_CACHE_S = 5.0
+PAGE_JPEG_QUALITY = 85
 
 
-def result_key(data: bytes, options: Mapping[str, Any], models: Mapping[str, Any]) -> str:
+class Conflict(Exception):
+    """A conditional write lost: the object changed (or appeared) since it was read."""
+
+
+def result_key(
+    data: bytes, pages: Sequence[int], dpi: int, options: Options, models: Mapping[str, Any]
+) -> str:
+    """The input bytes, what changes the output (the pages, the DPI they are rendered at, layout
+    and language) and the models' names."""
+    asked = {"pages": list(pages), "dpi": dpi, "layout": options.layout, "lang": options.lang}
     digest = hashlib.sha256(data)
-    digest.update(json.dumps({"options": options, "models": models}, sort_keys=True, default=str).encode())
+    digest.update(json.dumps({"options": asked, "models": models}, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
 
@@ -56,20 +73,66 @@ class Storage:
         try:
             return await asyncio.to_thread(fn, Bucket=bucket or self.args.bucket, **kwargs)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchBucket", "404"):
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "NoSuchBucket", "404"):
                 return None
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                raise Conflict(f"S3 {what} of {kwargs.get('Key')}: {code}") from None
             raise StorageUnavailable(f"S3 {what} failed: {exc}", self.args.retry_after_s) from None
         except BotoCoreError as exc:  # connection refused, timeouts, DNS
             raise StorageUnavailable(f"S3 {what} failed: {exc}", self.args.retry_after_s) from None
 
-    async def put(self, key: str, data: bytes, content_type: str) -> None:
+    async def put(
+        self,
+        key: str,
+        data: bytes,
+        content_type: str,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        """Write the object; returns its ETag. ``if_match``: only over that version of it;
+        ``if_none_match``: only if there is none yet (``Conflict`` otherwise)."""
+        conditions: dict[str, str] = {}
+        if if_match is not None:
+            conditions["IfMatch"] = if_match
+        if if_none_match:
+            conditions["IfNoneMatch"] = "*"
         put = self._client.put_object
-        await self._run("put", put, Key=self._key(key), Body=data, ContentType=content_type)
+        done = await self._run(
+            "put", put, Key=self._key(key), Body=data, ContentType=content_type, **conditions
+        )
+        return str(done["ETag"])
 
     async def get(self, key: str) -> bytes | None:
         """The object's bytes, or None when there is no such object."""
+        found = await self.get_tagged(key)
+        return None if found is None else found[0]
+
+    async def get_tagged(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and ETag (for a later ``put(if_match=...)``), or None."""
         found = await self._run("get", self._client.get_object, Key=self._key(key))
-        return None if found is None else await asyncio.to_thread(found["Body"].read)
+        if found is None:
+            return None
+        return await asyncio.to_thread(found["Body"].read), str(found["ETag"])
+
+    async def list(self, prefix: str) -> list[tuple[str, float]]:
+        """(key, last modified as epoch seconds) of every object under ``prefix``, in key order."""
+
+        def pages(Bucket: str, Prefix: str) -> list[tuple[str, float]]:
+            out = []
+            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=Bucket, Prefix=Prefix):
+                for obj in page.get("Contents", []):
+                    out.append((obj["Key"][len(self.args.prefix) :], obj["LastModified"].timestamp()))
+            return out
+
+        return await self._run("list", pages, Prefix=self._key(prefix)) or []
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        for start in range(0, len(keys), 1000):  # S3's limit per call
+            objects = [{"Key": self._key(k)} for k in keys[start : start + 1000]]
+            remove = self._client.delete_objects
+            await self._run("delete", remove, Delete={"Objects": objects, "Quiet": True})
 
     async def read_uri(self, uri: str, limit_bytes: int) -> bytes:
         """An input document named ``s3://bucket/key``, read through the configured endpoint."""
@@ -105,28 +168,71 @@ class Storage:
         return self._status[1]
 
 
+def page_image_name(page: int) -> str:
+    """Where a page's image lies, relative to its result.json (``page`` is 1-based)."""
+    return f"pages/{page:04d}.jpg"
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, "JPEG", quality=PAGE_JPEG_QUALITY)
+    return out.getvalue()
+
+
 class ResultStore:
-    """OCR answers in S3: ``results/<key>/result.json`` and ``result.md``."""
+    """OCR answers in S3: ``results/<key>/result.json``, ``result.md`` and ``pages/NNNN.jpg``.
+    Each result is kept ``retention_s`` after it was last written or answered from."""
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
 
-    async def load(self, key: str) -> dict[str, Any] | None:
+    async def load(self, key: str, touch: bool = False) -> dict[str, Any] | None:
+        """The stored answer, or None. ``touch``: write it again, so that its retention starts anew
+        (it is about to be handed out)."""
         data = await self.storage.get(f"results/{key}/result.json")
-        return None if data is None else json.loads(data)
+        if data is None:
+            return None
+        if touch:
+            await self.storage.put(f"results/{key}/result.json", data, "application/json")
+        return dict(json.loads(data))
 
-    async def save(self, key: str, body: Mapping[str, Any]) -> dict[str, str]:
+    async def save_page(self, key: str, page: int, image: np.ndarray) -> None:
+        jpeg = await asyncio.to_thread(_jpeg, image)
+        await self.storage.put(f"results/{key}/{page_image_name(page)}", jpeg, "image/jpeg")
+
+    async def save(self, key: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Write the answer (the JSON last: its presence means the result is whole) and return
-        presigned URLs of both objects."""
+        presigned URLs of its objects. The page images are written by ``save_page`` before."""
         await self.storage.put(f"results/{key}/result.md", str(body["markdown"]).encode(), "text/markdown")
         await self.storage.put(
             f"results/{key}/result.json", json.dumps(body, ensure_ascii=False).encode(), "application/json"
         )
-        return await self.urls(key)
+        return await self.urls(key, body)
 
-    async def urls(self, key: str) -> dict[str, str]:
+    async def urls(self, key: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        presign = self.storage.presign
         return {
             "key": key,
-            "json_url": await self.storage.presign(f"results/{key}/result.json"),
-            "markdown_url": await self.storage.presign(f"results/{key}/result.md"),
+            "json_url": await presign(f"results/{key}/result.json"),
+            "markdown_url": await presign(f"results/{key}/result.md"),
+            "page_image_urls": [
+                await presign(f"results/{key}/{p['image']}") for p in body["pages"] if "image" in p
+            ],
         }
+
+    async def sweep(self, retention_s: float, now: float | None = None) -> int:
+        """Delete results not written for ``retention_s`` (a result without its result.json, left
+        by a request that died, by its newest object). Returns how many results went."""
+        now = time.time() if now is None else now
+        groups: dict[str, list[tuple[str, float]]] = {}
+        for name, modified in await self.storage.list("results/"):
+            groups.setdefault(name.split("/")[1], []).append((name, modified))
+        expired = []
+        for objects in groups.values():
+            marks = [m for name, m in objects if name.endswith("/result.json")] or [m for _, m in objects]
+            if max(marks) < now - retention_s:
+                expired.append(objects)
+        await self.storage.delete([name for objects in expired for name, _ in objects])
+        return len(expired)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -28,3 +29,22 @@ def evaldata_page(page_id: str) -> Path:
         if entry["id"] == page_id:
             return EVALDATA / entry["image"]
     raise LookupError(page_id)
+
+
+def phototest_tiff(pages: int) -> bytes:
+    """A multi-page TIFF of phototest.png, each page marked apart at its top edge (no text there)."""
+    from PIL import Image
+
+    base = Image.open(DATA / "phototest.png").convert("RGB")
+    frames = []
+    for n in range(pages):
+        frame = base.copy()
+        frame.paste((255, 255, 255), (0, 0, 40 + 12 * n, 6))
+        frames.append(frame)
+    out = io.BytesIO()
+    frames[0].save(out, format="TIFF", save_all=True, append_images=frames[1:])
+    return out.getvalue()
+
+
+def reads_phototest(text: str) -> bool:
+    return "quick brown dog jumped over the lazy fox" in " ".join(text.split())

@@ -12,6 +12,8 @@ import httpx
 import pytest
 import yaml
 
+from scripts.s3_dev import SeaweedFS
+
 ROOT = Path(__file__).parents[2]
 
 # vLLM on CPU in tests: keep the engine core in-process (it starts in half the time, and a spawned
@@ -48,6 +50,20 @@ def cpu_args(**overrides: dict) -> dict:
     for section, values in overrides.items():
         args[section] = {**args.get(section, {}), **values}
     return args
+
+
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "serve-app-test", "AWS_SECRET_ACCESS_KEY": "serve-app-test"}
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """A real S3 (SeaweedFS on 127.0.0.1) for one test module, with bucket ``ocr-results``."""
+    for key, value in S3_CREDENTIALS.items():  # boto3 in this process (replicas get them in runtime_env)
+        os.environ.setdefault(key, value)
+    server = SeaweedFS(tmp_path_factory.mktemp("s3"), bucket="ocr-results")
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

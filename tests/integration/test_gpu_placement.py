@@ -39,7 +39,7 @@ SCRIPT = textwrap.dedent(
     config["http_options"] = {"host": "127.0.0.1", "port": int(sys.argv[1])}
     config["applications"] = [app, over]
 
-    # Logical CPUs as on a GPU node (the production config asks for 7); one GPU, counted only.
+    # Logical CPUs as on a GPU node (the production config asks for 7.5); one GPU, counted only.
     ray.init(num_cpus=8, num_gpus=1, include_dashboard=False, log_to_driver=False)
     serve.start(http_options=config["http_options"])
     _get_global_client().deploy_apps(ServeDeploySchema.model_validate(config))
@@ -77,7 +77,7 @@ def test_serve_deploy_places_both_models_on_one_gpu_and_refuses_an_over_budget_c
     assert lines, done.stderr[-3000:]
     result = json.loads(lines[-1][len("RESULT ") :])
     assert result["app"] == "RUNNING"
-    assert result["running"] == {"Layout": 1, "Recognizer": 1, "Ingress": 1}
+    assert result["running"] == {"Layout": 1, "Recognizer": 1, "Jobs": 2, "Ingress": 1}
     assert result["gpus_left"] == 0.0  # 0.25 + 0.75 of the one card
     assert result["over"] == "DEPLOY_FAILED"
     assert "layout: gpu_budget_gb 4 GB is more than its share of the card" in result["over_message"]

@@ -1,28 +1,18 @@
-"""Stored results in a real S3 (SeaweedFS ``weed mini`` on 127.0.0.1) behind the real ingress:
-presigned URLs that fetch, answers from the content-hash cache without the engines, and what
-happens when S3 goes away."""
+"""Stored results and async jobs in a real S3 (SeaweedFS ``weed mini`` on 127.0.0.1) behind the
+real ingress: presigned URLs that fetch, answers from the content-hash cache without the engines,
+jobs that survive their runner's death, and what happens when S3 goes away."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from scripts.s3_dev import SeaweedFS
-from tests.conftest import DATA
-from tests.integration.conftest import answers_200, cpu_args, wait_for
-
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "serve-app-test", "AWS_SECRET_ACCESS_KEY": "serve-app-test"}
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory) -> Iterator[SeaweedFS]:
-    server = SeaweedFS(tmp_path_factory.mktemp("s3"), bucket="ocr-results")
-    server.start()
-    yield server
-    server.stop()
+from tests.conftest import DATA, phototest_tiff, reads_phototest
+from tests.integration.conftest import S3_CREDENTIALS, answers_200, cpu_args, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +22,15 @@ def url(base_url: str, s3: SeaweedFS) -> Iterator[str]:
     from serve_app.app import build_app
 
     small = {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1}
-    ingress = {
-        "ray_actor_options": {"num_cpus": 0.05, "runtime_env": {"env_vars": CREDENTIALS}},
+    with_s3 = {
+        "ray_actor_options": {"num_cpus": 0.05, "runtime_env": {"env_vars": S3_CREDENTIALS}},
         "num_replicas": 1,
     }
     args = cpu_args(
-        layout={"deployment": small}, recognizer={"deployment": small}, ingress={"deployment": ingress}
+        layout={"deployment": small}, recognizer={"deployment": small}, ingress={"deployment": with_s3}
     )
+    # Short leases and one page a slice: a killed runner is replaced within seconds, mid-document.
+    args["jobs"] = {"lease_s": 4, "poll_s": 0.5, "slice_pages": 1, "deployment": with_s3}
     args["storage"] = {
         "endpoint_url": s3.endpoint_url,
         "bucket": "ocr-results",
@@ -120,6 +112,103 @@ def test_documents_by_url_and_by_s3_uri(url: str, s3: SeaweedFS, files: str) -> 
     assert both.status_code == 400
 
 
+def wait_job(url: str, job_id: str, until: Callable[[dict], bool], timeout_s: float = 180) -> dict:
+    seen: dict = {}
+
+    def check() -> bool:
+        seen.update(httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json())
+        return until(seen)
+
+    wait_for(check, timeout_s=timeout_s, every_s=0.3)
+    return seen
+
+
+def finished(job: dict) -> bool:
+    return job["status"] in ("succeeded", "failed", "cancelled")
+
+
+def test_jobs_are_queued_followed_fetched_and_cancelled(url: str) -> None:
+    r = httpx.post(
+        f"{url}/v1/jobs", files={"file": ("p.tif", phototest_tiff(3))}, data={"lang": "en"}, timeout=30
+    )
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["status"] == "queued" and job["progress"] == {"pages_done": 0, "pages_total": 3}
+    assert r.headers["location"] == f"/stored/v1/jobs/{job['id']}" == job["links"]["self"]
+    done = wait_job(url, job["id"], finished)
+    assert done["status"] == "succeeded", done
+    assert done["progress"]["pages_done"] == 3 and done["error"] is None and done["cache"] == "miss"
+    result = httpx.get(done["result"]["json_url"], timeout=10).json()  # presigned, as a client fetches it
+    assert result["job_id"] == job["id"] and all(reads_phototest(p["text"]) for p in result["pages"])
+    assert [p["image"] for p in result["pages"]] == ["pages/0001.jpg", "pages/0002.jpg", "pages/0003.jpg"]
+    images = [httpx.get(u, timeout=10) for u in done["result"]["page_image_urls"]]
+    assert len(images) == 3 and all(i.content[:3] == b"\xff\xd8\xff" for i in images)  # JPEG
+    # Through the service too, for clients that cannot reach S3.
+    assert httpx.get(f"{url}/v1/jobs/{job['id']}/result", timeout=10).json()["pages"] == result["pages"]
+    markdown = httpx.get(f"{url}/v1/jobs/{job['id']}/result", params={"format": "markdown"}, timeout=10)
+    assert (
+        markdown.headers["content-type"].startswith("text/markdown") and markdown.text == result["markdown"]
+    )
+    # A finished job cannot be cancelled; unknown and malformed ids are 404s.
+    assert httpx.delete(f"{url}/v1/jobs/{job['id']}", timeout=10).status_code == 409
+    assert httpx.get(f"{url}/v1/jobs/{'0' * 28}", timeout=10).status_code == 404
+    assert httpx.get(f"{url}/v1/jobs/..%2Fresults", timeout=10).status_code == 404
+
+    # The same document with the same options: answered from the stored result.
+    r = httpx.post(
+        f"{url}/v1/jobs", files={"file": ("p.tif", phototest_tiff(3))}, data={"lang": "en"}, timeout=30
+    )
+    hit = wait_job(url, r.json()["id"], finished)
+    assert hit["status"] == "succeeded" and hit["cache"] == "hit"
+    assert hit["result"]["key"] == done["result"]["key"]
+
+    # Cancelled while it waits or runs: it stops, and says so.
+    r = httpx.post(f"{url}/v1/jobs", files={"file": ("p.tif", phototest_tiff(8))}, timeout=30)
+    cancelled = httpx.delete(f"{url}/v1/jobs/{r.json()['id']}", timeout=10)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    pending = httpx.get(f"{url}/v1/jobs/{r.json()['id']}/result", timeout=10)
+    assert pending.status_code == 409 and pending.json()["type"].endswith("/job-conflict")
+
+
+def test_bad_jobs_are_refused_when_submitted(url: str) -> None:
+    r = httpx.post(f"{url}/v1/jobs", files={"file": ("x.bin", b"not a document")}, timeout=30)
+    assert r.status_code == 415 and r.headers["content-type"] == "application/problem+json"
+    r = httpx.post(
+        f"{url}/v1/jobs", files={"file": ("p.tif", phototest_tiff(2))}, data={"pages": "5"}, timeout=30
+    )
+    assert r.status_code == 400 and r.json()["type"].endswith("/invalid-page-range")
+    r = httpx.post(f"{url}/v1/jobs", json={"file": "%%%"}, timeout=30)
+    assert r.status_code == 400 and r.json()["type"].endswith("/invalid-base64")
+
+
+def test_a_job_survives_the_death_of_its_runner_replica_with_exactly_one_result(
+    url: str, s3: SeaweedFS
+) -> None:
+    import boto3
+    import ray
+
+    r = httpx.post(
+        f"{url}/v1/jobs", files={"file": ("p.tif", phototest_tiff(10))}, data={"lang": "en"}, timeout=30
+    )
+    job_id = r.json()["id"]
+    wait_job(url, job_id, lambda j: j["progress"]["pages_done"] >= 2 or finished(j))
+    runners = [a for a in ray.util.list_named_actors(all_namespaces=True) if "stored#Jobs#" in a["name"]]
+    assert len(runners) == 1, runners
+    ray.kill(ray.get_actor(runners[0]["name"], namespace=runners[0]["namespace"]))
+    done = wait_job(url, job_id, finished)
+    assert done["status"] == "succeeded", done
+    assert done["attempts"] == 2  # claimed again by the replica Serve started in its place
+    assert done["progress"] == {"pages_done": 10, "pages_total": 10}
+    key = done["result"]["key"]
+    client = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1")
+    listed = client.list_objects_v2(Bucket="ocr-results", Prefix=f"serve-app/results/{key}/")
+    names = sorted(o["Key"].rsplit(f"{key}/", 1)[1] for o in listed["Contents"])
+    assert names == [f"pages/{n:04d}.jpg" for n in range(1, 11)] + ["result.json", "result.md"]
+    result = httpx.get(done["result"]["json_url"], timeout=10).json()
+    assert [p["page"] for p in result["pages"]] == list(range(1, 11))
+    assert all(reads_phototest(p["text"]) for p in result["pages"])
+
+
 def test_without_s3_storing_is_refused_with_503_and_plain_ocr_keeps_working(url: str, s3: SeaweedFS) -> None:
     assert httpx.get(f"{url}/health", timeout=10).json()["storage"] == "ok"
     s3.stop()
@@ -129,13 +218,20 @@ def test_without_s3_storing_is_refused_with_503_and_plain_ocr_keeps_working(url:
     assert r.json()["type"].endswith("/storage-unavailable")
     plain = ocr(url, DATA / "phototest.png", lang="en")
     assert plain.status_code == 200 and "quick brown" in plain.json()["text"]
+    job = httpx.post(
+        f"{url}/v1/jobs", files={"file": ("p.png", (DATA / "phototest.png").read_bytes())}, timeout=30
+    )
+    assert job.status_code == 503 and job.headers["retry-after"] == "7"
+    assert job.json()["type"].endswith("/storage-unavailable")
     wait_for(lambda: httpx.get(f"{url}/health", timeout=10).json()["storage"] != "ok", timeout_s=15)
 
 
 def test_store_without_configured_storage_is_a_clear_400(client, files: str) -> None:
     png = (DATA / "phototest.png").read_bytes()
     r = client.post("/v1/ocr", files={"file": ("p.png", png)}, data={"store": "true"})
-    assert r.status_code == 400 and "storage" in r.json()["detail"]
+    assert r.status_code == 400 and r.json()["type"].endswith("/storage-not-configured")
+    r = client.post("/v1/jobs", files={"file": ("p.png", png)})
+    assert r.status_code == 400 and r.json()["type"].endswith("/storage-not-configured")
     # Without an allowlist, a URL on this machine is refused (SSRF guard), before any fetch.
     r = client.post("/v1/ocr", json={"url": f"{files}/phototest.png"})
     assert r.status_code == 400 and r.json()["type"].endswith("/url-not-allowed")

@@ -50,3 +50,6 @@ class EngineBackend:
 
     async def check_lang(self, lang: str) -> str:
         return self._engines["Recognizer"].check_lang(lang)  # type: ignore[attr-defined]
+
+    def wake_jobs(self) -> None:
+        self.woken = getattr(self, "woken", 0) + 1

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from serve_app.assemble import document_markdown, page_json, page_markdown, page_text
+from serve_app.assemble import page_json, page_markdown, page_text, result_body
 from serve_app.pipeline import Block, PageResult
 
 
@@ -41,7 +41,9 @@ def test_plain_text_keeps_every_block_in_order() -> None:
 
 def test_document_markdown_separates_pages_and_json_has_blocks() -> None:
     second = PageResult(page=2, width=1, height=1, blocks=[B(0, "text", "two")])
-    assert document_markdown([PAGE, second]).endswith("---\n\ntwo")
+    whole = result_body([page_json(PAGE), page_json(second)], "r1", {}, {}, {}, job_id="j1")
+    assert whole["markdown"].endswith("---\n\ntwo") and whole["text"].endswith("\n\ntwo")
+    assert whole["request_id"] == "r1" and whole["job_id"] == "j1"
     body = page_json(PAGE)
     assert body["page"] == 1 and len(body["blocks"]) == 7
     assert body["blocks"][1]["bbox"] == [0.0, 0.0, 10.0, 10.0]

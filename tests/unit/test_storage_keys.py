@@ -1,21 +1,22 @@
 from __future__ import annotations
 
+from serve_app.pipeline import Options
 from serve_app.storage import result_key
+
+PDF = b"%PDF-1.7 ..."
+AUTO = Options(lang="auto")
+CPU = {"Recognizer": "cpu"}
 
 
 def test_result_keys_follow_the_input_the_options_and_the_models() -> None:
-    base = result_key(b"%PDF-1.7 ...", {"pages": [0, 1], "dpi": 200, "lang": "auto"}, {"Recognizer": "cpu"})
-    assert base == result_key(
-        b"%PDF-1.7 ...", {"lang": "auto", "dpi": 200, "pages": [0, 1]}, {"Recognizer": "cpu"}
-    )
+    base = result_key(PDF, [0, 1], 200, AUTO, CPU)
     assert len(base) == 64
-    assert base != result_key(
-        b"%PDF-1.7 ..!", {"pages": [0, 1], "dpi": 200, "lang": "auto"}, {"Recognizer": "cpu"}
-    )
-    assert base != result_key(
-        b"%PDF-1.7 ...", {"pages": [0], "dpi": 200, "lang": "auto"}, {"Recognizer": "cpu"}
-    )
+    # The page range as written does not count, only the pages it selects.
+    assert base == result_key(PDF, [0, 1], 200, Options(pages="1-2", lang="auto"), CPU)
+    assert base != result_key(b"%PDF-1.7 ..!", [0, 1], 200, AUTO, CPU)
+    assert base != result_key(PDF, [0], 200, AUTO, CPU)
+    assert base != result_key(PDF, [0, 1], 300, AUTO, CPU)
+    assert base != result_key(PDF, [0, 1], 200, Options(lang="ru"), CPU)
+    assert base != result_key(PDF, [0, 1], 200, Options(layout=False), CPU)
     # Another model reads differently: its answers are other results.
-    assert base != result_key(
-        b"%PDF-1.7 ...", {"pages": [0, 1], "dpi": 200, "lang": "auto"}, {"Recognizer": "vllm:x"}
-    )
+    assert base != result_key(PDF, [0, 1], 200, AUTO, {"Recognizer": "vllm:x"})

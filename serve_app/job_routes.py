@@ -1,0 +1,140 @@
+"""``/v1/jobs``: submit a document to be read in the background, follow it, fetch or cancel it.
+
+The routes only read and write job records in S3 (``jobs.JobStore``); the Jobs deployment's
+runners do the reading. A job is validated as a sync request would be (size, type, pages, pixels,
+language) before it is accepted, so what is accepted can be read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
+
+from .bodies import DocumentOptions, JobJsonRequest, read_document_request, request_body_schema, request_id
+from .config import AppArgs
+from .documents import Document
+from .errors import BadRequest, JobConflict, NotFound, StorageNotConfigured, StorageUnavailable
+from .jobs import JobRecord, JobStore, job_view, new_job_id
+from .storage import ResultStore
+
+if TYPE_CHECKING:
+    from .api import Backend
+
+
+def add_job_routes(
+    app: FastAPI,
+    args: AppArgs,
+    backend: Backend,
+    results: ResultStore | None,
+    responses: dict[int | str, dict[str, Any]],
+) -> None:
+    jobs = JobStore(results.storage) if results is not None else None
+    retry_after_s = args.storage.retry_after_s if args.storage is not None else 0
+
+    def need_storage() -> tuple[JobStore, ResultStore]:
+        if jobs is None or results is None:
+            raise StorageNotConfigured(
+                "jobs need S3 storage, and none is configured (storage: in the config)"
+            )
+        return jobs, results
+
+    def base(request: Request) -> str:
+        return str(request.scope.get("root_path", ""))
+
+    async def view(request: Request, record: JobRecord) -> dict[str, Any]:
+        _, stored = need_storage()
+        urls = None
+        if record.status == "succeeded" and record.result_key is not None:
+            body = await stored.load(record.result_key)
+            if body is None:
+                raise NotFound(f"the result of job {record.id} has expired")
+            urls = await stored.urls(record.result_key, body)
+        return job_view(record, urls, base(request))
+
+    @app.post(
+        "/v1/jobs",
+        status_code=202,
+        summary="Queue a document to be read in the background (same inputs as /v1/ocr)",
+        openapi_extra=request_body_schema(DocumentOptions, JobJsonRequest),
+        responses={k: v for k, v in responses.items() if k not in (409, 504)},
+    )
+    async def submit(request: Request, response: Response) -> dict[str, Any]:
+        store, stored = need_storage()
+        # Known down: refuse at once rather than after S3's timeouts (nothing is half-accepted).
+        if (state := await stored.storage.status()) != "ok":
+            raise StorageUnavailable(
+                f"jobs cannot be accepted while S3 is unreachable: {state}", retry_after_s
+            )
+        data, opts = await read_document_request(request, args, results, DocumentOptions, JobJsonRequest)
+        doc = Document(data, args.limits, opts.dpi)
+        try:
+            indices = doc.select(opts.pages)
+        finally:
+            await asyncio.to_thread(doc.close)
+        lang = opts.lang if opts.lang == "auto" else await backend.check_lang(opts.lang)
+        now = time.time()
+        record = JobRecord(
+            id=new_job_id(),
+            request_id=request_id(request),
+            created_at=now,
+            updated_at=now,
+            media_type=doc.media_type,
+            page_count=doc.page_count,
+            pages=indices,
+            dpi=opts.dpi,
+            layout=opts.layout,
+            lang=lang,
+        )
+        await store.submit(data, record)
+        backend.wake_jobs()
+        response.headers["Location"] = f"{base(request)}/v1/jobs/{record.id}"
+        return job_view(record, None, base(request))
+
+    @app.get(
+        "/v1/jobs/{job_id}",
+        summary="A job's status, progress (pages done / total), and result URLs or error",
+        responses={k: responses[k] for k in (404, 503)},
+    )
+    async def status(request: Request, job_id: str) -> dict[str, Any]:
+        store, _ = need_storage()
+        return await view(request, await store.get(job_id))
+
+    @app.get(
+        "/v1/jobs/{job_id}/result",
+        summary="A succeeded job's result: the JSON of /v1/ocr, or ?format=markdown",
+        responses={k: responses[k] for k in (404, 409, 503)},
+        response_model=None,
+    )
+    async def result(job_id: str, format: str = "json") -> dict[str, Any] | PlainTextResponse:
+        store, stored = need_storage()
+        if format not in ("json", "markdown"):
+            raise BadRequest(f"format is json or markdown, not {format[:32]!r}")
+        record = await store.get(job_id)
+        if record.status != "succeeded" or record.result_key is None:
+            detail = (record.error or {}).get("detail", "") if record.status == "failed" else ""
+            raise JobConflict(
+                f"job {job_id} is {record.status}, not succeeded" + (f": {detail}" if detail else "")
+            )
+        body = await stored.load(record.result_key)
+        if body is None:
+            raise NotFound(f"the result of job {job_id} has expired")
+        if format == "markdown":
+            return PlainTextResponse(str(body["markdown"]), media_type="text/markdown; charset=utf-8")
+        return body
+
+    @app.delete(
+        "/v1/jobs/{job_id}",
+        summary="Cancel a queued or running job (its runner stops within a few seconds)",
+        responses={k: responses[k] for k in (404, 409, 503)},
+    )
+    async def cancel(request: Request, job_id: str) -> dict[str, Any]:
+        store, _ = need_storage()
+        assert args.storage is not None
+        record, cancelled = await store.cancel(job_id, args.storage.retention_s)
+        if not cancelled and record.status != "cancelled":
+            raise JobConflict(f"job {job_id} has already {record.status}; there is nothing to cancel")
+        return await view(request, record)

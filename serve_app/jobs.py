@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict
 from .assemble import page_json, result_body
 from .config import AppArgs
 from .documents import Document
-from .errors import NotFound, NotReady, ServeAppError, StorageUnavailable
+from .errors import DeadlineExceeded, NotFound, NotReady, ServeAppError, StorageUnavailable
 from .pipeline import LayoutClient, Options, RecognizerClient, process_document
 from .storage import Conflict, ResultStore, Storage, page_image_name, result_key
 
@@ -463,20 +463,31 @@ class JobRunner:
             indices = record.pages[first : first + size]
             done = await self.store.load_slice(record.id, key, first)
             if done is None:
-                read = await process_document(
-                    doc,
-                    indices,
-                    record.options,
-                    self._engines.layout,
-                    self._engines.recognizer,
-                    len(indices),
-                    on_page=partial(self.results.save_page, key),
-                )
+                read = await self._read_slice(doc, indices, record.options, key)
                 done = [{**page_json(p), "image": page_image_name(p.page)} for p in read]
                 await self.store.save_slice(record.id, key, first, done)
             pages += done
             await self._update(claim, partial(_progress, pages_done=len(pages)))
         return pages
+
+    async def _read_slice(self, doc: Document, indices: list[int], options: Options, key: str) -> list[Any]:
+        """A slice has the time a sync request has; past it, the job is tried again later."""
+        limit = self._args.ingress.request_timeout_s
+        try:
+            async with asyncio.timeout(limit):
+                return await process_document(
+                    doc,
+                    indices,
+                    options,
+                    self._engines.layout,
+                    self._engines.recognizer,
+                    len(indices),
+                    on_page=partial(self.results.save_page, key),
+                )
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"pages {indices[0] + 1}-{indices[-1] + 1} not read within {limit:g} s"
+            ) from None
 
     async def _succeeded(self, claim: _Claim, key: str, cache: Literal["hit", "miss"]) -> None:
         total = len(claim.record.pages)

@@ -211,3 +211,18 @@ def test_a_runner_stopped_gracefully_hands_its_jobs_back_at_once(args: AppArgs, 
         assert done.status == "succeeded" and done.attempts == 1
 
     asyncio.run(main())
+
+
+def test_a_document_that_cannot_be_read_fails_the_job_once_with_its_problem(args: AppArgs, engines) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        a = runner(args, engines)
+        job_id = await submit(a.store, b"II*\x00 a TIFF header and nothing else", 1)
+        await a.step()
+        await a.idle()
+        failed = await a.store.get(job_id)
+        assert failed.status == "failed" and failed.attempts == 1  # not retried: it cannot get better
+        assert failed.error is not None and failed.error["status"] == 422
+        assert failed.error["type"].endswith("/unprocessable-document") and failed.error["detail"]
+        assert job_id not in [i for i, _ in await a.store.queued()]
+
+    asyncio.run(main())

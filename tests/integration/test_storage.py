@@ -170,6 +170,20 @@ def test_jobs_are_queued_followed_fetched_and_cancelled(url: str) -> None:
     assert pending.status_code == 409 and pending.json()["type"].endswith("/job-conflict")
 
 
+def test_a_job_reads_a_document_named_by_s3_uri(url: str, s3: SeaweedFS) -> None:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1")
+    client.put_object(Bucket="ocr-results", Key="inputs/scan.tif", Body=phototest_tiff(2))
+    r = httpx.post(
+        f"{url}/v1/jobs", json={"s3_uri": "s3://ocr-results/inputs/scan.tif", "pages": "2"}, timeout=30
+    )
+    assert r.status_code == 202, r.text
+    done = wait_job(url, r.json()["id"], finished)
+    assert done["status"] == "succeeded" and done["document"]["pages"] == [2]
+    assert reads_phototest(httpx.get(f"{url}/v1/jobs/{done['id']}/result", timeout=10).json()["text"])
+
+
 def test_bad_jobs_are_refused_when_submitted(url: str) -> None:
     r = httpx.post(f"{url}/v1/jobs", files={"file": ("x.bin", b"not a document")}, timeout=30)
     assert r.status_code == 415 and r.headers["content-type"] == "application/problem+json"

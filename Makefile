@@ -2,7 +2,7 @@
 .PHONY: run test lint
 
 run:
-	scripts/setup.sh cpu
+	scripts/setup.sh cpu,local
 	scripts/run.sh
 
 test:

@@ -16,9 +16,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
-
-import httpx
 
 PORTS = ("master", "volume", "filer", "s3", "admin")
 
@@ -83,9 +83,14 @@ class SeaweedFS:
         raise RuntimeError(f"SeaweedFS S3 not ready within {timeout_s:g} s; see {self.data_dir / 'weed.log'}")
 
     def _bucket_ready(self) -> bool:
-        try:  # unsigned HEAD: 200, or 403 once the bucket exists and wants a signature
-            return httpx.head(f"{self.endpoint_url}/{self.bucket}", timeout=2).status_code in (200, 403)
-        except httpx.HTTPError:
+        """An unsigned HEAD of the bucket: 200, or 403 once it exists and wants a signature."""
+        head = urllib.request.Request(f"{self.endpoint_url}/{self.bucket}", method="HEAD")
+        try:
+            with urllib.request.urlopen(head, timeout=2) as response:
+                return bool(response.status == 200)
+        except urllib.error.HTTPError as exc:
+            return exc.code == 403
+        except OSError:
             return False
 
     def stop(self) -> None:

@@ -9,7 +9,9 @@ the whole page (no layout) and by Debian's tesseract CLI with the page's languag
 
 Metrics (bench/textmetrics.py): CER and WER after NFKC and whitespace folding (case-folded when the
 ground truth has no lower-case letters, as SROIE's), and the line order error (the share of matched
-lines out of reading order). Output: results.json, report.md, cer_by_source.png.
+lines out of reading order). Output: results.json, report.md, cer_by_source.png, and for every page
+worse than the better bare engine, crops of its worst regions (``crops/<page>/``, see
+``worst_regions``) with an index in report.md.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import argparse
 import io
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,7 @@ SYSTEMS = ("service", "rapidocr", "tesseract")
 TESSERACT_LANGS = {"en": "eng", "ru": "rus", "de": "deu", "fr": "fra", "nl": "nld", "pl": "pol", "ms": "msa",
                    "zh": "chi_sim"}  # fmt: skip
 WORSE_MARGIN = 0.03
+WORST_REGIONS = 5  # crops saved per page that is worse than the better bare engine
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,7 @@ class Readers:
         files = {"file": (doc.path.name, doc.path.read_bytes(), media)}
         r = httpx.post(self._url + "/v1/ocr", files=files, data={"pages": "1"}, timeout=REQUEST_TIMEOUT_S)
         r.raise_for_status()
+        self.last_page: dict[str, Any] = r.json()["pages"][0]
         return str(r.json()["text"])
 
     def rapidocr(self, doc: Doc) -> str:
@@ -132,6 +138,38 @@ class Readers:
             capture_output=True, timeout=REQUEST_TIMEOUT_S, env={**os.environ, "OMP_THREAD_LIMIT": "1"},
         )  # fmt: skip
         return done.stdout.decode("utf-8", "replace")
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in re.findall(r"\w+", unicodedata.normalize("NFKC", text).casefold()) if len(w) > 1]
+
+
+def worst_regions(page: dict[str, Any], truth: str, k: int = WORST_REGIONS) -> list[dict[str, Any]]:
+    """The ``k`` blocks whose words the ground truth has least of (ground truth is per page, not
+    per region: a block read wrongly is one whose words are not on the page), worst first."""
+    known = set(_words(truth))
+    scored = []
+    for block in page["blocks"]:
+        words = _words(block["text"])
+        if words:
+            miss = sum(w not in known for w in words) / len(words)
+            scored.append({**block, "word_miss": round(miss, 3), "words": len(words)})
+    scored.sort(key=lambda b: (b["word_miss"], b["words"]), reverse=True)
+    return [b for b in scored[:k] if b["word_miss"] > 0]
+
+
+def save_crops(doc: Doc, regions: list[dict[str, Any]], folder: Path) -> list[dict[str, Any]]:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    image = Image.open(io.BytesIO(page_png(doc.path))).convert("RGB")
+    saved = []
+    for block in regions:
+        x0, y0, x1, y1 = (int(v) for v in block["bbox"])
+        name = f"{block['order']:03d}-{block['label']}.png"
+        image.crop((x0, y0, max(x1, x0 + 1), max(y1, y0 + 1))).save(folder / name)
+        saved.append({**block, "crop": str(folder.name + "/" + name)})
+    return saved
 
 
 def score(text: str, truth: str) -> dict[str, float]:
@@ -191,6 +229,9 @@ def run(opts: argparse.Namespace) -> Path:
             row["tesseract"]["langs"] = readers.tesseract_langs(doc)
             row["better_bare_cer"] = min(row["rapidocr"]["cer"], row["tesseract"]["cer"])
             row["worse"] = row["service"]["cer"] > row["better_bare_cer"] + WORSE_MARGIN
+            if row["worse"]:
+                worst = worst_regions(readers.last_page, doc.truth)
+                row["worst_regions"] = save_crops(doc, worst, out / "crops" / doc.id.replace("/", "__"))
             rows.append(row)
             print(f"[{i}/{len(docs)}] {doc.id}: service {row['service']['cer']:.3f}  rapidocr "
                   f"{row['rapidocr']['cer']:.3f}  tesseract {row['tesseract']['cer']:.3f}"
@@ -239,6 +280,20 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         ),
         "",
         "![CER by source](cer_by_source.png)",
+        "",
+        "## Worst regions of the pages worse than the better bare engine",
+        "",
+        "Ranked by the share of a block's words that the page's ground truth does not have.",
+        "",
+        "| page | crop | label | engine (confidence) | words missing from the truth | read as |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {r['id'][:40]} | [{b['crop']}](crops/{b['crop']}) | {b['label']} | {b['engine']} "
+            f"({b['confidence']}) | {b['word_miss']} of {b['words']} | "
+            f"{' '.join(b['text'].split())[:80].replace('|', '/')} |"
+            for r in results["pages"]
+            for b in r.get("worst_regions", [])
+        ),
         "",
     ]
     (out / "report.md").write_text("\n".join(lines))

@@ -22,8 +22,11 @@ LINE_CLAIM = 0.3  # a line belongs to a region holding at least this share of it
 REGION_INSIDE = 0.6  # ... or to a region with this share of its own area inside the line
 MERGE_OVERLAP = 0.2  # text regions overlapping this much of the smaller one are merged
 KEEP_BOX = {"figure"}  # a picture's drawn area matters, not only the text found in it
+FLOATS = {"figure", "figure_caption"}  # may stand across a column gutter
 MAX_LINE_LETTERS = 6  # a blob taller than this many letters is a picture or a border
 MIN_SIDE_PX = 4
+ROW_LINES = 2  # regions of at most this many lines may be cells of a row ...
+ROW_SHARE = 0.6  # ... and when this share of them has a partner on its row, rows are read first
 
 
 def _area(b: Box) -> float:
@@ -221,12 +224,15 @@ def reading_order(regions: Sequence[Region]) -> list[Region]:
 
 
 def _groups(regions: Sequence[Region], axis: int) -> list[list[Region]]:
-    """Split along an axis (0 = x, 1 = y) at gaps that no region crosses."""
+    """Split along an axis (0 = x, 1 = y) at gaps that no region crosses. Across y, a gap must be
+    half a line high: text flowing on in its column is often cut into regions a few pixels apart."""
+    heights = [line[3] - line[1] for r in regions for line in r.lines]
+    min_gap = 0.5 * float(np.median(heights)) if axis == 1 and heights else 0.0
     groups: list[list[Region]] = []
     end = float("-inf")
     for r in sorted(regions, key=lambda r: r.bbox[axis]):
         lo, hi = r.bbox[axis], r.bbox[axis + 2]
-        if not groups or lo >= end:
+        if not groups or lo >= end + min_gap:
             groups.append([r])
             end = hi
         else:
@@ -236,10 +242,61 @@ def _groups(regions: Sequence[Region], axis: int) -> list[list[Region]]:
 
 
 def _xy_cut(regions: Sequence[Region]) -> list[Region]:
+    """Columns first, then rows inside a column; but rows first where the "columns" are the two
+    sides of rows (a receipt's items and prices, a form's labels and values)."""
     if len(regions) <= 1:
         return list(regions)
-    for axis in (0, 1):  # columns first, then rows inside a column
-        groups = _groups(regions, axis)
+    columns = _groups(regions, 0)
+    if len(columns) == 1:
+        # A picture (or its caption) set across the gutter joins the columns: find them without.
+        text = [r for r in regions if r.label not in FLOATS]
+        if 0 < len(text) < len(regions) and len(_groups(text, 0)) > 1:
+            return _place_floats(_xy_cut(text), [r for r in regions if r.label in FLOATS])
+    axes = (1, 0) if len(columns) > 1 and _reads_across(columns) else (0, 1)
+    for axis in axes:
+        groups = columns if axis == 0 else _groups(regions, 1)
         if len(groups) > 1:
             return [r for group in groups for r in _xy_cut(group)]
     return sorted(regions, key=lambda r: (r.bbox[1], r.bbox[0]))
+
+
+def _place_floats(ordered: list[Region], floats: Sequence[Region]) -> list[Region]:
+    """Each picture goes before the first region that starts below its top and shares some of its
+    width (where the text flowing around it resumes); its caption follows it."""
+    out = list(ordered)
+    for f in sorted(floats, key=lambda r: (r.bbox[1], r.bbox[0])):
+        at = next(
+            (
+                i
+                for i, r in enumerate(out)
+                if r.label not in FLOATS
+                and r.bbox[1] >= f.bbox[1]
+                and min(r.bbox[2], f.bbox[2]) > max(r.bbox[0], f.bbox[0])
+            ),
+            len(out),
+        )
+        if f.label == "figure_caption":  # right after the picture above it, if there is one
+            pictures = [i for i, r in enumerate(out) if r.label == "figure" and r.bbox[3] <= f.bbox[1] + 1]
+            at = pictures[-1] + 1 if pictures else at
+        out.insert(at, f)
+    return out
+
+
+def _reads_across(columns: Sequence[Sequence[Region]]) -> bool:
+    """Side by side groups of one- or two-line regions that mostly sit on the same rows as a
+    region of another group: a table of rows, not columns of text (whose paragraphs are taller)."""
+    regions = [r for column in columns for r in column]
+    short = [r for r in regions if 1 <= len(r.lines) <= ROW_LINES]
+    if len(short) < ROW_SHARE * len(regions):
+        return False
+    index = {id(r): k for k, column in enumerate(columns) for r in column}
+
+    def has_partner(a: Region) -> bool:
+        return any(
+            index[id(b)] != index[id(a)]
+            and min(a.bbox[3], b.bbox[3]) - max(a.bbox[1], b.bbox[1])
+            > 0.5 * min(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1])
+            for b in short
+        )
+
+    return sum(map(has_partner, short)) >= ROW_SHARE * len(short)

@@ -27,6 +27,48 @@ def test_full_width_figure_separates_bands_of_columns() -> None:
     assert reading_order([bottom[1], figure, top[1], bottom[0], top[0]]) == [*top, figure, *bottom]
 
 
+def L(x0: float, y0: float, x1: float, y1: float, lines: int = 1) -> Region:
+    """A text region of ``lines`` lines, as snap_to_lines leaves it."""
+    step = (y1 - y0) / lines
+    rows = tuple((x0, y0 + i * step, x1, y0 + (i + 1) * step) for i in range(lines))
+    return Region((x0, y0, x1, y1), "text", 0.9, rows)
+
+
+def test_items_and_prices_read_row_by_row_not_column_by_column() -> None:
+    items = [L(100, y, 500, y + 30) for y in (100, 150, 200, 250)]
+    prices = [L(900, y + 2, 1000, y + 28) for y in (100, 150, 200, 250)]
+    total = L(100, 320, 300, 350)
+    ordered = reading_order([*prices, total, *items])
+    assert ordered == [
+        items[0],
+        prices[0],
+        items[1],
+        prices[1],
+        items[2],
+        prices[2],
+        items[3],
+        prices[3],
+        total,
+    ]
+
+
+def test_columns_of_paragraphs_stay_columns_even_when_their_lines_align() -> None:
+    left = [L(100, 100, 700, 400, lines=10), L(100, 450, 700, 900, lines=15)]
+    right = [L(800, 100, 1400, 400, lines=10), L(800, 450, 1400, 900, lines=15)]
+    assert reading_order([right[1], left[1], right[0], left[0]]) == [*left, *right]
+
+
+def test_a_picture_across_the_gutter_does_not_join_the_columns() -> None:
+    top_left, top_right = R(100, 100, 780, 300), R(820, 100, 1500, 300)
+    left = [R(100, 350, 500, 1200), R(100, 1300, 780, 1800)]
+    right = [R(1100, 350, 1500, 1200), R(820, 1300, 1500, 1800)]
+    picture = R(450, 400, 1150, 1100, "figure")
+    caption = R(500, 1120, 1100, 1180, "figure_caption")
+    shuffled = [caption, right[1], picture, left[0], top_right, right[0], left[1], top_left]
+    # Columns as if the picture were not there; the picture where the text under it resumes.
+    assert reading_order(shuffled) == [top_left, left[0], picture, caption, left[1], top_right, *right]
+
+
 def test_single_column_is_top_down() -> None:
     blocks = [R(100, y, 1500, y + 80) for y in (700, 100, 400)]
     assert [r.bbox[1] for r in reading_order(blocks)] == [100, 400, 700]

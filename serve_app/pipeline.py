@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from .documents import Document
-from .engines.base import Recognition, RecognizeRequest, Region
+from .engines.base import Box, Recognition, RecognizeRequest, Region
 
 T = TypeVar("T")
 # Called with each rendered page (1-based number, RGB image), e.g. to store its image.
@@ -66,8 +66,9 @@ class PageResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def crop(image: np.ndarray, region: Region) -> np.ndarray:
-    """The region's pixels on a white border; where its lines are known, only their ink."""
+def crop(image: np.ndarray, region: Region) -> tuple[np.ndarray, tuple[Box, ...]]:
+    """The region's pixels on a white border (where its lines are known, only their ink), and
+    those lines in the crop's pixels."""
     h, w = image.shape[:2]
     m = CROP_MARGIN_PX
     x0, y0 = max(0, int(region.bbox[0]) - m), max(0, int(region.bbox[1]) - m)
@@ -81,7 +82,11 @@ def crop(image: np.ndarray, region: Region) -> np.ndarray:
     else:
         out = image[y0:y1, x0:x1]
     border = CROP_BORDER_PX
-    return np.pad(out, ((border, border), (border, border), (0, 0)), constant_values=255)
+    shift_x, shift_y = x0 - border, y0 - border
+    lines = tuple(
+        (lx0 - shift_x, ly0 - shift_y, lx1 - shift_x, ly1 - shift_y) for lx0, ly0, lx1, ly1 in region.lines
+    )
+    return np.pad(out, ((border, border), (border, border), (0, 0)), constant_values=255), lines
 
 
 def _ms(start: float) -> float:
@@ -133,15 +138,10 @@ async def _read_page(
         regions = detected or [whole_page]
 
     t = time.perf_counter()
-    requests = [
-        RecognizeRequest(
-            image=image if r is whole_page else crop(image, r),
-            task=r.task,
-            lang=options.lang,
-            whole_page=r is whole_page,
-        )
-        for r in regions
-    ]
+    requests = []
+    for r in regions:
+        pixels, lines = (image, ()) if r is whole_page else crop(image, r)
+        requests.append(RecognizeRequest(pixels, r.task, options.lang, r is whole_page, lines))
     readings = await recognizer.recognize(requests)
     timings["recognize"] = _ms(t)
     # A whole-page reader's own blocks stand for its page region; other readings are one block each.

@@ -40,7 +40,8 @@ def ocr(file: UploadFile) -> dict[str, object]:
             image = doc.render(index).image
             regions = arrange(image, asyncio.run(layout.detect([image]))[0])
             for region in regions:
-                request = RecognizeRequest(crop(image, region), region.task)
+                pixels, lines = crop(image, region)
+                request = RecognizeRequest(pixels, region.task, lines=lines)
                 texts.append(asyncio.run(recognizer.recognize([request]))[0].text)
         pages = len(doc.select(None))
     finally:

@@ -89,6 +89,9 @@ class RecognizeRequest:
     task: Task = "text"
     lang: str = "auto"
     whole_page: bool = False  # no layout: the crop is a page with its own columns
+    # The crop's text lines (x0, y0, x1, y1 in the crop's pixels) where the pipeline found them: a
+    # reader may read these line by line instead of finding the lines again.
+    lines: tuple[Box, ...] = ()
 
 
 @dataclass(frozen=True)

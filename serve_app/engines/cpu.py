@@ -32,6 +32,7 @@ ISO_TO_TESSERACT = {
 RAPIDOCR_LANGS = {"zh", "ch", "chi_sim", "chi_tra"}
 AUTO_FIRST_PASS = "rus+eng"
 MIN_CYRILLIC_CONFIDENCE = 0.6
+NOISE_CONFIDENCE = 0.4
 # English re-reading wins unless clearly less sure (a real Russian name in English text).
 ENG_MARGIN = 0.05
 CYRILLIC_TESSERACT = {"rus", "ukr", "bel", "kaz", "bul", "srp", "mkd"}
@@ -69,6 +70,14 @@ class Reading:
     text: str
     confidence: float
     engine: str
+
+
+def _unless_noise(reading: Reading) -> Reading:
+    """Tesseract turns specks, stamps and scribbles into letters at low confidence; where RapidOCR
+    saw no text either, that reading is noise, not content."""
+    return (
+        reading if reading.confidence >= NOISE_CONFIDENCE else Reading("", reading.confidence, reading.engine)
+    )
 
 
 class CpuRecognizer(RecognizerEngine):
@@ -140,7 +149,7 @@ class CpuRecognizer(RecognizerEngine):
                 return reading
             # Unsure: Chinese read with rus+eng also comes out as low-confidence Cyrillic.
             rapid = self._read_rapid(req)
-            return rapid if dominant_script(rapid.text) == "han" else reading
+            return rapid if dominant_script(rapid.text) == "han" else _unless_noise(reading)
         if script in ("latin", "none") and conf >= self._args.clean_confidence / 100:
             if lang == "auto" and _CYRILLIC_IN_LATIN.search(text):
                 # rus+eng turns some English words into Cyrillic look-alikes; try it as English.
@@ -152,10 +161,10 @@ class CpuRecognizer(RecognizerEngine):
             # The caller named the language; RapidOCR has no Cyrillic and no accented letters.
             return reading
         rapid = self._read_rapid(req)
-        return rapid if rapid.text.strip() else reading
+        return rapid if rapid.text.strip() else _unless_noise(reading)
 
     def _read_rapid(self, req: RecognizeRequest) -> Reading:
-        text, score = self._rapid.read(req.image)
+        text, score = self._rapid.read(req.image, req.lines)
         return Reading(text, score, self._rapid.name)
 
     def info(self) -> ModelInfo:

@@ -129,3 +129,25 @@ def test_engine_starts_on_one_machine_are_serialised(tmp_path: Path) -> None:
         t.join()
     spans.sort()
     assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))
+
+
+def test_rapidocr_reads_the_lines_it_is_given_with_its_recognizer_alone(engines) -> None:
+    from serve_app.regions import text_lines
+
+    rapid = engines[1]._rapid
+    image = np.asarray(Image.open(DATA / "phototest.png").convert("RGB"))
+
+    class RecognizerOnly:  # the detector must not run when the lines are known
+        def __init__(self, ocr) -> None:  # type: ignore[no-untyped-def]
+            self.text_rec = ocr.text_rec
+
+        def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            raise AssertionError("the detector ran")
+
+    saved, rapid._ocr = rapid._ocr, RecognizerOnly(rapid._ocr)
+    try:
+        text, score = rapid.read(image, text_lines(image))
+    finally:
+        rapid._ocr = saved
+    assert "quickbrowndogjumpedoverthelazyfox" in "".join(text.split()).lower() and score > 0.8
+    assert len(text.splitlines()) >= 6  # one row per line of the page, in order

@@ -119,21 +119,46 @@ class CpuRecognizer(RecognizerEngine):
         return "+".join(codes)
 
     async def recognize(self, requests: Sequence[RecognizeRequest]) -> list[Recognition]:
+        """The regions of one page. In ``auto`` mode the largest is read first: when it is clean
+        English, the others are tried with English alone first (half the work of ``rus+eng``)."""
         loop = asyncio.get_running_loop()
-        futures = [loop.run_in_executor(self._pool, self._read, req) for req in requests]
-        return list(await asyncio.gather(*futures))
+        out: list[Recognition | None] = [None] * len(requests)
+        rest = list(range(len(requests)))
+        hint = None
+        if (
+            len(requests) > 1
+            and all(r.lang in ("", "auto") for r in requests)
+            and self._default_lang == "auto"
+        ):
+            first = max(rest, key=lambda i: requests[i].image.shape[0] * requests[i].image.shape[1])
+            rest.remove(first)
+            largest: Recognition = await loop.run_in_executor(self._pool, self._read, requests[first], None)
+            out[first] = largest
+            if largest.engine.startswith("tesseract") and dominant_script(largest.text) == "latin":
+                hint = "eng"
+        done = await asyncio.gather(
+            *(loop.run_in_executor(self._pool, self._read, requests[i], hint) for i in rest)
+        )
+        for i, recognition in zip(rest, done, strict=True):
+            out[i] = recognition
+        return [r for r in out if r is not None]
 
-    def _read(self, req: RecognizeRequest) -> Recognition:
+    def _read(self, req: RecognizeRequest, hint: str | None = None) -> Recognition:
         lang = self._default_lang if req.lang in ("", "auto") else self.check_lang(req.lang)
         try:
-            reading = self._route(req, lang)
+            reading = self._route(req, lang, hint)
         except Exception as exc:  # one bad crop is a flagged block, not a failed document
             return Recognition(text="", confidence=0.0, engine="none", error=repr(exc))
         return Recognition(reading.text, reading.confidence, reading.engine)
 
-    def _route(self, req: RecognizeRequest, lang: str) -> Reading:
+    def _route(self, req: RecognizeRequest, lang: str, hint: str | None = None) -> Reading:
         if lang == "zh":
             return self._read_rapid(req)
+        if lang == "auto" and hint == "eng":
+            # The page's largest region was clean English: so is this one, if English reads it so.
+            text, conf = self._tesseract.read(req.image, "eng", req.whole_page)
+            if dominant_script(text) in ("latin", "none") and conf >= self._args.clean_confidence / 100:
+                return Reading(text, conf, "tesseract:eng")
         first = AUTO_FIRST_PASS if lang == "auto" else lang
         text, conf = self._tesseract.read(req.image, first, req.whole_page)
         reading = Reading(text, conf, f"tesseract:{first}")

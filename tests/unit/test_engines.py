@@ -151,3 +151,16 @@ def test_rapidocr_reads_the_lines_it_is_given_with_its_recognizer_alone(engines)
         rapid._ocr = saved
     assert "quickbrowndogjumpedoverthelazyfox" in "".join(text.split()).lower() and score > 0.8
     assert len(text.splitlines()) >= 6  # one row per line of the page, in order
+
+
+def test_a_page_of_english_is_read_in_english_and_its_russian_region_still_in_russian(engines) -> None:
+    _, recognizer = engines
+    english = load("phototest.png")
+    russian = load("tech_spec_alpaca_p1.png")[150:350, 100:900]  # its title block, smaller
+    english_too = english[:240]
+    requests = [RecognizeRequest(english_too), RecognizeRequest(english), RecognizeRequest(russian)]
+    results = asyncio.run(recognizer.recognize(requests))
+    # The largest region, read as ever, is English: the others are tried in English alone first.
+    assert results[1].engine.startswith("tesseract") and results[0].engine == "tesseract:eng"
+    assert "quick brown dog" in results[0].text and "quick brown dog" in results[1].text
+    assert results[2].engine == "tesseract:rus+eng" and "ТЕХНИЧЕСКОЕ" in results[2].text

@@ -259,6 +259,15 @@ class JobsArgs(_Strict):
     sweep_s: float = Field(3600.0, gt=0)
     deployment: DeploymentOptions = DeploymentOptions(num_replicas=1, ray_actor_options={"num_cpus": 0.1})
 
+    @model_validator(mode="after")
+    def _renewed_in_time(self) -> JobsArgs:
+        if self.poll_s >= self.lease_s / 2:
+            raise ValueError(
+                f"jobs.poll_s ({self.poll_s:g}) must be under half of jobs.lease_s ({self.lease_s:g}): "
+                "a lease is renewed at a poll once half of it is gone"
+            )
+        return self
+
 
 class GpuArgs(_Strict):
     """The card the model deployments share (one card per worker node)."""

@@ -34,6 +34,7 @@ LAYOUT, RECOGNIZER, JOBS, INGRESS = "Layout", "Recognizer", "Jobs", "Ingress"
 HEALTH_CACHE_S = 1.0
 HEALTH_TIMEOUT_S = 5.0
 STREAM_FLUSH_S = 0.05
+JOB_LOOP_STOP_S = 10.0
 
 
 class LayoutDeployment:
@@ -114,8 +115,15 @@ class JobsDeployment:
         self._runner.wake()
 
     async def __del__(self) -> None:
-        """A graceful stop (downscaling, a new version) hands its jobs back to the queue."""
-        self._loop.cancel()
+        """A graceful stop (downscaling, a new version) hands its jobs back to the queue. The loop
+        ends its round first: cancelled inside a claim, it could leave a job leased to nobody."""
+        self._runner.stop()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._loop), JOB_LOOP_STOP_S)
+        except (TimeoutError, asyncio.CancelledError):
+            self._loop.cancel()
+        except Exception:
+            pass  # already reported by check_health
         await self._runner.release()
 
 

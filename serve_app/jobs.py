@@ -59,7 +59,8 @@ class Lease(BaseModel):
 
 
 class JobRecord(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A field a newer version added does not stop an older runner from reading the record.
+    model_config = ConfigDict(extra="ignore")
 
     id: str
     status: JobStatus = "queued"
@@ -165,8 +166,10 @@ class JobStore:
         return await self.storage.get(f"jobs/{job_id}/input")
 
     async def queued(self) -> list[tuple[str, float]]:
-        """(id, when queued) of every unfinished job, oldest first."""
-        return [(name.removeprefix("queue/"), t) for name, t in await self.storage.list("queue/")]
+        """(id, when queued) of every unfinished job, oldest first (objects that are not job
+        markers, such as a folder placeholder some S3 tools write, are passed over)."""
+        found = [(name.removeprefix("queue/"), t) for name, t in await self.storage.list("queue/")]
+        return [(job_id, t) for job_id, t in found if _JOB_ID.match(job_id)]
 
     async def unqueue(self, job_id: str) -> None:
         await self.storage.delete([f"queue/{job_id}"])
@@ -188,16 +191,19 @@ class JobStore:
             await self.unqueue(job_id)
             return cancelled, True
 
-    def _slice_key(self, job_id: str, result: str, first: int) -> str:
-        return f"jobs/{job_id}/slices/{result}/{first:05d}.json"
+    def _slice_key(self, job_id: str, result: str, first: int, count: int) -> str:
+        """Named by its range: a runner slicing otherwise (another slice_pages) reads it afresh."""
+        return f"jobs/{job_id}/slices/{result}/{first:05d}-{first + count - 1:05d}.json"
 
-    async def load_slice(self, job_id: str, result: str, first: int) -> list[dict[str, Any]] | None:
-        data = await self.storage.get(self._slice_key(job_id, result, first))
+    async def load_slice(
+        self, job_id: str, result: str, first: int, count: int
+    ) -> list[dict[str, Any]] | None:
+        data = await self.storage.get(self._slice_key(job_id, result, first, count))
         return None if data is None else list(json.loads(data))
 
     async def save_slice(self, job_id: str, result: str, first: int, pages: list[dict[str, Any]]) -> None:
         body = json.dumps(pages, ensure_ascii=False).encode()
-        await self.storage.put(self._slice_key(job_id, result, first), body, "application/json")
+        await self.storage.put(self._slice_key(job_id, result, first, len(pages)), body, "application/json")
 
     async def drop_slices(self, job_id: str) -> None:
         await self.storage.delete([name for name, _ in await self.storage.list(f"jobs/{job_id}/slices/")])
@@ -243,6 +249,7 @@ class _Claim:
     etag: str
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     stopped: str | None = None
+    finishing: bool = False  # its outcome is written: the watcher has nothing more to guard
 
 
 class JobRunner:
@@ -258,19 +265,28 @@ class JobRunner:
         self._claims: dict[str, _Claim] = {}
         self._wake = asyncio.Event()
         self._swept = 0.0
+        self._stopping = False
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run_forever(self) -> None:
-        while True:
+        """Until ``stop``: no error of one round (S3 down, an odd object in the queue) ends it."""
+        while not self._stopping:
             self._wake.clear()
             try:
                 await self.step()
             except StorageUnavailable as exc:
                 logger.warning("job queue unreachable: %s", exc.detail)
+            except Exception:
+                logger.exception("job loop round failed; trying again in %g s", self._conf.poll_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._conf.poll_s)
+
+    def stop(self) -> None:
+        """Claim nothing more; ``run_forever`` returns after its round (then ``release``)."""
+        self._stopping = True
+        self._wake.set()
 
     async def step(self) -> None:
         """One round: sweep when due, then claim what there is room for."""
@@ -280,12 +296,12 @@ class JobRunner:
             results = await self.results.sweep(self._retention_s)
             if jobs or results:
                 logger.info("retention: deleted %d jobs and %d results", jobs, results)
-        if len(self._running) >= self._conf.max_running:
+        if len(self._running) >= self._conf.max_running or self._stopping:
             return
         if (await self._engines.health()).status != "ready":
             return  # claimed now, the job would only wait, or fail its attempt
         for job_id, queued_at in await self.store.queued():
-            if len(self._running) >= self._conf.max_running:
+            if len(self._running) >= self._conf.max_running or self._stopping:
                 break
             if job_id not in self._running:
                 claim = await self._claim(job_id, queued_at)
@@ -302,7 +318,9 @@ class JobRunner:
         """Hand every running job back to the queue at once (graceful stop): the next runner
         need not wait for the leases to run out, and the attempt does not count."""
         for job_id, task in list(self._running.items()):
-            claim = self._claims[job_id]
+            claim = self._claims.get(job_id)
+            if claim is None:  # finished meanwhile
+                continue
             claim.stopped = "released"
             task.cancel()
             try:
@@ -368,8 +386,10 @@ class JobRunner:
 
     async def _watch(self, claim: _Claim, work: asyncio.Task[None]) -> None:
         """Renew the lease; stop the work once the job is cancelled or taken over."""
-        while not work.done():
+        while not work.done() and not claim.finishing:
             await asyncio.sleep(self._conf.poll_s)
+            if claim.finishing:
+                return
             try:
                 async with claim.lock:
                     found = await self.store.read(claim.record.id)
@@ -381,11 +401,14 @@ class JobRunner:
                 if lease.until - time.time() < self._conf.lease_s / 2:
                     await self._update(claim, lambda r: r.change(lease=self._lease()))
             except LeaseLost as exc:
-                claim.stopped = str(exc)
-                work.cancel()
+                if not claim.finishing:  # its own outcome, just written, is no reason to stop
+                    claim.stopped = str(exc)
+                    work.cancel()
                 return
             except StorageUnavailable as exc:
                 logger.warning("job %s: lease not renewed: %s", claim.record.id, exc.detail)
+            except Exception:
+                logger.exception("job %s: lease check failed", claim.record.id)
 
     async def _run(self, claim: _Claim) -> None:
         job_id = claim.record.id
@@ -422,6 +445,7 @@ class JobRunner:
             else:
                 logger.warning("job %s failed: %s", claim.record.id, exc)
                 await self._update(claim, lambda r: r.finish("failed", self._retention_s, error=problem))
+                claim.finishing = True
                 await self.store.unqueue(claim.record.id)
         except (LeaseLost, StorageUnavailable) as lost:
             logger.warning("job %s: outcome not written (%s); its lease will run out", claim.record.id, lost)
@@ -461,7 +485,7 @@ class JobRunner:
         pages: list[dict[str, Any]] = []
         for first in range(0, len(record.pages), size):
             indices = record.pages[first : first + size]
-            done = await self.store.load_slice(record.id, key, first)
+            done = await self.store.load_slice(record.id, key, first, len(indices))
             if done is None:
                 read = await self._read_slice(doc, indices, record.options, key)
                 done = [{**page_json(p), "image": page_image_name(p.page)} for p in read]
@@ -495,6 +519,7 @@ class JobRunner:
             claim,
             lambda r: r.finish("succeeded", self._retention_s, result_key=key, cache=cache, pages_done=total),
         )
+        claim.finishing = True
         await self.store.unqueue(claim.record.id)
         await self.store.drop_slices(claim.record.id)
 

@@ -102,6 +102,8 @@ class Storage:
         done = await self._run(
             "put", put, Key=self._key(key), Body=data, ContentType=content_type, **conditions
         )
+        if done is None:  # S3 answers NoSuchKey to If-Match on an object that has gone
+            raise Conflict(f"S3 put of {key}: the object to replace is gone")
         return str(done["ETag"])
 
     async def get(self, key: str) -> bytes | None:
@@ -181,6 +183,12 @@ def _jpeg(image: np.ndarray) -> bytes:
     return out.getvalue()
 
 
+def _last_written(objects: Sequence[tuple[str, float]]) -> float:
+    """When a result was last written or handed out: its result.json, else its newest object."""
+    marks = [t for name, t in objects if name.endswith("/result.json")] or [t for _, t in objects]
+    return max(marks)
+
+
 class ResultStore:
     """OCR answers in S3: ``results/<key>/result.json``, ``result.md`` and ``pages/NNNN.jpg``.
     Each result is kept ``retention_s`` after it was last written or answered from."""
@@ -229,10 +237,13 @@ class ResultStore:
         groups: dict[str, list[tuple[str, float]]] = {}
         for name, modified in await self.storage.list("results/"):
             groups.setdefault(name.split("/")[1], []).append((name, modified))
-        expired = []
-        for objects in groups.values():
-            marks = [m for name, m in objects if name.endswith("/result.json")] or [m for _, m in objects]
-            if max(marks) < now - retention_s:
-                expired.append(objects)
-        await self.storage.delete([name for objects in expired for name, _ in objects])
-        return len(expired)
+        expired = 0
+        for key, objects in groups.items():
+            if _last_written(objects) >= now - retention_s:
+                continue
+            # Listed a while ago: a cache hit or a resumed job may have written it since.
+            objects = await self.storage.list(f"results/{key}/")
+            if objects and _last_written(objects) < now - retention_s:
+                await self.storage.delete([name for name, _ in objects])
+                expired += 1
+        return expired

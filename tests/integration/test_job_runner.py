@@ -226,3 +226,17 @@ def test_a_document_that_cannot_be_read_fails_the_job_once_with_its_problem(args
         assert job_id not in [i for i, _ in await a.store.queued()]
 
     asyncio.run(main())
+
+
+def test_objects_in_the_queue_that_are_not_jobs_are_passed_over(args: AppArgs, engines) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        a = runner(args, engines)
+        await a.store.storage.put("queue/", b"", "application/x-directory")  # an S3 tool's folder
+        await a.store.storage.put("queue/not-a-job", b"", "text/plain")
+        job_id = await submit(a.store, phototest_tiff(1), 1)
+        await a.step()
+        await a.idle()
+        assert (await a.store.get(job_id)).status == "succeeded"
+        await a.store.storage.delete(["queue/", "queue/not-a-job"])
+
+    asyncio.run(main())

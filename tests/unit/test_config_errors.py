@@ -110,3 +110,9 @@ def test_the_ingress_keeps_room_for_probes_beyond_its_document_limit() -> None:
     tight = load_args(ingress(16, 16), environ={})
     assert tight.ingress.serve_options()["max_ongoing_requests"] == 32  # raised: probes get through
     assert load_args(ingress(8, 64), environ={}).ingress.serve_options()["max_ongoing_requests"] == 64
+
+
+def test_a_job_lease_must_outlast_two_polls() -> None:
+    with pytest.raises(ValidationError, match="poll_s"):
+        AppArgs.model_validate({"jobs": {"lease_s": 10, "poll_s": 5}})
+    assert AppArgs.model_validate({"jobs": {"lease_s": 10, "poll_s": 4}}).jobs.poll_s == 4

@@ -170,18 +170,28 @@ def test_jobs_are_queued_followed_fetched_and_cancelled(url: str) -> None:
     assert pending.status_code == 409 and pending.json()["type"].endswith("/job-conflict")
 
 
-def test_a_job_reads_a_document_named_by_s3_uri(url: str, s3: SeaweedFS) -> None:
+def test_jobs_read_documents_by_s3_uri_url_and_base64(url: str, s3: SeaweedFS, files: str) -> None:
+    import base64
+
     import boto3
 
     client = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1")
     client.put_object(Bucket="ocr-results", Key="inputs/scan.tif", Body=phototest_tiff(2))
-    r = httpx.post(
-        f"{url}/v1/jobs", json={"s3_uri": "s3://ocr-results/inputs/scan.tif", "pages": "2"}, timeout=30
-    )
-    assert r.status_code == 202, r.text
-    done = wait_job(url, r.json()["id"], finished)
-    assert done["status"] == "succeeded" and done["document"]["pages"] == [2]
-    assert reads_phototest(httpx.get(f"{url}/v1/jobs/{done['id']}/result", timeout=10).json()["text"])
+    png = (DATA / "phototest.png").read_bytes()
+    bodies = [
+        {"s3_uri": "s3://ocr-results/inputs/scan.tif", "pages": "2"},
+        {"url": f"{files}/phototest.png", "layout": False},
+        {"file": base64.b64encode(png).decode(), "lang": "ru+en"},
+    ]
+    submitted = [httpx.post(f"{url}/v1/jobs", json=body, timeout=30) for body in bodies]
+    assert [r.status_code for r in submitted] == [202, 202, 202], [r.text for r in submitted]
+    for r in submitted:
+        done = wait_job(url, r.json()["id"], finished)
+        assert done["status"] == "succeeded", done
+        assert reads_phototest(httpx.get(f"{url}/v1/jobs/{done['id']}/result", timeout=10).json()["text"])
+    assert done["document"]["media_type"] == "image/png"
+    first = httpx.get(f"{url}/v1/jobs/{submitted[0].json()['id']}", timeout=10).json()
+    assert first["document"]["pages"] == [2]
 
 
 def test_bad_jobs_are_refused_when_submitted(url: str) -> None:

@@ -3,7 +3,7 @@
     queue/<id>                          the job is not finished yet (what runners list)
     jobs/<id>/job.json                  its record, changed only by compare-and-swap on its ETag
     jobs/<id>/input                     the document's bytes
-    jobs/<id>/slices/<key>/<n>.json     pages read so far; a job claimed again resumes after them
+    jobs/<id>/slices/<key>/<a>-<b>.json pages read so far; a job claimed again resumes after them
     results/<key>/...                   the result, shared with stored sync answers (same key)
 
 A runner claims a queued job (or one whose lease ran out) by writing its lease into the record

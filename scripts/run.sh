@@ -2,13 +2,13 @@
 # Serves the embedded default (CPU engines) on a local Ray until Ctrl-C, with a local S3 for stored
 # results and async jobs: SeaweedFS on 127.0.0.1, its data in .run/s3 (kept between runs, so queued
 # jobs survive a restart), stopped on exit. With SERVE_APP_STORAGE__ENDPOINT_URL set, that S3 is used
-# instead; SERVE_APP_NO_S3=1 runs without storage (no jobs, no store).
+# instead; SERVE_APP_LOCAL_S3=0 runs without storage (no jobs, no store).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RAY_AUTH_MODE=disabled
 config="${SERVE_APP_CONFIG:-serve_config.cpu.yaml}"
 
-if [ -z "${SERVE_APP_STORAGE__ENDPOINT_URL:-}" ] && [ "${SERVE_APP_NO_S3:-0}" != 1 ]; then
+if [ -z "${SERVE_APP_STORAGE__ENDPOINT_URL:-}" ] && [ "${SERVE_APP_LOCAL_S3:-1}" != 0 ]; then
   mkdir -p .run
   # Development credentials: SeaweedFS creates this identity and boto3 signs with it.
   export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-serve-app-dev}"

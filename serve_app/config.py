@@ -324,10 +324,12 @@ def gpu_budgets(args: AppArgs) -> dict[str, tuple[float, float]]:
 
 
 def env_overrides(environ: Mapping[str, str], prefix: str = ENV_PREFIX) -> dict[str, Any]:
-    """``SERVE_APP_LIMITS__MAX_PAGES=10`` -> ``{"limits": {"max_pages": "10"}}``."""
+    """``SERVE_APP_LIMITS__MAX_PAGES=10`` -> ``{"limits": {"max_pages": "10"}}``. Every setting is
+    in a section, so only names with a ``__`` are overrides: ``SERVE_APP_CONFIG`` and the like are
+    the scripts' own."""
     tree: dict[str, Any] = {}
     for key, value in environ.items():
-        if not key.startswith(prefix):
+        if not key.startswith(prefix) or "__" not in key[len(prefix) :]:
             continue
         path = key[len(prefix) :].lower().split("__")
         node = tree

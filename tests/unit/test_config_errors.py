@@ -14,6 +14,9 @@ def test_env_overrides_nest_with_double_underscore() -> None:
         "SERVE_APP_LIMITS__MAX_PAGES": "7",
         "OTHER": "x",
         "SERVE_APP_RECOGNIZER__DEPLOYMENT__MAX_ONGOING_REQUESTS": "3",
+        # The scripts' own settings are not config overrides (an unknown key would be an error).
+        "SERVE_APP_CONFIG": "serve_config.yaml",
+        "SERVE_APP_LOCAL_S3": "0",
     }
     assert env_overrides(env) == {
         "limits": {"max_pages": "7"},

@@ -281,19 +281,13 @@ async def _ocr(
         )
     finally:
         await asyncio.to_thread(doc.close)
-    page_dicts = [page_json(p) | ({"image": page_image_name(p.page)} if store else {}) for p in pages]
-    document = {
-        "media_type": doc.media_type,
-        "page_count": doc.page_count,
-        "pages": [i + 1 for i in indices],
-        "dpi": doc.dpi if doc.kind == "pdf" else None,
-    }
+    page_dicts = [page_json(p, page_image_name(p.page) if store else None) for p in pages]
     timings = {
         "decode": decode_ms,
         "pages": round((time.perf_counter() - t) * 1000, 1),
         "total": round((time.perf_counter() - started) * 1000, 1),
     }
-    body = result_body(page_dicts, request_id(request), models, document, timings)
+    body = result_body(page_dicts, request_id(request), models, doc.describe(indices), timings)
     if results is not None:
         response.headers["x-cache"] = "miss"
     if store and results is not None:

@@ -54,7 +54,8 @@ def page_text(page: PageResult) -> str:
     return "\n\n".join(b.text.strip() for b in page.blocks if b.text.strip())
 
 
-def page_json(page: PageResult) -> dict[str, object]:
+def page_json(page: PageResult, image: str | None = None) -> dict[str, object]:
+    """``image``: where the page's image is stored, relative to the result.json beside it."""
     return {
         "page": page.page,
         "width": page.width,
@@ -63,6 +64,7 @@ def page_json(page: PageResult) -> dict[str, object]:
         "markdown": page_markdown(page),
         "text": page_text(page),
         "timings_ms": page.timings_ms,
+        **({"image": image} if image is not None else {}),
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -124,6 +124,15 @@ class Document:
                 self.page_count = getattr(self._image, "n_frames", 1)
         if self.page_count < 1:
             raise UnprocessableDocument("the document has no pages")
+
+    def describe(self, indices: Sequence[int]) -> dict[str, object]:
+        """The ``document`` part of an answer: what was read of it."""
+        return {
+            "media_type": self.media_type,
+            "page_count": self.page_count,
+            "pages": [i + 1 for i in indices],
+            "dpi": self.dpi if self.kind == "pdf" else None,
+        }
 
     def select(self, spec: str | None) -> list[int]:
         indices = parse_page_range(spec, self.page_count, self._limits.max_pages)

@@ -151,11 +151,15 @@ class JobStore:
         found = await self.storage.get_tagged(self._record_key(job_id))
         return None if found is None else (JobRecord.model_validate_json(found[0]), found[1])
 
-    async def get(self, job_id: str) -> JobRecord:
+    async def existing(self, job_id: str) -> tuple[JobRecord, str]:
+        """``read``, or NotFound for a job that is not (or no longer) there."""
         found = await self.read(job_id)
         if found is None:
             raise NotFound(f"no job {job_id!r} (unknown, or expired and deleted)")
-        return found[0]
+        return found
+
+    async def get(self, job_id: str) -> JobRecord:
+        return (await self.existing(job_id))[0]
 
     async def write(self, record: JobRecord, etag: str) -> str:
         """Replace the record if it is still the version ``etag`` (``Conflict`` otherwise)."""
@@ -177,10 +181,7 @@ class JobStore:
     async def cancel(self, job_id: str, retention_s: float) -> tuple[JobRecord, bool]:
         """(the record, whether this call cancelled it): a finished job is left as it is."""
         while True:
-            found = await self.read(job_id)
-            if found is None:
-                raise NotFound(f"no job {job_id!r} (unknown, or expired and deleted)")
-            record, etag = found
+            record, etag = await self.existing(job_id)
             if record.status in FINISHED:
                 return record, False
             cancelled = record.finish("cancelled", retention_s)
@@ -212,11 +213,8 @@ class JobStore:
         """Delete finished jobs past their expiry, with their input, and leftovers of submissions
         that died half-way. Returns how many jobs went."""
         now = time.time() if now is None else now
-        groups: dict[str, list[tuple[str, float]]] = {}
-        for name, modified in await self.storage.list("jobs/"):
-            groups.setdefault(name.split("/")[1], []).append((name, modified))
         gone = 0
-        for job_id, objects in groups.items():
+        for job_id, objects in (await self.storage.list_groups("jobs/")).items():
             if max(t for _, t in objects) >= now - retention_s:
                 continue  # written lately: not expired whatever the record says
             found = await self.read(job_id) if _JOB_ID.match(job_id) else None
@@ -366,13 +364,18 @@ class JobRunner:
     def _lease(self) -> Lease:
         return Lease(owner=self.owner, until=time.time() + self._conf.lease_s)
 
+    def _check_held(self, record: JobRecord) -> Lease:
+        """This runner's lease on the record; ``LeaseLost`` once cancelled or taken over."""
+        if record.status != "running" or record.lease is None or record.lease.owner != self.owner:
+            raise LeaseLost(f"job {record.id} is {record.status}, held by {record.lease}")
+        return record.lease
+
     async def _update(self, claim: _Claim, change: Callable[[JobRecord], JobRecord]) -> JobRecord:
         """Change the record while this runner holds the job; ``LeaseLost`` once it does not."""
         async with claim.lock:
             while True:
                 current = claim.record
-                if current.status != "running" or current.lease is None or current.lease.owner != self.owner:
-                    raise LeaseLost(f"job {current.id} is {current.status}, held by {current.lease}")
+                self._check_held(current)
                 new = change(current)
                 try:
                     claim.etag = await self.store.write(new, claim.etag)
@@ -395,9 +398,7 @@ class JobRunner:
                     found = await self.store.read(claim.record.id)
                     if found is not None:
                         claim.record, claim.etag = found
-                lease = claim.record.lease
-                if claim.record.status != "running" or lease is None or lease.owner != self.owner:
-                    raise LeaseLost(f"job {claim.record.id} is {claim.record.status}, held by {lease}")
+                lease = self._check_held(claim.record)
                 if lease.until - time.time() < self._conf.lease_s / 2:
                     await self._update(claim, lambda r: r.change(lease=self._lease()))
             except LeaseLost as exc:
@@ -469,13 +470,8 @@ class JobRunner:
             pages = await self._read_slices(claim, doc, key)
         finally:
             await asyncio.to_thread(doc.close)
-        document = {
-            "media_type": doc.media_type,
-            "page_count": doc.page_count,
-            "pages": [i + 1 for i in record.pages],
-            "dpi": doc.dpi if doc.kind == "pdf" else None,
-        }
         total_ms = round((time.perf_counter() - started) * 1000, 1)
+        document = doc.describe(record.pages)
         body = result_body(pages, record.request_id, models, document, {"total": total_ms}, job_id=record.id)
         await self.results.save(key, body)
         await self._succeeded(claim, key, "miss")
@@ -488,7 +484,7 @@ class JobRunner:
             done = await self.store.load_slice(record.id, key, first, len(indices))
             if done is None:
                 read = await self._read_slice(doc, indices, record.options, key)
-                done = [{**page_json(p), "image": page_image_name(p.page)} for p in read]
+                done = [page_json(p, page_image_name(p.page)) for p in read]
                 await self.store.save_slice(record.id, key, first, done)
             pages += done
             await self._update(claim, partial(_progress, pages_done=len(pages)))

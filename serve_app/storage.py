@@ -27,6 +27,7 @@ from .errors import BadRequest, NotFound, PayloadTooLarge, StorageUnavailable
 from .pipeline import Options
 
 STATUS_CACHE_S = 5.0
+Listing = list[tuple[str, float]]  # (key, last modified as epoch seconds)
 PAGE_JPEG_QUALITY = 85
 
 
@@ -129,6 +130,13 @@ class Storage:
             return out
 
         return await self._run("list", pages, Prefix=self._key(prefix)) or []
+
+    async def list_groups(self, prefix: str) -> dict[str, Listing]:
+        """``list(prefix)`` grouped by the folder right under ``prefix`` (a job, a result)."""
+        groups: dict[str, Listing] = {}
+        for name, modified in await self.list(prefix):
+            groups.setdefault(name[len(prefix) :].split("/")[0], []).append((name, modified))
+        return groups
 
     async def delete(self, keys: Sequence[str]) -> None:
         for start in range(0, len(keys), 1000):  # S3's limit per call
@@ -234,11 +242,8 @@ class ResultStore:
         """Delete results not written for ``retention_s`` (a result without its result.json, left
         by a request that died, by its newest object). Returns how many results went."""
         now = time.time() if now is None else now
-        groups: dict[str, list[tuple[str, float]]] = {}
-        for name, modified in await self.storage.list("results/"):
-            groups.setdefault(name.split("/")[1], []).append((name, modified))
         expired = 0
-        for key, objects in groups.items():
+        for key, objects in (await self.storage.list_groups("results/")).items():
             if _last_written(objects) >= now - retention_s:
                 continue
             # Listed a while ago: a cache hit or a resumed job may have written it since.

@@ -212,8 +212,11 @@ def reading_order(regions: Sequence[Region]) -> list[Region]:
     def center_y(r: Region) -> float:
         return (r.bbox[1] + r.bbox[3]) / 2
 
-    spanning = sorted((r for r in regions if r.bbox[2] - r.bbox[0] >= span), key=center_y)
-    rest = [r for r in regions if r.bbox[2] - r.bbox[0] < span]
+    def separates(r: Region) -> bool:  # wide, and alone on its rows (not a cell beside a number)
+        return r.bbox[2] - r.bbox[0] >= span and not any(o is not r and _same_row(r, o) for o in regions)
+
+    spanning = sorted((r for r in regions if separates(r)), key=center_y)
+    rest = [r for r in regions if not separates(r)]
     ordered: list[Region] = []
     for separator in spanning:
         above = [r for r in rest if center_y(r) < center_y(separator)]
@@ -260,6 +263,12 @@ def _xy_cut(regions: Sequence[Region]) -> list[Region]:
     return sorted(regions, key=lambda r: (r.bbox[1], r.bbox[0]))
 
 
+def _same_row(a: Region, b: Region) -> bool:
+    """The two share more than half the height of the shorter one."""
+    overlap = min(a.bbox[3], b.bbox[3]) - max(a.bbox[1], b.bbox[1])
+    return overlap > 0.5 * min(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1])
+
+
 def _place_floats(ordered: list[Region], floats: Sequence[Region]) -> list[Region]:
     """Each picture goes before the first region that starts below its top and shares some of its
     width (where the text flowing around it resumes); its caption follows it."""
@@ -292,11 +301,6 @@ def _reads_across(columns: Sequence[Sequence[Region]]) -> bool:
     index = {id(r): k for k, column in enumerate(columns) for r in column}
 
     def has_partner(a: Region) -> bool:
-        return any(
-            index[id(b)] != index[id(a)]
-            and min(a.bbox[3], b.bbox[3]) - max(a.bbox[1], b.bbox[1])
-            > 0.5 * min(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1])
-            for b in short
-        )
+        return any(index[id(b)] != index[id(a)] and _same_row(a, b) for b in short)
 
     return sum(map(has_partner, short)) >= ROW_SHARE * len(short)

@@ -27,6 +27,15 @@ def test_full_width_figure_separates_bands_of_columns() -> None:
     assert reading_order([bottom[1], figure, top[1], bottom[0], top[0]]) == [*top, figure, *bottom]
 
 
+def test_a_wide_line_with_a_neighbour_on_its_row_does_not_cut_the_page() -> None:
+    # A numbered transcript: "1  IN THE  SUPREME COURT OF THE UNITED STATES" under a header. The
+    # wide part of the row is no band separator: its row is read left to right, after the header.
+    header = L(700, 100, 1100, 130)
+    number, first, wide = L(260, 190, 300, 210), L(400, 190, 537, 210), L(540, 190, 1240, 210)
+    body = L(240, 260, 1320, 860, lines=9)
+    assert reading_order([wide, body, first, header, number]) == [header, number, first, wide, body]
+
+
 def L(x0: float, y0: float, x1: float, y1: float, lines: int = 1) -> Region:
     """A text region of ``lines`` lines, as snap_to_lines leaves it."""
     step = (y1 - y0) / lines

@@ -1,7 +1,7 @@
 """Per-page CER of the serve_app pipeline (in-process, same code as the service, no Ray/HTTP)
 next to bare RapidOCR and bare tesseract on the whole page.
 
-    python -m bench.pages [EVALDATA_DIR] [--only SUBSTRING] [--out FILE.jsonl]
+    python -m bench.pages [EVALDATA_DIR] [--only SUBSTRING] [--out FILE.jsonl] [--config YAML]
 
 Reads ``manifest.jsonl`` of the evaldata layout; prints one line per page and the means. SROIE
 ground truth is upper-case and is compared case-insensitively.
@@ -19,15 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.systems import config_args
 from bench.textmetrics import cer
 from serve_app.assemble import page_text
-from serve_app.config import AppArgs
 from serve_app.documents import Document
 from serve_app.engines import build_layout, build_recognizer
 from serve_app.local import LocalLayout
 from serve_app.pipeline import Options, process_document
 
 DEFAULT_DIR = Path(__file__).parents[2] / "shared" / "evaldata"
+CPU_CONFIG = Path(__file__).parents[1] / "serve_config.cpu.yaml"
 
 
 def _bare(image: np.ndarray, rapid, tess_api) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -43,13 +44,14 @@ async def main() -> None:
     parser.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--only", default="")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--config", type=Path, default=CPU_CONFIG, help="serve config whose engines to run")
     opts = parser.parse_args()
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
     import tesserocr
     from rapidocr_onnxruntime import RapidOCR
 
-    args = AppArgs()
+    args = config_args(opts.config)
     layout, recognizer = build_layout(args.layout), build_recognizer(args.recognizer)
     layout.start()
     recognizer.start()

@@ -34,6 +34,14 @@ VENV_BIN = Path(sys.executable).parent
 REQUEST_TIMEOUT_S = 600.0
 
 
+def config_args(config: Path):  # type: ignore[no-untyped-def]
+    """The validated ``args`` of a serve config's first application, without env overrides."""
+    from serve_app.config import load_args
+
+    app = yaml.safe_load(config.read_text())["applications"][0]
+    return load_args(app.get("args") or {}, environ={})
+
+
 def free_port() -> int:
     import socket
 
@@ -254,10 +262,7 @@ class Bare:
     name = "bare"
 
     def __init__(self, config: Path) -> None:
-        from serve_app.config import load_args
-
-        app = yaml.safe_load(config.read_text())["applications"][0]
-        self._args = load_args(app.get("args") or {}, environ={})
+        self._args = config_args(config)
         self._lock = asyncio.Lock()
         self.cold_start_s: float | None = None
 

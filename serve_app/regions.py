@@ -23,8 +23,9 @@ REGION_INSIDE = 0.6  # ... or to a region with this share of its own area inside
 MERGE_OVERLAP = 0.2  # text regions overlapping this much of the smaller one are merged
 KEEP_BOX = {"figure"}  # a picture's drawn area matters, not only the text found in it
 FLOATS = {"figure", "figure_caption"}  # may stand across a column gutter
-MAX_LINE_LETTERS = 6  # a blob taller than this many letters is a picture or a border
+MAX_LINE_LETTERS = 6  # a blob taller than this many letters is a picture or a border ...
 MIN_SIDE_PX = 4
+LETTER_SHARE = 0.7  # ... unless this share of its glyphs are letter-sized (text a stroke touches)
 ROW_LINES = 2  # regions of at most this many lines may be cells of a row ...
 ROW_SHARE = 0.6  # ... and when this share of them has a partner on its row, rows are read first
 
@@ -67,21 +68,52 @@ def text_lines(image: np.ndarray) -> list[Box]:
         rules = cv2.morphologyEx(ink, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, kernel))
         ink = cv2.subtract(ink, rules)
     min_h = max(3.0, gh * 0.003)
-    # Join the letters and words of a line, not the columns: the gap scales with the letter height.
     _, _, glyphs, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
     heights = glyphs[1:, cv2.CC_STAT_HEIGHT]
     heights = heights[(heights >= min_h) & (heights < gh * 0.05)]
     letter = float(np.median(heights)) if heights.size else 10.0
+    return [
+        (x0 / scale, y0 / scale, x1 / scale, y1 / scale)
+        for x0, y0, x1, y1 in _ink_lines(ink, letter, max(min_h, 0.5 * letter))
+    ]
+
+
+def _ink_lines(ink: np.ndarray, letter: float, min_h: float, strokes_removed: bool = False) -> list[Box]:
+    """Line boxes of a binary ink image: glyphs joined across word gaps (the gap scales with the
+    letter height, so columns stay apart). A blob too tall for a line is a picture or a border;
+    but if most of its glyphs are letters, it is text that a stroke touches (a pen circle round a
+    total, an arrow, a frame): it is looked at once more without its strokes over two letters tall."""
+    import cv2
+
     gap = max(3, round(letter * 1.2))
-    ink = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_RECT, (gap, 1)))
-    n, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
-    min_h = max(min_h, 0.5 * letter)
-    lines = []
-    for x, y, bw, bh, pixels in stats[1:n]:
-        if bh < min_h or pixels < 4 * min_h or bh > MAX_LINE_LETTERS * letter:
+    joined = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_RECT, (gap, 1)))
+    n, blobs, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    lines: list[Box] = []
+    for i, (x, y, bw, bh, pixels) in enumerate(stats[1:n], start=1):
+        if bh < min_h or pixels < 4 * min_h:
             continue
-        lines.append((x / scale, y / scale, (x + bw) / scale, (y + bh) / scale))
+        if bh <= MAX_LINE_LETTERS * letter:
+            lines.append((float(x), float(y), float(x + bw), float(y + bh)))
+            continue
+        part = np.where(blobs[y : y + bh, x : x + bw] == i, ink[y : y + bh, x : x + bw], 0).astype(np.uint8)
+        if strokes_removed or not _mostly_letters(part, letter, min_h):
+            continue
+        _, glyphs, glyph_stats, _ = cv2.connectedComponentsWithStats(part, connectivity=8)
+        strokes = np.flatnonzero(glyph_stats[:, cv2.CC_STAT_HEIGHT] > 2 * letter)
+        part[np.isin(glyphs, strokes[strokes > 0])] = 0
+        lines += [(x + a, y + b, x + c, y + d) for a, b, c, d in _ink_lines(part, letter, min_h, True)]
     return lines
+
+
+def _mostly_letters(ink: np.ndarray, letter: float, min_h: float) -> bool:
+    """Most glyphs (specks aside) are about a letter tall: text, not the pieces of a picture."""
+    import cv2
+
+    n, _, glyphs, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    heights = glyphs[1:n, cv2.CC_STAT_HEIGHT]
+    heights = heights[heights >= min_h]
+    letters = (heights >= 0.5 * letter) & (heights <= 1.6 * letter)
+    return heights.size > 0 and letters.mean() >= LETTER_SHARE
 
 
 def clean_regions(regions: Sequence[Region], width: int, height: int) -> list[Region]:

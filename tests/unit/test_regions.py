@@ -127,6 +127,31 @@ def test_text_lines_finds_each_printed_line_and_keeps_columns_apart() -> None:
     assert max(b[2] for b in found if b[0] < 600) < 700
 
 
+def test_a_pen_circle_touching_a_line_does_not_hide_it() -> None:
+    # A receipt: someone circled the total, and the circle touches the end of the line above it.
+    page = Image.fromarray(
+        _draw_page([(60, 100, "Goods sold are non-refundable"), (60, 300, "Thank you"), (500, 155, "31.00")])
+    )
+    ImageDraw.Draw(page).ellipse((440, 105, 640, 240), outline="black", width=3)
+    rows = sorted(text_lines(np.asarray(page)), key=lambda b: b[1])
+    first = [b for b in rows if b[1] < 140 and b[0] < 100]
+    assert first and first[0][2] > 400 and first[0][3] - first[0][1] < 50
+    assert any(b[0] >= 490 and 150 <= b[1] < 200 for b in rows)  # what the circle holds is read too
+    assert any(b[1] >= 295 for b in rows)
+
+
+def test_a_picture_is_not_cut_into_lines() -> None:
+    page = Image.fromarray(_draw_page([(60, 100, "A caption under nothing")]))
+    draw = ImageDraw.Draw(page)
+    for k in range(12):  # a gear-like drawing: a wheel with spokes and scattered marks
+        draw.line((800, 500, 800 + 150 * np.cos(k / 2), 500 + 150 * np.sin(k / 2)), fill="black", width=4)
+        top = 700 + (k % 3) * 9
+        draw.rectangle((700 + 17 * k, top, 708 + 17 * k, top + 12 + (k % 5) * 7), fill="black")
+    draw.ellipse((650, 350, 950, 650), outline="black", width=6)
+    rows = text_lines(np.asarray(page))
+    assert [b for b in rows if b[1] < 200] and not [b for b in rows if 340 <= b[1] <= 660]
+
+
 def test_arrange_grows_a_clipped_box_to_whole_lines_and_adds_missed_text() -> None:
     page = _draw_page([(60, 100, "a heading the model clipped"), (60, 500, "a line it missed")])
     clipped = R(150, 105, 300, 120, "title")

@@ -13,11 +13,12 @@ from bench.textmetrics import cer
 from tests.conftest import DATA, evaldata_page, ground_truth
 
 # (page, tesseract language a user would pick, compare case-insensitively, the service's CER
-# ceiling: measured with `python -m bench.pages` on 2026-11-23 + 0.02, see bench/RESULTS.md)
+# ceiling: measured with `python -m bench.pages` on 2026-11-23 + 0.02, see bench/RESULTS.md;
+# the paper now reads the labels inside its figure too, which its PDF ground truth lacks)
 PAGES = [
     pytest.param(lambda: DATA / "phototest.png", "eng", False, 0.02, id="english-scan"),
     pytest.param(lambda: DATA / "tech_spec_alpaca_p1.png", "rus+eng", False, 0.33, id="russian"),
-    pytest.param(lambda: DATA / "acl2020_s2orc_p1.png", "eng", False, 0.20, id="two-column-paper"),
+    pytest.param(lambda: DATA / "acl2020_s2orc_p1.png", "eng", False, 0.21, id="two-column-paper"),
     pytest.param(
         lambda: DATA / "draft_federal_law_personal_data_p1.pdf", "rus+eng", False, 0.02, id="russian-pdf"
     ),

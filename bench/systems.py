@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import httpx
@@ -29,12 +29,15 @@ import yaml
 from bench.corpus import Page
 from bench.loadgen import Answer
 
+if TYPE_CHECKING:
+    from serve_app.config import AppArgs
+
 ROOT = Path(__file__).parents[1]
 VENV_BIN = Path(sys.executable).parent
 REQUEST_TIMEOUT_S = 600.0
 
 
-def config_args(config: Path):  # type: ignore[no-untyped-def]
+def config_args(config: Path) -> AppArgs:
     """The validated ``args`` of a serve config's first application, without env overrides."""
     from serve_app.config import load_args
 

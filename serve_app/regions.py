@@ -95,22 +95,21 @@ def _ink_lines(ink: np.ndarray, letter: float, min_h: float, strokes_removed: bo
         if bh <= MAX_LINE_LETTERS * letter:
             lines.append((float(x), float(y), float(x + bw), float(y + bh)))
             continue
-        part = np.where(blobs[y : y + bh, x : x + bw] == i, ink[y : y + bh, x : x + bw], 0).astype(np.uint8)
-        if strokes_removed or not _mostly_letters(part, letter, min_h):
+        if strokes_removed:
             continue
+        part = np.where(blobs[y : y + bh, x : x + bw] == i, ink[y : y + bh, x : x + bw], 0).astype(np.uint8)
         _, glyphs, glyph_stats, _ = cv2.connectedComponentsWithStats(part, connectivity=8)
-        strokes = np.flatnonzero(glyph_stats[:, cv2.CC_STAT_HEIGHT] > 2 * letter)
+        heights = glyph_stats[:, cv2.CC_STAT_HEIGHT]
+        if not _mostly_letters(heights[1:], letter, min_h):
+            continue
+        strokes = np.flatnonzero(heights > 2 * letter)
         part[np.isin(glyphs, strokes[strokes > 0])] = 0
         lines += [(x + a, y + b, x + c, y + d) for a, b, c, d in _ink_lines(part, letter, min_h, True)]
     return lines
 
 
-def _mostly_letters(ink: np.ndarray, letter: float, min_h: float) -> bool:
+def _mostly_letters(heights: np.ndarray, letter: float, min_h: float) -> bool:
     """Most glyphs (specks aside) are about a letter tall: text, not the pieces of a picture."""
-    import cv2
-
-    n, _, glyphs, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
-    heights = glyphs[1:n, cv2.CC_STAT_HEIGHT]
     heights = heights[heights >= min_h]
     letters = (heights >= 0.5 * letter) & (heights <= 1.6 * letter)
     return heights.size > 0 and letters.mean() >= LETTER_SHARE
@@ -247,8 +246,9 @@ def reading_order(regions: Sequence[Region]) -> list[Region]:
     def separates(r: Region) -> bool:  # wide, and alone on its rows (not a cell beside a number)
         return r.bbox[2] - r.bbox[0] >= span and not any(o is not r and _same_row(r, o) for o in regions)
 
-    spanning = sorted((r for r in regions if separates(r)), key=center_y)
-    rest = [r for r in regions if not separates(r)]
+    wide = [separates(r) for r in regions]
+    spanning = sorted((r for r, w in zip(regions, wide, strict=True) if w), key=center_y)
+    rest = [r for r, w in zip(regions, wide, strict=True) if not w]
     ordered: list[Region] = []
     for separator in spanning:
         above = [r for r in rest if center_y(r) < center_y(separator)]

@@ -23,6 +23,7 @@ PageSink = Callable[[int, np.ndarray], Awaitable[None]]
 
 CROP_MARGIN_PX = 4  # grow each region a little: layout boxes often clip descenders
 CROP_BORDER_PX = 10  # white border: tesseract reads text touching the edge badly
+DARK_FIELD = 110  # a region whose median grey is darker holds light text on a dark field
 
 
 class LayoutClient(Protocol):
@@ -68,11 +69,21 @@ class PageResult:
 
 def crop(image: np.ndarray, region: Region) -> tuple[np.ndarray, tuple[Box, ...]]:
     """The region's pixels on a white border (where its lines are known, only their ink), and
-    those lines in the crop's pixels."""
+    those lines in the crop's pixels.
+
+    Light text on a dark field (a banner, a coloured badge) comes back as dark text on light, with
+    no lines: the page's line finder saw the field as one blob of ink, so the reader must find the
+    lines itself."""
     h, w = image.shape[:2]
     m = CROP_MARGIN_PX
     x0, y0 = max(0, int(region.bbox[0]) - m), max(0, int(region.bbox[1]) - m)
     x1, y1 = min(w, int(np.ceil(region.bbox[2])) + m), min(h, int(np.ceil(region.bbox[3])) + m)
+    gray = _gray(image[y0:y1, x0:x1])
+    if gray.size and np.median(gray) < DARK_FIELD:
+        light = 255.0 - gray  # the field is now the median: stretch it to white
+        out = np.clip(light * (255.0 / max(1.0, float(np.median(light)))), 0, 255).astype(np.uint8)
+        out = np.repeat(out[:, :, None], 3, axis=2)
+        return np.pad(out, ((CROP_BORDER_PX,) * 2, (CROP_BORDER_PX,) * 2, (0, 0)), constant_values=255), ()
     if region.lines:
         out = np.full((y1 - y0, x1 - x0, 3), 255, dtype=np.uint8)
         for lx0, ly0, lx1, ly1 in region.lines:
@@ -87,6 +98,10 @@ def crop(image: np.ndarray, region: Region) -> tuple[np.ndarray, tuple[Box, ...]
         (lx0 - shift_x, ly0 - shift_y, lx1 - shift_x, ly1 - shift_y) for lx0, ly0, lx1, ly1 in region.lines
     )
     return np.pad(out, ((border, border), (border, border), (0, 0)), constant_values=255), lines
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    return (rgb[..., :3] @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
 
 
 def _ms(start: float) -> float:

@@ -164,3 +164,19 @@ def test_a_page_of_english_is_read_in_english_and_its_russian_region_still_in_ru
     assert results[1].engine.startswith("tesseract") and results[0].engine == "tesseract:eng"
     assert "quick brown dog" in results[0].text and "quick brown dog" in results[1].text
     assert results[2].engine == "tesseract:rus+eng" and "ТЕХНИЧЕСКОЕ" in results[2].text
+
+
+def test_light_text_on_a_dark_banner_is_cropped_dark_on_light_and_read(engines) -> None:
+    from serve_app.engines.base import Region
+    from serve_app.pipeline import crop
+
+    _, recognizer = engines
+    page = load("phototest.png").copy()
+    band = page[60:122]  # its first line, printed white on a dark green banner
+    page[60:122] = np.where(band < 128, 255, np.array([20, 90, 70])).astype(np.uint8)
+    banner = Region(bbox=(0, 60, page.shape[1], 122), label="title", score=1.0, lines=((0, 60, 640, 122),))
+    pixels, lines = crop(page, banner)
+    # The field is white now and the letters dark; the reader finds the lines itself.
+    assert np.median(pixels) > 200 and pixels.min() < 60 and lines == ()
+    [result] = asyncio.run(recognizer.recognize([RecognizeRequest(pixels, "text", lines=lines)]))
+    assert result.text == "This is a lot of 12 point text to test the"

@@ -28,6 +28,11 @@ MIN_SIDE_PX = 4
 LETTER_SHARE = 0.7  # ... unless this share of its glyphs are letter-sized (text a stroke touches)
 ROW_LINES = 2  # regions of at most this many lines may be cells of a row ...
 ROW_SHARE = 0.6  # ... and when this share of them has a partner on its row, rows are read first
+NUMBER_WIDTH = 3.5  # a line number is at most this many heights wide ("125")
+GUTTER_MIN_LINES = 8  # a margin column of line numbers has at least this many ...
+GUTTER_PITCH = 0.15  # ... most of them this close to its median spacing ...
+GUTTER_EVEN = 0.8
+GUTTER_BARE_ROWS = 2  # ... and some with nothing else on their row
 
 
 def _area(b: Box) -> float:
@@ -229,7 +234,60 @@ def _joins(a: Box, b: Box) -> bool:
 def arrange(image: np.ndarray, regions: Sequence[Region]) -> list[Region]:
     """The regions the recognizer should read, in reading order."""
     h, w = image.shape[:2]
-    return reading_order(snap_to_lines(clean_regions(regions, w, h), text_lines(image)))
+    regions = clean_regions(regions, w, h)
+    lines = text_lines(image)
+    numbers = line_numbers(lines, [r.bbox for r in regions if r.label in KEEP_BOX | {"table"}])
+    if numbers:
+        lines = [line for line in lines if line not in numbers]
+        gutter = [Region(_union(numbers), "text", 0.0, tuple(numbers))]
+        return reading_order(snap_to_lines(regions, lines) + gutter)
+    return reading_order(snap_to_lines(regions, lines))
+
+
+def line_numbers(lines: Sequence[Box], exclude: Sequence[Box] = ()) -> list[Box]:
+    """The column of line numbers down the margin of a transcript, pleading or bill, if the page
+    has one: short tokens stacked at an even pitch, apart from the text, on bare rows too (a
+    numbered line left empty). It is read as a column of its own, as the page's text layer has it,
+    not glued to the start of each line. A table's first column is not one (``exclude``)."""
+    tokens = [
+        b
+        for b in lines
+        if b[2] - b[0] <= NUMBER_WIDTH * (b[3] - b[1]) and all(_inter(b, e) < 0.5 * _area(b) for e in exclude)
+    ]
+    for column in _x_columns(tokens):
+        if len(column) < GUTTER_MIN_LINES:
+            continue
+        x0, x1 = min(b[0] for b in column), max(b[2] for b in column)
+        height = float(np.median([b[3] - b[1] for b in column]))
+        centers = sorted((b[1] + b[3]) / 2 for b in column)
+        pitch = np.diff(centers)
+        even = np.abs(pitch - np.median(pitch)) <= GUTTER_PITCH * np.median(pitch)
+        others = [b for b in lines if b not in column]
+        apart = all(b[0] >= x1 + height or b[2] <= x0 - height for b in others)
+        left = all(b[0] >= x1 for b in others)
+        right = all(b[2] <= x0 for b in others)
+        bare = sum(not any(_beside(b, o) for o in others) for b in column)
+        if even.mean() >= GUTTER_EVEN and apart and (left or right) and bare >= GUTTER_BARE_ROWS:
+            return column
+    return []
+
+
+def _x_columns(boxes: Sequence[Box]) -> list[list[Box]]:
+    """Boxes grouped by overlapping x extents."""
+    columns: list[list[Box]] = []
+    end = float("-inf")
+    for b in sorted(boxes, key=lambda b: b[0]):
+        if columns and b[0] < end:
+            columns[-1].append(b)
+            end = max(end, b[2])
+        else:
+            columns.append([b])
+            end = b[2]
+    return columns
+
+
+def _beside(a: Box, b: Box) -> bool:
+    return min(a[3], b[3]) - max(a[1], b[1]) > 0.5 * min(a[3] - a[1], b[3] - b[1])
 
 
 def reading_order(regions: Sequence[Region]) -> list[Region]:

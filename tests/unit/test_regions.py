@@ -4,7 +4,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from serve_app.engines.base import Region
-from serve_app.regions import arrange, clean_regions, reading_order, snap_to_lines, text_lines
+from serve_app.regions import arrange, clean_regions, line_numbers, reading_order, snap_to_lines, text_lines
 
 
 def R(x0: float, y0: float, x1: float, y1: float, label: str = "text", score: float = 0.9) -> Region:
@@ -174,3 +174,36 @@ def test_loose_lines_of_two_columns_stay_two_blocks() -> None:
     right = [(850, 100 + 30 * i, 1250, 120 + 30 * i) for i in range(10)]
     out = snap_to_lines([], left + right)
     assert sorted(r.bbox for r in out) == [(50, 100, 450, 390), (850, 100, 1250, 390)]
+
+
+def _transcript(numbers_gap: int = 120, texts: dict[int, str] | None = None) -> np.ndarray:
+    """A transcript page: lines numbered 1-12 down the left margin, some numbered lines empty."""
+    texts = (
+        texts
+        if texts is not None
+        else {1: "IN THE SUPREME COURT", 3: "MICHAEL A. KNOWLES,", 4: "Petitioner", 8: "Washington, D.C."}
+    )
+    rows = [(60, 100 + 50 * i, str(i + 1)) for i in range(12)]
+    rows += [(60 + numbers_gap, 100 + 50 * (n - 1), text) for n, text in texts.items()]
+    return _draw_page(rows, size=(1000, 800))
+
+
+def test_a_margin_of_line_numbers_is_read_as_its_own_column_first() -> None:
+    page = _transcript()
+    body = R(50, 90, 700, 560)  # the layout model's box takes in the numbers with the text
+    out = arrange(page, [body])
+    assert len(out) == 2
+    gutter, text = out
+    assert len(gutter.lines) == 12 and gutter.bbox[2] < 120  # every number, and nothing else
+    assert len(text.lines) == 4 and text.bbox[0] >= 170
+
+
+def test_numbered_list_items_and_a_table_column_are_not_a_margin_of_line_numbers() -> None:
+    # Every numbered row has its text right beside the number: a list, read row by row.
+    listed = _transcript(numbers_gap=80, texts={n: f"item number {n}" for n in range(1, 13)})
+    assert line_numbers(text_lines(listed)) == []
+    # The numbers of a table's rows stay in the table.
+    page = _transcript()
+    table = (50, 90, 700, 700)
+    assert line_numbers(text_lines(page), [table]) == []
+    assert len(line_numbers(text_lines(page))) == 12

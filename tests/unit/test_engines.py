@@ -180,3 +180,19 @@ def test_light_text_on_a_dark_banner_is_cropped_dark_on_light_and_read(engines) 
     assert np.median(pixels) > 200 and pixels.min() < 60 and lines == ()
     [result] = asyncio.run(recognizer.recognize([RecognizeRequest(pixels, "text", lines=lines)]))
     assert result.text == "This is a lot of 12 point text to test the"
+
+
+def test_rapidocr_never_turns_lines_upside_down(engines) -> None:
+    # Its angle classifier flips digit runs on upright pages ("60000≤Q<80000" -> "00008>0≥00009").
+    rapid = engines[1]._rapid
+
+    class Refuses:
+        def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            raise AssertionError("the angle classifier ran")
+
+    saved, rapid._ocr.text_cls = rapid._ocr.text_cls, Refuses()
+    try:
+        text, _ = rapid.read(load("phototest.png"))  # no lines given: detector + recognizer
+    finally:
+        rapid._ocr.text_cls = saved
+    assert "quick brown dog" in text

@@ -23,7 +23,8 @@ PageSink = Callable[[int, np.ndarray], Awaitable[None]]
 
 CROP_MARGIN_PX = 4  # grow each region a little: layout boxes often clip descenders
 CROP_BORDER_PX = 10  # white border: tesseract reads text touching the edge badly
-DARK_FIELD = 110  # a region whose median grey is darker holds light text on a dark field
+DARK_FIELD = 110  # grey under this is dark; a region ringed by it, and this dark in part ...
+DARK_SHARE = 0.3  # ... holds light text on a dark field (a frame round a paragraph is thinner)
 
 
 class LayoutClient(Protocol):
@@ -71,17 +72,19 @@ def crop(image: np.ndarray, region: Region) -> tuple[np.ndarray, tuple[Box, ...]
     """The region's pixels on a white border (where its lines are known, only their ink), and
     those lines in the crop's pixels.
 
-    Light text on a dark field (a banner, a coloured badge) comes back as dark text on light, with
-    no lines: the page's line finder saw the field as one blob of ink, so the reader must find the
-    lines itself."""
+    Light text on a dark field (a banner, a coloured badge: the region is ringed by dark) comes
+    back whole, inverted to dark text on white, with no lines (the reader finds them itself)."""
     h, w = image.shape[:2]
     m = CROP_MARGIN_PX
     x0, y0 = max(0, int(region.bbox[0]) - m), max(0, int(region.bbox[1]) - m)
     x1, y1 = min(w, int(np.ceil(region.bbox[2])) + m), min(h, int(np.ceil(region.bbox[3])) + m)
     gray = _gray(image[y0:y1, x0:x1])
-    if gray.size and np.median(gray) < DARK_FIELD:
-        light = 255.0 - gray  # the field is now the median: stretch it to white
-        out = np.clip(light * (255.0 / max(1.0, float(np.median(light)))), 0, 255).astype(np.uint8)
+    ring = np.concatenate([gray[:m].ravel(), gray[-m:].ravel(), gray[:, :m].ravel(), gray[:, -m:].ravel()])
+    dark = float((gray < DARK_FIELD).mean()) if gray.size else 0.0
+    if ring.size and np.median(ring) < DARK_FIELD and dark > DARK_SHARE:
+        # What surrounds the text is dark: the text is light. Invert, and stretch the field to white.
+        field = 255.0 - float(np.median(ring))
+        out = np.clip((255.0 - gray) * (255.0 / max(1.0, field)), 0, 255).astype(np.uint8)
         out = np.repeat(out[:, :, None], 3, axis=2)
         return np.pad(out, ((CROP_BORDER_PX,) * 2, (CROP_BORDER_PX,) * 2, (0, 0)), constant_values=255), ()
     if region.lines:

@@ -28,6 +28,10 @@ MIN_SIDE_PX = 4
 LETTER_SHARE = 0.7  # ... unless this share of its glyphs are letter-sized (text a stroke touches)
 ROW_LINES = 2  # regions of at most this many lines may be cells of a row ...
 ROW_SHARE = 0.6  # ... and when this share of them has a partner on its row, rows are read first
+FIELD_LETTERS = 3  # a blob this many letters tall or more (not a bold word run together) ...
+FIELD_FILL = 0.6  # ... filling this share of its outline is a dark field, not strokes ...
+FIELD_FLAT = 25  # ... if its grey varies this little (std) ...
+MIN_FIELD_LETTERS = 3  # ... holds light text if its holes include this many letters, page-sized
 NUMBER_WIDTH = 3.5  # a line number is at most this many heights wide ("125")
 GUTTER_MIN_LINES = 8  # a margin column of line numbers has at least this many ...
 GUTTER_PITCH = 0.15  # ... most of them this close to its median spacing ...
@@ -69,6 +73,7 @@ def text_lines(image: np.ndarray) -> list[Box]:
     _, ink = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
     if ink.mean() > 127:  # light text on a dark page: Otsu picked the background
         ink = 255 - ink
+    ink, reversed_lines = _dark_fields(gray, ink, max(3.0, gh * 0.003))
     for kernel in ((max(25, gw // 25), 1), (1, max(25, gh // 25))):
         rules = cv2.morphologyEx(ink, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, kernel))
         ink = cv2.subtract(ink, rules)
@@ -79,8 +84,49 @@ def text_lines(image: np.ndarray) -> list[Box]:
     letter = float(np.median(heights)) if heights.size else 10.0
     return [
         (x0 / scale, y0 / scale, x1 / scale, y1 / scale)
-        for x0, y0, x1, y1 in _ink_lines(ink, letter, max(min_h, 0.5 * letter))
+        for x0, y0, x1, y1 in _ink_lines(ink, letter, max(min_h, 0.5 * letter)) + reversed_lines
     ]
+
+
+def _dark_fields(gray: np.ndarray, ink: np.ndarray, min_h: float) -> tuple[np.ndarray, list[Box]]:
+    """Light text on dark fields of one flat colour (a banner, a badge): the ink without the
+    fields, and the lines of the text in them (their holes, read as ink with a letter size of its
+    own: a banner's letters are often far larger than the page's)."""
+    import cv2
+
+    n, blobs, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    heights = stats[1:, cv2.CC_STAT_HEIGHT]
+    heights = heights[(heights >= min_h) & (heights < ink.shape[0] * 0.05)]
+    page_letter = float(np.median(heights)) if heights.size else min_h
+    lines: list[Box] = []
+    for i in range(1, n):
+        x, y, bw, bh, pixels = stats[i]
+        if bh < FIELD_LETTERS * page_letter or 3 * bw < 4 * bh or pixels < 0.5 * FIELD_FILL * bw * bh:
+            continue  # a word of glyphs run together, too tall, or strokes (a frame, a drawing)
+        field = (blobs[y : y + bh, x : x + bw] == i).astype(np.uint8)
+        filled = field.copy()
+        outline, _ = cv2.findContours(field, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(filled, outline, -1, 1, thickness=cv2.FILLED)
+        inner = cv2.erode(field, np.ones((3, 3), np.uint8)) > 0  # no anti-aliased edges
+        if pixels < FIELD_FILL * filled.sum() or gray[y : y + bh, x : x + bw][inner].std() > FIELD_FLAT:
+            continue  # not filled, or shaded: a picture (a photo, a drawn machine part)
+        # Its light pixels inside its outline (not the dark counters of the light letters).
+        holes = np.where((filled > 0) & (ink[y : y + bh, x : x + bw] == 0), 255, 0).astype(np.uint8)
+        _, _, glyphs, _ = cv2.connectedComponentsWithStats(holes, connectivity=8)
+        heights = glyphs[1:, cv2.CC_STAT_HEIGHT]
+        heights = heights[heights >= min_h]
+        letter = float(np.median(heights)) if heights.size else 0.0
+        letters = int(((heights >= 0.5 * letter) & (heights <= 1.6 * letter)).sum())
+        if (
+            letters < MIN_FIELD_LETTERS
+            or letters < 0.5 * heights.size
+            or not page_letter <= letter < 0.8 * bh
+        ):
+            continue  # no text in it: a dark picture's light patches, the counters of bold glyphs
+        ink[y : y + bh, x : x + bw][filled > 0] = 0  # the field and the counters of its letters
+        found = _ink_lines(holes, letter, max(min_h, 0.5 * letter))
+        lines += [(x + a, y + b, x + c, y + d) for a, b, c, d in found]
+    return ink, lines
 
 
 def _ink_lines(ink: np.ndarray, letter: float, min_h: float, strokes_removed: bool = False) -> list[Box]:

@@ -207,3 +207,17 @@ def test_numbered_list_items_and_a_table_column_are_not_a_margin_of_line_numbers
     table = (50, 90, 700, 700)
     assert line_numbers(text_lines(page), [table]) == []
     assert len(line_numbers(text_lines(page))) == 12
+
+
+def test_light_text_on_a_dark_banner_is_one_line_of_text() -> None:
+    page = Image.fromarray(_draw_page([(80, 300 + 50 * k, f"body text line {k}") for k in range(4)]))
+    draw = ImageDraw.Draw(page)
+    draw.rectangle((0, 0, 1199, 220), fill=(20, 90, 70))
+    title_font = ImageFont.load_default(size=72)
+    draw.text((80, 70), "ANNUAL REPORT 2025", fill="white", font=title_font)
+    x0, y0, x1, y1 = draw.textbbox((80, 70), "ANNUAL REPORT 2025", font=title_font)
+    in_banner = [b for b in text_lines(np.asarray(page)) if b[1] < 220]
+    # The letters are found, whole, as one line: not the field, not pieces of it between letters.
+    assert len(in_banner) == 1
+    bx0, by0, bx1, by1 = in_banner[0]
+    assert bx0 <= x0 + 5 and bx1 >= x1 - 5 and y0 - 5 <= by0 and by1 <= y1 + 5

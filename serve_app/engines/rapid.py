@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -92,8 +94,11 @@ class RapidOcrReader:
 
     def __init__(self, args: CpuRecognizerArgs) -> None:
         self._args = args
-        self._ocr: Any = None
-        self._lock = threading.Lock()  # ONNX already uses every core; calls queue here
+        # One RapidOCR per tesseract worker thread, each taken for one call: with one ONNX thread
+        # each, the workers read side by side (one shared instance held a lock, and is not
+        # thread-safe: its detector keeps per-call state on itself).
+        self.engines: list[Any] = []
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
 
     def start(self) -> None:
         models = _package_dir("rapidocr_onnxruntime") / "models"
@@ -108,21 +113,32 @@ class RapidOcrReader:
 
         threads = {"intra_op_num_threads": self._args.onnx_threads} if self._args.onnx_threads else {}
         try:
-            self._ocr = RapidOCR(
-                det_model_path=str(paths["det"]),
-                rec_model_path=str(paths["rec"]),
-                cls_model_path=str(paths["cls"]),
-                use_cls=False,
-                **threads,
-            )
-            self._ocr(np.full((32, 32, 3), 255, dtype=np.uint8))
+            for _ in range(self._args.tesseract_workers):
+                ocr = RapidOCR(
+                    det_model_path=str(paths["det"]),
+                    rec_model_path=str(paths["rec"]),
+                    cls_model_path=str(paths["cls"]),
+                    use_cls=False,
+                    **threads,
+                )
+                ocr(np.full((32, 32, 3), 255, dtype=np.uint8))
+                self.engines.append(ocr)
+                self._free.put(ocr)
         except Exception as exc:
             raise ModelLoadError(f"RapidOCR models {paths} cannot be loaded: {exc}") from exc
         self.paths = paths
 
     @property
     def loaded(self) -> bool:
-        return self._ocr is not None
+        return bool(self.engines)
+
+    @contextmanager
+    def _engine(self) -> Iterator[Any]:
+        ocr = self._free.get()
+        try:
+            yield ocr
+        finally:
+            self._free.put(ocr)
 
     def read(self, image: np.ndarray, lines: Sequence[Box] = ()) -> tuple[str, float]:
         """Text in reading order (rows top-down, left-right inside a row) and mean line score.
@@ -130,17 +146,17 @@ class RapidOcrReader:
         With ``lines`` (boxes of single text lines in ``image``, found by the pipeline) each line is
         read by the recognition model alone, in one batch: the detector is most of RapidOCR's time,
         and it misses small print in tight crops that the line finder has already found."""
-        assert self._ocr is not None, "RapidOCR is not loaded"
+        assert self.engines, "RapidOCR is not loaded"
         if lines and _single_lines(lines):
             boxes = [_pad(b, image.shape) for b in lines]
             strips = [image[int(y0) : int(y1), int(x0) : int(x1)] for x0, y0, x1, y1 in boxes]
-            with self._lock:
-                texts, _ = self._ocr.text_rec(strips)
+            with self._engine() as ocr:
+                texts, _ = ocr.text_rec(strips)
             read = [(b, t, float(s)) for b, (t, s) in zip(boxes, texts, strict=True)]
             read = [r for r in read if r[1].strip() and r[2] >= MIN_LINE_SCORE]
         else:
-            with self._lock:
-                found, _ = self._ocr(image)
+            with self._engine() as ocr:
+                found, _ = ocr(image)
             read = [(_box_of(points), text, float(score)) for points, text, score in found or []]
         if not read:
             return "", 0.0

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,23 @@ from tests.conftest import DATA
 
 def load(name: str) -> np.ndarray:
     return np.asarray(Image.open(DATA / name).convert("RGB"))
+
+
+@contextmanager
+def swapped_engines(rapid, wrap):  # type: ignore[no-untyped-def]
+    """Every RapidOCR instance of the reader's pool replaced by ``wrap(instance)`` for a while."""
+    originals = list(rapid.engines)
+    for _ in originals:
+        rapid._free.get_nowait()
+    for ocr in originals:
+        rapid._free.put(wrap(ocr))
+    try:
+        yield
+    finally:
+        for _ in originals:
+            rapid._free.get_nowait()
+        for ocr in originals:
+            rapid._free.put(ocr)
 
 
 def read(recognizer, image: np.ndarray, lang: str = "auto", whole_page: bool = True):
@@ -144,11 +162,8 @@ def test_rapidocr_reads_the_lines_it_is_given_with_its_recognizer_alone(engines)
         def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
             raise AssertionError("the detector ran")
 
-    saved, rapid._ocr = rapid._ocr, RecognizerOnly(rapid._ocr)
-    try:
+    with swapped_engines(rapid, RecognizerOnly):
         text, score = rapid.read(image, text_lines(image))
-    finally:
-        rapid._ocr = saved
     assert "quickbrowndogjumpedoverthelazyfox" in "".join(text.split()).lower() and score > 0.8
     assert len(text.splitlines()) >= 6  # one row per line of the page, in order
 
@@ -194,9 +209,12 @@ def test_rapidocr_never_turns_lines_upside_down(engines) -> None:
         def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
             raise AssertionError("the angle classifier ran")
 
-    saved, rapid._ocr.text_cls = rapid._ocr.text_cls, Refuses()
+    saved = [ocr.text_cls for ocr in rapid.engines]
+    for ocr in rapid.engines:
+        ocr.text_cls = Refuses()
     try:
         text, _ = rapid.read(load("phototest.png"))  # no lines given: detector + recognizer
     finally:
-        rapid._ocr.text_cls = saved
+        for ocr, cls in zip(rapid.engines, saved, strict=True):
+            ocr.text_cls = cls
     assert "quick brown dog" in text

@@ -105,9 +105,10 @@ class CpuRecognizerArgs(_Strict):
     # None: the PP-OCRv4 ONNX files shipped inside the rapidocr-onnxruntime wheel.
     rapidocr_det_model: Path | None = None
     rapidocr_rec_model: Path | None = None
-    rapidocr_cls_model: Path | None = None
-    onnx_threads: int = Field(0, ge=0)
-    # Tesseract calls run single-threaded (OMP_THREAD_LIMIT=1), this many at once per replica.
+    rapidocr_cls_model: Path | None = None  # loaded by RapidOCR, never run (see engines/rapid.py)
+    onnx_threads: int = Field(0, ge=0)  # per RapidOCR instance; 0: ONNX Runtime's default (all cores)
+    # Worker threads per replica, each with its own tesseract API (single-threaded under
+    # OMP_THREAD_LIMIT=1) and its own RapidOCR instance.
     tesseract_workers: int = Field(2, ge=1)
     # Tesseract mean word confidence above which a Latin-script region counts as clean print
     # and tesseract's reading is kept; below it RapidOCR (better on noisy scans) reads the region.

@@ -32,14 +32,21 @@ def _free(port: int) -> bool:
         return True
 
 
-def _free_port() -> int:
-    """A free port whose +10000 is free too: weed's components dial a service's gRPC port as its
-    port + 10000, whatever the ``-*.port.grpc`` flags say (seen with the admin worker)."""
+def _free_ports(n: int) -> list[int]:
+    """``n`` free ports whose +10000 are free too, all 2n of them different: weed's components dial
+    a service's gRPC port as its port + 10000, whatever the ``-*.port.grpc`` flags say (seen with
+    the admin worker); one service's port must not be another's gRPC port."""
+    ports: list[int] = []
+    taken: set[int] = set()
     for _ in range(500):
         port = random.randint(20000, 55000)
-        if _free(port) and _free(port + 10000):
-            return port
-    raise RuntimeError("no free pair of ports (p, p + 10000) between 20000 and 65000")
+        if {port, port + 10000} & taken or not (_free(port) and _free(port + 10000)):
+            continue
+        ports.append(port)
+        taken |= {port, port + 10000}
+        if len(ports) == n:
+            return ports
+    raise RuntimeError("no free pairs of ports (p, p + 10000) between 20000 and 65000")
 
 
 def weed_binary() -> str:
@@ -52,19 +59,34 @@ def weed_binary() -> str:
     return path
 
 
+class PortTaken(RuntimeError):
+    pass
+
+
 class SeaweedFS:
     def __init__(self, data_dir: Path, bucket: str = "serve-app") -> None:
         self.data_dir, self.bucket = data_dir, bucket
         self.endpoint_url = ""
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 60) -> str:
+    def start(self, timeout_s: float = 60, attempts: int = 3) -> str:
+        """Starts weed and waits for the bucket. Ports are chosen free but another process (a Ray
+        worker) may bind one before weed does: then weed is started again on other ports."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start(timeout_s)
+            except PortTaken:
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout_s: float) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             weed_binary(), "mini", f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-bucket={self.bucket}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false",
         ]  # fmt: skip
-        ports = {name: _free_port() for name in PORTS}
+        ports = dict(zip(PORTS, _free_ports(len(PORTS)), strict=True))
         for name, port in ports.items():
             args += [f"-{name}.port={port}", f"-{name}.port.grpc={port + 10000}"]
         log = (self.data_dir / "weed.log").open("ab")
@@ -74,8 +96,11 @@ class SeaweedFS:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                log = self.data_dir / "weed.log"
-                raise RuntimeError(f"weed mini exited ({self._proc.returncode}); see {log}")
+                log_path = self.data_dir / "weed.log"
+                if "Port allocation failed" in log_path.read_text(errors="replace"):
+                    log_path.write_text("")  # the next attempt's log starts clean
+                    raise PortTaken(f"weed mini found a port taken; see {log_path}")
+                raise RuntimeError(f"weed mini exited ({self._proc.returncode}); see {log_path}")
             if self._bucket_ready():
                 return self.endpoint_url
             time.sleep(0.3)

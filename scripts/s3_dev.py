@@ -72,13 +72,12 @@ class SeaweedFS:
     def start(self, timeout_s: float = 60, attempts: int = 3) -> str:
         """Starts weed and waits for the bucket. Ports are chosen free but another process (a Ray
         worker) may bind one before weed does: then weed is started again on other ports."""
-        for attempt in range(1, attempts + 1):
+        for _ in range(attempts - 1):
             try:
                 return self._start(timeout_s)
             except PortTaken:
-                if attempt == attempts:
-                    raise
-        raise AssertionError("unreachable")
+                continue
+        return self._start(timeout_s)
 
     def _start(self, timeout_s: float) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)

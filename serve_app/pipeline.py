@@ -78,14 +78,9 @@ def crop(image: np.ndarray, region: Region) -> tuple[np.ndarray, tuple[Box, ...]
     m = CROP_MARGIN_PX
     x0, y0 = max(0, int(region.bbox[0]) - m), max(0, int(region.bbox[1]) - m)
     x1, y1 = min(w, int(np.ceil(region.bbox[2])) + m), min(h, int(np.ceil(region.bbox[3])) + m)
-    gray = _gray(image[y0:y1, x0:x1])
-    ring = np.concatenate([gray[:m].ravel(), gray[-m:].ravel(), gray[:, :m].ravel(), gray[:, -m:].ravel()])
-    dark = float((gray < DARK_FIELD).mean()) if gray.size else 0.0
-    if ring.size and np.median(ring) < DARK_FIELD and dark > DARK_SHARE:
-        # What surrounds the text is dark: the text is light. Invert, and stretch the field to white.
-        field = 255.0 - float(np.median(ring))
-        out = np.clip((255.0 - gray) * (255.0 / max(1.0, field)), 0, 255).astype(np.uint8)
-        out = np.repeat(out[:, :, None], 3, axis=2)
+    inverted = _light_on_dark(image[y0:y1, x0:x1], m)
+    if inverted is not None:
+        out = np.repeat(inverted[:, :, None], 3, axis=2)
         return np.pad(out, ((CROP_BORDER_PX,) * 2, (CROP_BORDER_PX,) * 2, (0, 0)), constant_values=255), ()
     if region.lines:
         out = np.full((y1 - y0, x1 - x0, 3), 255, dtype=np.uint8)
@@ -103,8 +98,20 @@ def crop(image: np.ndarray, region: Region) -> tuple[np.ndarray, tuple[Box, ...]
     return np.pad(out, ((border, border), (border, border), (0, 0)), constant_values=255), lines
 
 
-def _gray(rgb: np.ndarray) -> np.ndarray:
-    return (rgb[..., :3] @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+def _light_on_dark(rgb: np.ndarray, ring_px: int) -> np.ndarray | None:
+    """If the region is ringed by dark (its outer ``ring_px``) and dark in good part, its text is
+    light: the region in grey, inverted, with the field stretched to white. Else None."""
+    import cv2
+
+    if rgb.size == 0:
+        return None
+    gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    m = ring_px
+    ring = np.concatenate([gray[:m].ravel(), gray[-m:].ravel(), gray[:, :m].ravel(), gray[:, -m:].ravel()])
+    if np.median(ring) >= DARK_FIELD or (gray < DARK_FIELD).mean() <= DARK_SHARE:
+        return None
+    field = 255.0 - float(np.median(ring))
+    return np.clip((255.0 - gray) * (255.0 / max(1.0, field)), 0, 255).astype(np.uint8)
 
 
 def _ms(start: float) -> float:

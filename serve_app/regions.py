@@ -94,21 +94,27 @@ def _dark_fields(gray: np.ndarray, ink: np.ndarray, min_h: float) -> tuple[np.nd
     own: a banner's letters are often far larger than the page's)."""
     import cv2
 
-    n, blobs, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    _, blobs, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
     heights = stats[1:, cv2.CC_STAT_HEIGHT]
     heights = heights[(heights >= min_h) & (heights < ink.shape[0] * 0.05)]
     page_letter = float(np.median(heights)) if heights.size else min_h
+    widths, tall, area = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_AREA]
+    # Not a word of glyphs run together, not too tall, not strokes (a frame, a drawing).
+    candidates = (
+        (tall >= FIELD_LETTERS * page_letter)
+        & (3 * widths >= 4 * tall)
+        & (area >= 0.5 * FIELD_FILL * widths * tall)
+    )
     lines: list[Box] = []
-    for i in range(1, n):
+    for i in np.flatnonzero(candidates[1:]) + 1:
         x, y, bw, bh, pixels = stats[i]
-        if bh < FIELD_LETTERS * page_letter or 3 * bw < 4 * bh or pixels < 0.5 * FIELD_FILL * bw * bh:
-            continue  # a word of glyphs run together, too tall, or strokes (a frame, a drawing)
         field = (blobs[y : y + bh, x : x + bw] == i).astype(np.uint8)
         filled = field.copy()
         outline, _ = cv2.findContours(field, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(filled, outline, -1, 1, thickness=cv2.FILLED)
         inner = cv2.erode(field, np.ones((3, 3), np.uint8)) > 0  # no anti-aliased edges
-        if pixels < FIELD_FILL * filled.sum() or gray[y : y + bh, x : x + bw][inner].std() > FIELD_FLAT:
+        shades = gray[y : y + bh, x : x + bw][inner]
+        if pixels < FIELD_FILL * filled.sum() or not shades.size or shades.std() > FIELD_FLAT:
             continue  # not filled, or shaded: a picture (a photo, a drawn machine part)
         # Its light pixels inside its outline (not the dark counters of the light letters).
         holes = np.where((filled > 0) & (ink[y : y + bh, x : x + bw] == 0), 255, 0).astype(np.uint8)
@@ -283,11 +289,9 @@ def arrange(image: np.ndarray, regions: Sequence[Region]) -> list[Region]:
     regions = clean_regions(regions, w, h)
     lines = text_lines(image)
     numbers = line_numbers(lines, [r.bbox for r in regions if r.label in KEEP_BOX | {"table"}])
-    if numbers:
-        lines = [line for line in lines if line not in numbers]
-        gutter = [Region(_union(numbers), "text", 0.0, tuple(numbers))]
-        return reading_order(snap_to_lines(regions, lines) + gutter)
-    return reading_order(snap_to_lines(regions, lines))
+    gutter = [Region(_union(numbers), "text", 0.0, tuple(numbers))] if numbers else []
+    text = [line for line in lines if line not in numbers]
+    return reading_order(snap_to_lines(regions, text) + gutter)
 
 
 def line_numbers(lines: Sequence[Box], exclude: Sequence[Box] = ()) -> list[Box]:

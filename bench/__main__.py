@@ -61,7 +61,7 @@ def build(name: str, opts: argparse.Namespace) -> Any:
     if name == "bare":
         return Bare(opts.config)
     if name == "naive":
-        return Naive()
+        return Naive(opts.config)
     if name == "rapidocr_api":
         return RapidocrApi()
     if name == "tesseract":

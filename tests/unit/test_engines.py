@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serve_app.config import CpuRecognizerArgs, RapidLayoutArgs
+from serve_app.config import AppArgs, CpuRecognizerArgs, RapidLayoutArgs
 from serve_app.engines import build_layout, build_recognizer
 from serve_app.engines.base import ModelLoadError, RecognizeRequest
 from serve_app.engines.cpu import dominant_script
@@ -218,3 +218,17 @@ def test_rapidocr_never_turns_lines_upside_down(engines) -> None:
         for ocr, cls in zip(rapid.engines, saved, strict=True):
             ocr.text_cls = cls
     assert "quick brown dog" in text
+
+
+def test_onnx_threads_sleep_while_they_wait_for_work(engines) -> None:
+    # Defaults: every core per session. Spinning threads would burn the cores other replicas need.
+    layout, recognizer = engines
+    sessions = [layout._model.session.session] + [
+        s
+        for ocr in recognizer._rapid.engines
+        for s in (ocr.text_det.infer.session, ocr.text_rec.session.session)
+    ]
+    assert len(sessions) == 1 + 2 * AppArgs().recognizer.tesseract_workers
+    for session in sessions:
+        options = session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"

@@ -120,7 +120,8 @@ class CpuRecognizer(RecognizerEngine):
 
     async def recognize(self, requests: Sequence[RecognizeRequest]) -> list[Recognition]:
         """The regions of one page. In ``auto`` mode the largest is read first: when it is clean
-        English, the others are tried with English alone first (half the work of ``rus+eng``)."""
+        English, the others are tried with English alone first (half the work of ``rus+eng``);
+        when it is Chinese, with RapidOCR first (tesseract has no Chinese here)."""
         loop = asyncio.get_running_loop()
         out: list[Recognition | None] = [None] * len(requests)
         rest = list(range(len(requests)))
@@ -134,8 +135,11 @@ class CpuRecognizer(RecognizerEngine):
             rest.remove(first)
             largest: Recognition = await loop.run_in_executor(self._pool, self._read, requests[first], None)
             out[first] = largest
-            if largest.engine.startswith("tesseract") and dominant_script(largest.text) == "latin":
+            script = dominant_script(largest.text)
+            if largest.engine.startswith("tesseract") and script == "latin":
                 hint = "eng"
+            elif largest.engine == self._rapid.name and script == "han":
+                hint = "zh"
         done = await asyncio.gather(
             *(loop.run_in_executor(self._pool, self._read, requests[i], hint) for i in rest)
         )
@@ -154,6 +158,12 @@ class CpuRecognizer(RecognizerEngine):
     def _route(self, req: RecognizeRequest, lang: str, hint: str | None = None) -> Reading:
         if lang == "zh":
             return self._read_rapid(req)
+        rapid: Reading | None = None
+        if lang == "auto" and hint == "zh":
+            # The page's largest region was Chinese: so is this one, if RapidOCR reads it so.
+            rapid = self._read_rapid(req)
+            if dominant_script(rapid.text) == "han":
+                return rapid
         if lang == "auto" and hint == "eng":
             # The page's largest region was clean English: so is this one, if English reads it so.
             text, conf = self._tesseract.read(req.image, "eng", req.whole_page)
@@ -173,7 +183,7 @@ class CpuRecognizer(RecognizerEngine):
             if lang != "auto" or conf >= MIN_CYRILLIC_CONFIDENCE:
                 return reading
             # Unsure: Chinese read with rus+eng also comes out as low-confidence Cyrillic.
-            rapid = self._read_rapid(req)
+            rapid = rapid or self._read_rapid(req)
             return rapid if dominant_script(rapid.text) == "han" else _unless_noise(reading)
         if script in ("latin", "none") and conf >= self._args.clean_confidence / 100:
             if lang == "auto" and _CYRILLIC_IN_LATIN.search(text):
@@ -185,7 +195,7 @@ class CpuRecognizer(RecognizerEngine):
         if lang not in ("auto", "eng"):
             # The caller named the language; RapidOCR has no Cyrillic and no accented letters.
             return reading
-        rapid = self._read_rapid(req)
+        rapid = rapid or self._read_rapid(req)
         return rapid if rapid.text.strip() else _unless_noise(reading)
 
     def _read_rapid(self, req: RecognizeRequest) -> Reading:

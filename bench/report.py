@@ -60,18 +60,20 @@ def write(results: dict[str, Any], out: Path) -> None:
         f"Machine: {results['machine']}  ",
         f"Corpus: {results['corpus']['pages']} pages from `{results['corpus']['dir']}`",
         "",
-        "| system | mode | load | ok/sent | pages/s | req/s | p50 s | p95 s | p99 s | max s | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| system | mode | load | ok/sent | pages/s | req/s | CPU s/page | p50 s | p95 s | p99 s | max s "
+        "| errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, system in results["systems"].items():
         if "error" in system:
-            lines.append(f"| {name} | - | - | - | - | - | - | - | - | - | not run: {system['error']} |")
+            lines.append(f"| {name} | - | - | - | - | - | - | - | - | - | - | not run: {system['error']} |")
         for s in system.get("steps", []):
             lat = s["latency_s"]
             load = f"{s['level']:g} clients" if s["mode"] == "closed" else f"{s['level']:g} req/s"
             lines.append(
                 f"| {name} | {s['mode']} | {load} | {s['ok']}/{s['requests']} | {s['pages_per_s']:.3f} | "
-                f"{s['requests_per_s']:.3f} | {lat['p50']} | {lat['p95']} | {lat['p99']} | {lat['max']} | "
+                f"{s['requests_per_s']:.3f} | {s['cpu_s_per_page']} | {lat['p50']} | {lat['p95']} | "
+                f"{lat['p99']} | {lat['max']} | "
                 f"{s['errors'] or '-'} |"
             )
     lines += ["", "| system | cold start s |", "|---|---|"]

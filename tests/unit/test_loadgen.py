@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -51,3 +52,24 @@ def test_open_loop_sends_at_the_rate_whatever_the_answers_do() -> None:
     sends = sorted(s.sent_s for s in step.samples)
     assert len(sends) == 10 and sends[-1] == pytest.approx(0.45, abs=0.1)  # 10 at 20/s
     assert target.most >= 6  # answers take 0.3 s: requests pile up, as they would in production
+
+
+class Burner(Sleeper):
+    """Keeps a core busy for its service time instead of sleeping."""
+
+    async def call(self, page: Page) -> Answer:
+        end = time.process_time() + self.seconds
+        while time.process_time() < end:
+            pass
+        await asyncio.sleep(0)
+        return Answer(200, 2)
+
+
+def test_a_step_counts_the_cpu_each_page_cost_the_machine() -> None:
+    # 0.05 s of CPU per answer of 2 pages: 0.025 s a page, and what the loop itself costs on top.
+    burnt = asyncio.run(closed_loop(Burner(0.05), PAGES, 2, 20, 2, 30)).summary()
+    assert 0.02 <= burnt["cpu_s_per_page"] <= 0.05
+    slept = asyncio.run(closed_loop(Sleeper(0.05), PAGES, 2, 20, 2, 30)).summary()
+    assert slept["cpu_s_per_page"] < 0.01  # waiting costs (next to) nothing
+    opened = asyncio.run(open_loop(Burner(0.02), PAGES, rate=50, requests=10, max_s=30)).summary()
+    assert 0.008 <= opened["cpu_s_per_page"] <= 0.03

@@ -1,27 +1,32 @@
 #!/usr/bin/env bash
-# Brings a fresh machine to the point where serve_app runs: Debian's tesseract language data and
-# a local .venv with the package and the given extras. Safe to re-run; used by `make run`/`make test`.
+# Brings a fresh machine to the point where serve_app runs: Debian's tesseract and its language data,
+# and a local .venv with the package and the given extras. Safe to re-run; used by `make run`/`make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-cpu}"
 
-tessdata=/usr/share/tesseract-ocr/5/tessdata
-missing=()
-for lang in eng rus; do
-  [ -f "$tessdata/$lang.traineddata" ] || missing+=("tesseract-ocr-$lang")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if ! command -v apt-get >/dev/null; then
-    echo "serve_app needs tesseract language data for eng and rus in $tessdata" >&2
-    echo "(Debian/Ubuntu: apt-get install ${missing[*]}; elsewhere install them and set" >&2
-    echo " SERVE_APP_RECOGNIZER__TESSDATA_DIR to the folder with eng/rus.traineddata)" >&2
+# Every program the code, the tests, bench/ and the README call that pip does not install: tesseract
+# (the CLI that bench/ and the accuracy test compare against) and its eng/rus data for tesserocr.
+# tests/unit/test_setup.py checks that each executable the code calls comes from here or the venv.
+debian_packages=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-rus)
+if ! command -v dpkg-query >/dev/null; then
+  command -v tesseract >/dev/null || {
+    echo "serve_app needs the tesseract CLI and its eng and rus language data: install them with your" >&2
+    echo "package manager and set SERVE_APP_RECOGNIZER__TESSDATA_DIR to the folder of eng/rus.traineddata" >&2
     exit 1
+  }
+else
+  missing=()
+  for pkg in "${debian_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing ${missing[*]} (Debian packages) ..."
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "installing ${missing[*]} (Debian packages) ..."
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 python="${PYTHON:-python3.11}"

@@ -1,6 +1,7 @@
 """Load generators: a closed loop (N clients, each sends its next page when the last one is answered)
 and an open loop (requests arrive at a fixed rate whatever the answers do). Every loop is bounded in
-request count and in time; figures come from the measured window only (warm-up excluded)."""
+request count and in time; figures come from the measured window only (warm-up excluded). Time is
+the event loop's clock and CPU a counter passed in, so the arithmetic is tested on a virtual clock."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import asyncio
 import math
 import os
 import statistics
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -103,8 +103,8 @@ def busy_cpu_s() -> float | None:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def _since(cpu_start: float | None) -> float | None:
-    now = busy_cpu_s()
+def _since(cpu: Callable[[], float | None], cpu_start: float | None) -> float | None:
+    now = cpu()
     return None if cpu_start is None or now is None else now - cpu_start
 
 
@@ -123,30 +123,32 @@ async def closed_loop(
     warmup: int,
     max_s: float,
     tick: Callable[[], None] = lambda: None,
+    cpu: Callable[[], float | None] = busy_cpu_s,
 ) -> Step:
     """``clients`` clients send pages round-robin until ``warmup + requests`` are sent or ``max_s``
     passed; the first ``warmup`` answers are not measured."""
+    clock = asyncio.get_running_loop().time
     sent = 0
     samples: list[Sample] = []
-    start = time.perf_counter()
+    start = clock()
     last_send = 0.0
 
     async def client() -> None:
         nonlocal sent, last_send
-        while sent < warmup + requests and time.perf_counter() - start < max_s:
+        while sent < warmup + requests and clock() - start < max_s:
             index, sent = sent, sent + 1
-            t = time.perf_counter()
+            t = clock()
             last_send = t - start
             answer = await target.call(pages[index % len(pages)])
-            latency = time.perf_counter() - t
+            latency = clock() - t
             tick()
             (samples if index >= warmup else warm).append(Sample(t - start, latency, answer))
 
     warm: list[Sample] = []
-    cpu_start = busy_cpu_s()
+    cpu_start = cpu()
     await asyncio.gather(*(client() for _ in range(clients)))
     first = min((s.sent_s for s in samples), default=0.0)
-    return Step("closed", clients, samples, (first, last_send), warm, _since(cpu_start))
+    return Step("closed", clients, samples, (first, last_send), warm, _since(cpu, cpu_start))
 
 
 async def open_loop(
@@ -156,24 +158,26 @@ async def open_loop(
     requests: int,
     max_s: float,
     tick: Callable[[], None] = lambda: None,
+    cpu: Callable[[], float | None] = busy_cpu_s,
 ) -> Step:
     """``requests`` requests at ``rate`` per second, evenly spaced, whatever the answers do (a
     queue that grows shows as latency); waits at most ``max_s`` in all."""
+    clock = asyncio.get_running_loop().time
     samples: list[Sample] = []
-    start = time.perf_counter()
+    start = clock()
 
     async def one(index: int) -> None:
-        await asyncio.sleep(max(0.0, start + index / rate - time.perf_counter()))
-        t = time.perf_counter()
+        await asyncio.sleep(max(0.0, start + index / rate - clock()))
+        t = clock()
         answer = await target.call(pages[index % len(pages)])
         tick()
-        samples.append(Sample(t - start, time.perf_counter() - t, answer))
+        samples.append(Sample(t - start, clock() - t, answer))
 
-    cpu_start = busy_cpu_s()
+    cpu_start = cpu()
     tasks = [asyncio.ensure_future(one(i)) for i in range(requests)]
     _, pending = await asyncio.wait(tasks, timeout=max_s)
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
     end = max((s.sent_s + s.latency_s for s in samples), default=0.0)
-    return Step("open", rate, samples, (0.0, end), cpu_s=_since(cpu_start))
+    return Step("open", rate, samples, (0.0, end), cpu_s=_since(cpu, cpu_start))

@@ -67,8 +67,13 @@ class DocumentOptions(BaseModel):
 
 
 class OcrOptions(DocumentOptions):
+    # Under 0.1 s no page can be read: such a deadline is a mistake, not a request.
     timeout_s: float | None = Field(
-        None, gt=0, le=3600, description="deadline in seconds; the configured default if empty"
+        None,
+        ge=0.1,
+        le=3600,
+        allow_inf_nan=False,
+        description="deadline in seconds; the configured default if empty",
     )
     store: bool = Field(
         False,

@@ -69,174 +69,150 @@ async def wait_until(condition, timeout_s: float = 60) -> None:  # type: ignore[
         await asyncio.sleep(0.1)
 
 
-def test_one_claim_wins_and_the_job_is_read_page_by_page(args: AppArgs, engines) -> None:  # type: ignore[no-untyped-def]
-    async def main() -> None:
-        a, b = runner(args, engines), runner(args, engines)
-        job_id = await submit(a.store, phototest_tiff(2), 2)
-        # Two runners look at once; S3's conditional write lets one claim the job.
-        await asyncio.gather(a.step(), b.step())
-        assert len(a._running) + len(b._running) == 1
-        await asyncio.gather(a.idle(), b.idle())
-        record = await a.store.get(job_id)
-        assert record.status == "succeeded" and record.pages_done == 2 and record.cache == "miss"
-        assert record.result_key is not None
-        body = await a.results.load(record.result_key)
-        assert body is not None and body["job_id"] == job_id
-        assert [p["page"] for p in body["pages"]] == [1, 2]
-        assert all(reads_phototest(p["text"]) for p in body["pages"])
-        stored = [name for name, _ in await a.store.storage.list(f"results/{record.result_key}/")]
-        assert sorted(stored) == [
-            f"results/{record.result_key}/{n}"
-            for n in ("pages/0001.jpg", "pages/0002.jpg", "result.json", "result.md")
-        ]
-        assert job_id not in [i for i, _ in await a.store.queued()]
-        assert await a.store.storage.list(f"jobs/{job_id}/slices/") == []
-        # The same document again is answered from the stored result.
-        again = await submit(a.store, phototest_tiff(2), 2)
-        await a.step()
-        await a.idle()
-        hit = await a.store.get(again)
-        assert hit.status == "succeeded" and hit.cache == "hit" and hit.result_key == record.result_key
-        assert record.attempts == 1 and hit.attempts == 1
+async def test_one_claim_wins_and_the_job_is_read_page_by_page(args: AppArgs, engines) -> None:  # type: ignore[no-untyped-def]
+    a, b = runner(args, engines), runner(args, engines)
+    job_id = await submit(a.store, phototest_tiff(2), 2)
+    # Two runners look at once; S3's conditional write lets one claim the job.
+    await asyncio.gather(a.step(), b.step())
+    assert len(a._running) + len(b._running) == 1
+    await asyncio.gather(a.idle(), b.idle())
+    record = await a.store.get(job_id)
+    assert record.status == "succeeded" and record.pages_done == 2 and record.cache == "miss"
+    assert record.result_key is not None
+    body = await a.results.load(record.result_key)
+    assert body is not None and body["job_id"] == job_id
+    assert [p["page"] for p in body["pages"]] == [1, 2]
+    assert all(reads_phototest(p["text"]) for p in body["pages"])
+    stored = [name for name, _ in await a.store.storage.list(f"results/{record.result_key}/")]
+    assert sorted(stored) == [
+        f"results/{record.result_key}/{n}"
+        for n in ("pages/0001.jpg", "pages/0002.jpg", "result.json", "result.md")
+    ]
+    assert job_id not in [i for i, _ in await a.store.queued()]
+    assert await a.store.storage.list(f"jobs/{job_id}/slices/") == []
+    # The same document again is answered from the stored result.
+    again = await submit(a.store, phototest_tiff(2), 2)
+    await a.step()
+    await a.idle()
+    hit = await a.store.get(again)
+    assert hit.status == "succeeded" and hit.cache == "hit" and hit.result_key == record.result_key
+    assert record.attempts == 1 and hit.attempts == 1
 
 
-def test_a_stale_write_of_a_record_is_refused(args: AppArgs) -> None:
+async def test_a_stale_write_of_a_record_is_refused(args: AppArgs) -> None:
     from serve_app.storage import Conflict
 
-    async def main() -> None:
-        assert args.storage is not None
-        store = JobStore(Storage(args.storage))
-        job_id = await submit(store, b"II*\x00", 1)
-        record, etag = await store.read(job_id)  # type: ignore[misc]
-        await store.write(record.change(lang="ru"), etag)
-        with pytest.raises(Conflict):
-            await store.write(record.change(lang="de"), etag)
-        assert (await store.get(job_id)).lang == "ru"
-        await store.cancel(job_id, retention_s=60)
-
-    asyncio.run(main())
-
-    asyncio.run(main())
+    assert args.storage is not None
+    store = JobStore(Storage(args.storage))
+    job_id = await submit(store, b"II*\x00", 1)
+    record, etag = await store.read(job_id)  # type: ignore[misc]
+    await store.write(record.change(lang="ru"), etag)
+    with pytest.raises(Conflict):
+        await store.write(record.change(lang="de"), etag)
+    assert (await store.get(job_id)).lang == "ru"
+    await store.cancel(job_id, retention_s=60)
 
 
-def test_a_runner_that_dies_is_replaced_and_the_job_resumes_after_its_last_slice(
+async def test_a_runner_that_dies_is_replaced_and_the_job_resumes_after_its_last_slice(
     args: AppArgs, engines
 ) -> None:  # type: ignore[no-untyped-def]
-    async def main() -> None:
-        dying, taking_over = runner(args, engines), runner(args, engines)
-        job_id = await submit(dying.store, phototest_tiff(3), 3)
-        await dying.step()
+    dying, taking_over = runner(args, engines), runner(args, engines)
+    job_id = await submit(dying.store, phototest_tiff(3), 3)
+    await dying.step()
 
-        async def one_page_done() -> bool:
-            return (await dying.store.get(job_id)).pages_done >= 1
+    async def one_page_done() -> bool:
+        return (await dying.store.get(job_id)).pages_done >= 1
 
-        await wait_until(one_page_done)
-        for task in dying._running.values():  # dies: no release, no last write
-            task.cancel()
-        await asyncio.sleep(0)
-        record = await dying.store.get(job_id)
-        assert record.status == "running" and record.lease is not None
-        assert record.lease.owner == dying.owner
-        # Its lease still holds: nobody takes the job over before it runs out.
-        await taking_over.step()
-        assert not taking_over._running
-        await asyncio.sleep(max(0.0, record.lease.until - time.time()) + 0.1)
-        await taking_over.step()
-        assert taking_over._running
-        await taking_over.idle()
-        done = await dying.store.get(job_id)
-        assert done.status == "succeeded" and done.attempts == 2 and done.pages_done == 3
-        # Resumed: the pages read before the death were not read again.
-        recognizer = taking_over._engines.recognizer  # type: ignore[attr-defined]
-        assert recognizer.calls <= 3 - record.pages_done
-        body = await dying.results.load(done.result_key or "")
-        assert body is not None and [p["page"] for p in body["pages"]] == [1, 2, 3]
-
-    asyncio.run(main())
+    await wait_until(one_page_done)
+    for task in dying._running.values():  # dies: no release, no last write
+        task.cancel()
+    await asyncio.sleep(0)
+    record = await dying.store.get(job_id)
+    assert record.status == "running" and record.lease is not None
+    assert record.lease.owner == dying.owner
+    # Its lease still holds: nobody takes the job over before it runs out.
+    await taking_over.step()
+    assert not taking_over._running
+    await asyncio.sleep(max(0.0, record.lease.until - time.time()) + 0.1)
+    await taking_over.step()
+    assert taking_over._running
+    await taking_over.idle()
+    done = await dying.store.get(job_id)
+    assert done.status == "succeeded" and done.attempts == 2 and done.pages_done == 3
+    # Resumed: the pages read before the death were not read again.
+    recognizer = taking_over._engines.recognizer  # type: ignore[attr-defined]
+    assert recognizer.calls <= 3 - record.pages_done
+    body = await dying.results.load(done.result_key or "")
+    assert body is not None and [p["page"] for p in body["pages"]] == [1, 2, 3]
 
 
-def test_cancel_stops_the_runner_and_a_finished_job_is_left_alone(args: AppArgs, engines) -> None:  # type: ignore[no-untyped-def]
-    async def main() -> None:
-        a = runner(args, engines)
-        job_id = await submit(a.store, phototest_tiff(4), 4)
-        await a.step()
-        assert job_id in a._running
-        record, cancelled = await a.store.cancel(job_id, retention_s=60)
-        assert cancelled and record.status == "cancelled" and record.expires_at is not None
-        started = time.monotonic()
-        await a.idle()
-        assert time.monotonic() - started < 10  # stopped at its next look, not after 4 pages
-        final = await a.store.get(job_id)
-        assert final.status == "cancelled" and final.pages_done < 4
-        assert job_id not in [i for i, _ in await a.store.queued()]
-        again, cancelled = await a.store.cancel(job_id, retention_s=60)
-        assert not cancelled and again.status == "cancelled"
-
-    asyncio.run(main())
+async def test_cancel_stops_the_runner_and_a_finished_job_is_left_alone(args: AppArgs, engines) -> None:  # type: ignore[no-untyped-def]
+    a = runner(args, engines)
+    job_id = await submit(a.store, phototest_tiff(4), 4)
+    await a.step()
+    assert job_id in a._running
+    record, cancelled = await a.store.cancel(job_id, retention_s=60)
+    assert cancelled and record.status == "cancelled" and record.expires_at is not None
+    await a.idle()
+    final = await a.store.get(job_id)
+    assert final.status == "cancelled" and final.pages_done < 4  # stopped at its next look
+    assert job_id not in [i for i, _ in await a.store.queued()]
+    again, cancelled = await a.store.cancel(job_id, retention_s=60)
+    assert not cancelled and again.status == "cancelled"
 
 
-def test_retention_deletes_finished_jobs_and_old_results_only(args: AppArgs, engines) -> None:  # type: ignore[no-untyped-def]
-    async def main() -> None:
-        a = runner(args, engines)
-        finished = await submit(a.store, phototest_tiff(1), 1)
-        await a.step()
-        await a.idle()
-        key = (await a.store.get(finished)).result_key
-        waiting = await submit(a.store, b"II*\x00 not read yet", 1)
-        later = time.time() + 8 * 24 * 3600  # past the default retention of 7 days
-        assert await a.store.sweep(7 * 24 * 3600, now=later) >= 1
-        assert await a.results.sweep(7 * 24 * 3600, now=later) >= 1
-        assert await a.store.read(finished) is None
-        assert await a.store.storage.list(f"results/{key}/") == []
-        assert (await a.store.get(waiting)).status == "queued"  # not finished: kept
-        # Nothing is deleted before its time.
-        assert await a.results.sweep(7 * 24 * 3600) == 0
-        await a.store.cancel(waiting, retention_s=60)
-
-    asyncio.run(main())
+async def test_retention_deletes_finished_jobs_and_old_results_only(args: AppArgs, engines) -> None:  # type: ignore[no-untyped-def]
+    a = runner(args, engines)
+    finished = await submit(a.store, phototest_tiff(1), 1)
+    await a.step()
+    await a.idle()
+    key = (await a.store.get(finished)).result_key
+    waiting = await submit(a.store, b"II*\x00 not read yet", 1)
+    later = time.time() + 8 * 24 * 3600  # past the default retention of 7 days
+    assert await a.store.sweep(7 * 24 * 3600, now=later) >= 1
+    assert await a.results.sweep(7 * 24 * 3600, now=later) >= 1
+    assert await a.store.read(finished) is None
+    assert await a.store.storage.list(f"results/{key}/") == []
+    assert (await a.store.get(waiting)).status == "queued"  # not finished: kept
+    # Nothing is deleted before its time.
+    assert await a.results.sweep(7 * 24 * 3600) == 0
+    await a.store.cancel(waiting, retention_s=60)
 
 
-def test_a_runner_stopped_gracefully_hands_its_jobs_back_at_once(args: AppArgs, engines) -> None:  # type: ignore[no-untyped-def]
-    async def main() -> None:
-        stopping, next_one = runner(args, engines), runner(args, engines)
-        job_id = await submit(stopping.store, phototest_tiff(3), 3)
-        await stopping.step()
-        assert job_id in stopping._running
-        await stopping.release()
-        handed_back = await stopping.store.get(job_id)
-        assert handed_back.status == "queued" and handed_back.lease is None and handed_back.attempts == 0
-        await next_one.step()  # no lease to wait for
-        await next_one.idle()
-        done = await next_one.store.get(job_id)
-        assert done.status == "succeeded" and done.attempts == 1
-
-    asyncio.run(main())
+async def test_a_runner_stopped_gracefully_hands_its_jobs_back_at_once(args: AppArgs, engines) -> None:  # type: ignore[no-untyped-def]
+    stopping, next_one = runner(args, engines), runner(args, engines)
+    job_id = await submit(stopping.store, phototest_tiff(3), 3)
+    await stopping.step()
+    assert job_id in stopping._running
+    await stopping.release()
+    handed_back = await stopping.store.get(job_id)
+    assert handed_back.status == "queued" and handed_back.lease is None and handed_back.attempts == 0
+    await next_one.step()  # no lease to wait for
+    await next_one.idle()
+    done = await next_one.store.get(job_id)
+    assert done.status == "succeeded" and done.attempts == 1
 
 
-def test_a_document_that_cannot_be_read_fails_the_job_once_with_its_problem(args: AppArgs, engines) -> None:  # type: ignore[no-untyped-def]
-    async def main() -> None:
-        a = runner(args, engines)
-        job_id = await submit(a.store, b"II*\x00 a TIFF header and nothing else", 1)
-        await a.step()
-        await a.idle()
-        failed = await a.store.get(job_id)
-        assert failed.status == "failed" and failed.attempts == 1  # not retried: it cannot get better
-        assert failed.error is not None and failed.error["status"] == 422
-        assert failed.error["type"].endswith("/unprocessable-document") and failed.error["detail"]
-        assert job_id not in [i for i, _ in await a.store.queued()]
+async def test_a_document_that_cannot_be_read_fails_the_job_once_with_its_problem(
+    args: AppArgs, engines
+) -> None:  # type: ignore[no-untyped-def]
+    a = runner(args, engines)
+    job_id = await submit(a.store, b"II*\x00 a TIFF header and nothing else", 1)
+    await a.step()
+    await a.idle()
+    failed = await a.store.get(job_id)
+    assert failed.status == "failed" and failed.attempts == 1  # not retried: it cannot get better
+    assert failed.error is not None and failed.error["status"] == 422
+    assert failed.error["type"].endswith("/unprocessable-document") and failed.error["detail"]
+    assert job_id not in [i for i, _ in await a.store.queued()]
 
-    asyncio.run(main())
 
-
-def test_objects_in_the_queue_that_are_not_jobs_are_passed_over(args: AppArgs, engines) -> None:  # type: ignore[no-untyped-def]
-    async def main() -> None:
-        a = runner(args, engines)
-        await a.store.storage.put("queue/", b"", "application/x-directory")  # an S3 tool's folder
-        await a.store.storage.put("queue/not-a-job", b"", "text/plain")
-        job_id = await submit(a.store, phototest_tiff(1), 1)
-        await a.step()
-        await a.idle()
-        assert (await a.store.get(job_id)).status == "succeeded"
-        await a.store.storage.delete(["queue/", "queue/not-a-job"])
-
-    asyncio.run(main())
+async def test_objects_in_the_queue_that_are_not_jobs_are_passed_over(args: AppArgs, engines) -> None:  # type: ignore[no-untyped-def]
+    a = runner(args, engines)
+    await a.store.storage.put("queue/", b"", "application/x-directory")  # an S3 tool's folder
+    await a.store.storage.put("queue/not-a-job", b"", "text/plain")
+    job_id = await submit(a.store, phototest_tiff(1), 1)
+    await a.step()
+    await a.idle()
+    assert (await a.store.get(job_id)).status == "succeeded"
+    await a.store.storage.delete(["queue/", "queue/not-a-job"])

@@ -167,11 +167,57 @@ def test_not_ready_is_503_with_retry_after(client, backend) -> None:
     assert c.get("/ready").status_code == 200
 
 
-def test_deadline_is_504_and_work_stops(client, backend) -> None:
-    r = client().post("/v1/ocr", files={"file": ("p.pdf", PDF)}, data={"timeout_s": "0.01"})
-    assert_problem(r, 504, "deadline-exceeded")
-    r = client().post("/v1/ocr", files={"file": ("p.pdf", PDF)}, data={"timeout_s": "-1"})
+async def test_deadline_is_504_and_work_stops(make_args, backend) -> None:
+    import asyncio
+
+    import httpx
+
+    class Stuck:
+        """A layout model that never answers, and says whether its call was cancelled."""
+
+        def __init__(self) -> None:
+            self.entered, self.cancelled = asyncio.Event(), asyncio.Event()
+
+        async def detect(self, image):  # type: ignore[no-untyped-def]
+            self.entered.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled.set()
+                raise
+
+    # The page is rendered first (a fraction of a second): the deadline falls while layout waits.
+    stuck = backend.layout = Stuck()
+    app = create_api(make_args(), backend)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        r = await c.post("/v1/ocr", files={"file": ("p.pdf", PDF)}, data={"timeout_s": "3"})
+        assert_problem(r, 504, "deadline-exceeded")
+        assert stuck.entered.is_set() and stuck.cancelled.is_set()  # the pending call was called off
+    assert backend.recognizer.calls == 0
+
+
+@pytest.mark.parametrize("field, value", [
+    ("timeout_s", "-1"), ("timeout_s", "0"), ("timeout_s", "5e-324"), ("timeout_s", "nan"),
+    ("timeout_s", "inf"), ("timeout_s", "3601"), ("dpi", "35"), ("dpi", "1201"), ("dpi", "nan"),
+])  # fmt: skip
+def test_numeric_options_out_of_their_bounds_are_400(client, field: str, value: str) -> None:
+    r = client().post("/v1/ocr", files={"file": ("p.pdf", PDF)}, data={field: value})
     assert_problem(r, 400, "bad-request")
+    assert field in r.json()["detail"]
+
+
+def test_the_schema_declares_the_bounds_of_every_numeric_option(client) -> None:
+    schema = client().get("/openapi.json").json()
+    for path in ("/v1/ocr", "/v1/jobs"):
+        body = schema["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+        numeric = {
+            name: next(t for t in field.get("anyOf", [field]) if t.get("type") in ("integer", "number"))
+            for name, field in body["properties"].items()
+            if any(t.get("type") in ("integer", "number") for t in field.get("anyOf", [field]))
+        }
+        assert "dpi" in numeric and ("timeout_s" in numeric) == (path == "/v1/ocr")
+        for name, kind in numeric.items():
+            assert ("minimum" in kind or "exclusiveMinimum" in kind) and "maximum" in kind, (path, name)
 
 
 def test_health_models_docs_and_unknown_routes(client) -> None:
@@ -229,7 +275,7 @@ def test_chat_body_is_bounded_like_uploads(client) -> None:
     assert_problem(r, 413, "payload-too-large")
 
 
-def test_documents_past_the_limit_get_503_at_once_and_probes_still_answer(make_args, backend) -> None:
+async def test_documents_past_the_limit_get_503_at_once_and_probes_still_answer(make_args, backend) -> None:
     import asyncio
 
     import httpx
@@ -245,21 +291,18 @@ def test_documents_past_the_limit_get_503_at_once_and_probes_still_answer(make_a
             await self.go.wait()
             return await self.inner.recognize(requests)
 
-    async def run() -> None:
-        held = Held(backend.recognizer)
-        backend.recognizer = held
-        app = create_api(make_args(ingress={"max_documents": 1}), backend)
-        files = {"file": ("p.png", PHOTOTEST, "image/png")}
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
-            first = asyncio.ensure_future(c.post("/v1/ocr", files=files))
-            await asyncio.wait_for(held.entered.wait(), 30)
-            second = await c.post("/v1/ocr", files=files)
-            assert_problem(second, 503, "overloaded")
-            assert second.headers["retry-after"]
-            assert (await c.get("/health")).status_code == 200
-            assert (await c.get("/ready")).status_code == 200
-            held.go.set()
-            assert (await first).status_code == 200
-            assert (await c.post("/v1/ocr", files=files)).status_code == 200  # the slot is free again
-
-    asyncio.run(run())
+    held = Held(backend.recognizer)
+    backend.recognizer = held
+    app = create_api(make_args(ingress={"max_documents": 1}), backend)
+    files = {"file": ("p.png", PHOTOTEST, "image/png")}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        first = asyncio.ensure_future(c.post("/v1/ocr", files=files))
+        await asyncio.wait_for(held.entered.wait(), 30)
+        second = await c.post("/v1/ocr", files=files)
+        assert_problem(second, 503, "overloaded")
+        assert second.headers["retry-after"]
+        assert (await c.get("/health")).status_code == 200
+        assert (await c.get("/ready")).status_code == 200
+        held.go.set()
+        assert (await first).status_code == 200
+        assert (await c.post("/v1/ocr", files=files)).status_code == 200  # the slot is free again

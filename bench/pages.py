@@ -1,10 +1,13 @@
 """Per-page CER of the serve_app pipeline (in-process, same code as the service, no Ray/HTTP)
 next to bare RapidOCR and bare tesseract on the whole page.
 
-    python -m bench.pages [EVALDATA_DIR] [--only SUBSTRING] [--out FILE.jsonl] [--config YAML]
+    python -m bench.pages [EVALDATA_DIR] [--only SUBSTRING] [--half tuning|validation|russian]
+                          [--out FILE.jsonl] [--config YAML] [--bare-from EARLIER.jsonl]
 
-Reads ``manifest.jsonl`` of the evaldata layout; prints one line per page and the means. SROIE
-ground truth is upper-case and is compared case-insensitively.
+Reads ``manifest.jsonl`` of the evaldata layout; prints one line per page, then the means of each
+half of the fixed split (bench/split.py). SROIE ground truth is upper-case and is compared
+case-insensitively. ``--bare-from`` takes the bare engines' figures from an earlier run's output
+(they do not change with the pipeline), which halves the run.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.split import HALVES, half
 from bench.systems import config_args
 from bench.textmetrics import cer
 from serve_app.assemble import page_text
@@ -43,8 +47,10 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--only", default="")
+    parser.add_argument("--half", choices=HALVES, help="only this half of the split")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--config", type=Path, default=CPU_CONFIG, help="serve config whose engines to run")
+    parser.add_argument("--bare-from", type=Path, help="an earlier --out file: its bare engines' CER")
     opts = parser.parse_args()
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
@@ -57,12 +63,15 @@ async def main() -> None:
     recognizer.start()
     rapid = RapidOCR()
     tessdata = str(args.recognizer.tessdata_dir) + "/"
-    apis = {lang: tesserocr.PyTessBaseAPI(path=tessdata, lang=lang) for lang in ("eng", "rus+eng")}
+    apis = {lang: tesserocr.PyTessBaseAPI(path=tessdata, lang=lang) for lang in ("eng", "rus")}
+    earlier = {}
+    if opts.bare_from:
+        earlier = {r["id"]: r for r in map(json.loads, opts.bare_from.read_text().splitlines())}
     rows = []
     out = opts.out.open("w") if opts.out else None
     for line in (opts.dir / "manifest.jsonl").read_text().splitlines():
         entry = json.loads(line)
-        if opts.only not in entry["id"]:
+        if opts.only not in entry["id"] or opts.half not in (None, half(entry["source"])):
             continue
         path = opts.dir / entry["image"]
         truth = (path.parent / (path.name.rsplit(".", 1)[0] + ".gt.txt")).read_text()
@@ -74,10 +83,14 @@ async def main() -> None:
         )
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
         image = doc.render(0).image
-        lang = "rus+eng" if "ru" in entry["lang"] else "eng"
-        bare = {k: cer(v, truth, casefold) for k, v in _bare(image, rapid, apis[lang]).items()}
+        lang = "rus" if "ru" in entry["lang"] else "eng"  # the page's language, as `tesseract -l` is run
+        if entry["id"] in earlier:
+            bare = {k: earlier[entry["id"]][k] for k in ("rapidocr", "tesseract")}
+        else:
+            bare = {k: cer(v, truth, casefold) for k, v in _bare(image, rapid, apis[lang]).items()}
         row = {
             "id": entry["id"],
+            "half": half(entry["source"]),
             "service": round(cer(page_text(pages[0]), truth, casefold), 4),
             **{k: round(v, 4) for k, v in bare.items()},
             "best_bare": round(min(bare.values()), 4),
@@ -89,13 +102,17 @@ async def main() -> None:
         print(json.dumps(row, ensure_ascii=False), flush=True)
         if out:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    if rows:
+    for name in HALVES:
+        chosen = [r for r in rows if r["half"] == name]
+        if not chosen:
+            continue
         means = {
-            k: round(statistics.mean(r[k] for r in rows), 4)
+            k: round(statistics.mean(r[k] for r in chosen), 4)
             for k in ("service", "rapidocr", "tesseract", "best_bare", "seconds", "cpu_seconds")
         }
-        worse = [r["id"] for r in rows if r["service"] > r["best_bare"] + 0.03]
-        print(json.dumps({"pages": len(rows), "mean": means, "worse_than_best_bare_by_0.03": worse}))
+        worse = [r["id"] for r in chosen if r["service"] > r["best_bare"] + 0.03]
+        summary = {"half": name, "pages": len(chosen), "mean": means, "worse_than_best_bare_by_0.03": worse}
+        print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,10 @@ from .pipeline import Block, PageResult
 # Kept in JSON, left out of Markdown: running heads and page numbers are not content.
 NOT_IN_MARKDOWN = {"header", "footer"}
 PAGE_BREAK = "\n\n---\n\n"
+# Headings are short: a block the layout model calls a title but that runs longer (a paragraph
+# in large or bold print, a boxed notice) is a paragraph in Markdown.
+HEADING_MAX_LINES = 3
+HEADING_MAX_CHARS = 150
 
 
 def _one_line(text: str) -> str:
@@ -24,6 +28,11 @@ def _paragraph(text: str) -> str:
     return re.sub(r"[ \t]*\n[ \t]*", "\n", text)
 
 
+def is_heading(text: str) -> bool:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return len(lines) <= HEADING_MAX_LINES and len(_one_line(text)) <= HEADING_MAX_CHARS
+
+
 def block_markdown(block: Block, page: int) -> str:
     if block.label in NOT_IN_MARKDOWN:
         return ""
@@ -31,7 +40,7 @@ def block_markdown(block: Block, page: int) -> str:
         return f"![figure {page}.{block.order}](#page-{page}-block-{block.order})"
     if not block.text.strip():
         return ""
-    if block.label == "title":
+    if block.label == "title" and is_heading(block.text):
         return "## " + _one_line(block.text)
     if block.label in ("figure_caption", "table_caption"):
         return "*" + _one_line(block.text) + "*"

@@ -25,6 +25,13 @@ CROP_MARGIN_PX = 4  # grow each region a little: layout boxes often clip descend
 CROP_BORDER_PX = 10  # white border: tesseract reads text touching the edge badly
 DARK_FIELD = 110  # grey under this is dark; a region ringed by it, and this dark in part ...
 DARK_SHARE = 0.3  # ... holds light text on a dark field (a frame round a paragraph is thinner)
+# A straight stroke longer than this many of the region's line heights is a ruling line (a table's
+# grid, a box, an underline), not a letter: no letter is taller than its line.
+RULE_TALL = 1.3
+RULE_WIDE = 4.0
+RULE_LEFT = 1.5  # ... and where strokes this long are left beside them, the rules came in pieces
+RULE_LEFT_SHARE = 0.05
+INK = 160  # grey under this is ink
 
 
 class LayoutClient(Protocol):
@@ -83,11 +90,14 @@ def crop(image: np.ndarray, region: Region) -> tuple[np.ndarray, tuple[Box, ...]
         out = np.repeat(inverted[:, :, None], 3, axis=2)
         return np.pad(out, ((CROP_BORDER_PX,) * 2, (CROP_BORDER_PX,) * 2, (0, 0)), constant_values=255), ()
     if region.lines:
+        raw = image[y0:y1, x0:x1]
+        if region.label == "table":  # a chart's text sits on its grid and bars: left as it is
+            raw = _without_rules(raw, float(np.median([b[3] - b[1] for b in region.lines])))
         out = np.full((y1 - y0, x1 - x0, 3), 255, dtype=np.uint8)
         for lx0, ly0, lx1, ly1 in region.lines:
             a, b = max(y0, int(ly0) - m), min(y1, int(np.ceil(ly1)) + m)
             c, d = max(x0, int(lx0) - m), min(x1, int(np.ceil(lx1)) + m)
-            out[a - y0 : b - y0, c - x0 : d - x0] = image[a:b, c:d]
+            out[a - y0 : b - y0, c - x0 : d - x0] = raw[a - y0 : b - y0, c - x0 : d - x0]
     else:
         out = image[y0:y1, x0:x1]
     border = CROP_BORDER_PX
@@ -96,6 +106,33 @@ def crop(image: np.ndarray, region: Region) -> tuple[np.ndarray, tuple[Box, ...]
         (lx0 - shift_x, ly0 - shift_y, lx1 - shift_x, ly1 - shift_y) for lx0, ly0, lx1, ly1 in region.lines
     )
     return np.pad(out, ((border, border), (border, border), (0, 0)), constant_values=255), lines
+
+
+def _without_rules(rgb: np.ndarray, line_h: float) -> np.ndarray:
+    """The crop with its ruling lines painted white: inside a line's box a table's grid reads as
+    "|" between the words and an underline eats the descenders."""
+    import cv2
+
+    if rgb.size == 0 or line_h < 4:
+        return rgb
+    ink = (cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY) < INK).astype(np.uint8)
+    tall = cv2.getStructuringElement(cv2.MORPH_RECT, (1, max(3, round(RULE_TALL * line_h))))
+    wide = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, round(RULE_WIDE * line_h)), 1))
+    rules = np.maximum(
+        cv2.morphologyEx(ink, cv2.MORPH_OPEN, tall), cv2.morphologyEx(ink, cv2.MORPH_OPEN, wide)
+    )
+    if not rules.any():
+        return rgb
+    rules = cv2.dilate(rules, np.ones((3, 3), np.uint8))
+    # A skewed or broken rule (a scan) is caught in pieces: what is left reads as "_" and "E"
+    # between the words, worse than the whole rule. Then the crop is read as it is.
+    left = np.where(rules > 0, 0, ink).astype(np.uint8)
+    short = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, round(RULE_LEFT * line_h)), 1))
+    if cv2.morphologyEx(left, cv2.MORPH_OPEN, short).sum() > RULE_LEFT_SHARE * rules.sum():
+        return rgb
+    out = rgb.copy()
+    out[rules > 0] = 255
+    return out
 
 
 def _light_on_dark(rgb: np.ndarray, ring_px: int) -> np.ndarray | None:

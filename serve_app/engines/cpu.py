@@ -21,7 +21,7 @@ from ..config import CpuRecognizerArgs
 from ..errors import UnsupportedLanguage
 from .base import ModelInfo, Recognition, RecognizerEngine, RecognizeRequest
 from .rapid import RapidOcrReader
-from .tesseract import TesseractReader
+from .tesseract import TesseractReader, TessText
 
 # ISO 639-1 -> tesseract; Russian documents carry English words (names, units, code), so read both.
 ISO_TO_TESSERACT = {
@@ -35,6 +35,10 @@ MIN_CYRILLIC_CONFIDENCE = 0.6
 NOISE_CONFIDENCE = 0.4
 # English re-reading wins unless clearly less sure (a real Russian name in English text).
 ENG_MARGIN = 0.05
+# After a page's largest region read as clean English, another region's English reading is kept
+# without a rus+eng reading when more than this share of its words is in the English dictionary
+# (Russian read as English: 0-0.5, "Серверная платформа Intel Xeon" the 0.5), or it has no letters.
+ENG_KNOWN_SHARE = 0.5
 CYRILLIC_TESSERACT = {"rus", "ukr", "bel", "kaz", "bul", "srp", "mkd"}
 
 Script = Literal["latin", "cyrillic", "han", "other", "none"]
@@ -78,6 +82,17 @@ def _unless_noise(reading: Reading) -> Reading:
     return (
         reading if reading.confidence >= NOISE_CONFIDENCE else Reading("", reading.confidence, reading.engine)
     )
+
+
+def prefer_english(eng: TessText, mixed: TessText, margin: float = ENG_MARGIN) -> bool:
+    """Whether a crop's ``eng`` reading beats its ``rus+eng`` one. Dictionary words decide first:
+    Russian read as English is a string of look-alikes that no dictionary holds, while English read
+    with ``rus+eng`` has Cyrillic letters inside English words. Confidence decides only where the
+    dictionaries cannot (no word of three letters, or the same share known either way)."""
+    e, m = eng.known_share, mixed.known_share
+    if e is not None and m is not None and e != m:
+        return e > m
+    return eng.confidence >= mixed.confidence - margin
 
 
 class CpuRecognizer(RecognizerEngine):
@@ -159,27 +174,40 @@ class CpuRecognizer(RecognizerEngine):
         if lang == "zh":
             return self._read_rapid(req)
         rapid: Reading | None = None
+        eng: TessText | None = None
         if lang == "auto" and hint == "zh":
             # The page's largest region was Chinese: so is this one, if RapidOCR reads it so.
             rapid = self._read_rapid(req)
             if dominant_script(rapid.text) == "han":
                 return rapid
-        if lang == "auto" and hint == "eng":
-            # The page's largest region was clean English: so is this one, if English reads it so.
-            text, conf = self._tesseract.read(req.image, "eng", req.whole_page)
-            if dominant_script(text) in ("latin", "none") and conf >= self._args.clean_confidence / 100:
-                return Reading(text, conf, "tesseract:eng")
         first = AUTO_FIRST_PASS if lang == "auto" else lang
-        text, conf = self._tesseract.read(req.image, first, req.whole_page)
+        read: TessText | None = None
+        if lang == "auto" and hint == "eng":
+            # The page's largest region was clean English: so is this one, if English reads it
+            # cleanly, unless rus+eng reads it as Russian with more words of its dictionary
+            # (Russian read as English is clean-looking nonsense: "pecypcoB" for "ресурсов").
+            eng = self._read_tesseract(req, "eng")
+            if (
+                dominant_script(eng.text) in ("latin", "none")
+                and eng.confidence >= self._args.clean_confidence / 100
+            ):
+                share = eng.known_share
+                if (share is not None and share > ENG_KNOWN_SHARE) or not any(map(str.isalpha, eng.text)):
+                    return Reading(eng.text, eng.confidence, "tesseract:eng")
+                read = self._read_tesseract(req, first)
+                if dominant_script(read.text) != "cyrillic" or prefer_english(eng, read, margin=0.0):
+                    return Reading(eng.text, eng.confidence, "tesseract:eng")
+        read = read or self._read_tesseract(req, first)
+        text, conf = read.text, read.confidence
         reading = Reading(text, conf, f"tesseract:{first}")
         script = dominant_script(text)
         cyrillic_lang = bool(CYRILLIC_TESSERACT & set(first.split("+")))
         if script == "cyrillic" and cyrillic_lang:
             if lang == "auto" and not _UNAMBIGUOUS_CYRILLIC.search(text):
                 # Only letters that Latin shares (ТНЕ, ВОХ): English in capitals, as often as not.
-                eng_text, eng_conf = self._tesseract.read(req.image, "eng", req.whole_page)
-                if eng_conf >= conf:
-                    return Reading(eng_text, eng_conf, "tesseract:eng")
+                eng = eng or self._read_tesseract(req, "eng")
+                if prefer_english(eng, read, margin=0.0):
+                    return Reading(eng.text, eng.confidence, "tesseract:eng")
             if lang != "auto" or conf >= MIN_CYRILLIC_CONFIDENCE:
                 return reading
             # Unsure: Chinese read with rus+eng also comes out as low-confidence Cyrillic.
@@ -188,15 +216,18 @@ class CpuRecognizer(RecognizerEngine):
         if script in ("latin", "none") and conf >= self._args.clean_confidence / 100:
             if lang == "auto" and _CYRILLIC_IN_LATIN.search(text):
                 # rus+eng turns some English words into Cyrillic look-alikes; try it as English.
-                eng_text, eng_conf = self._tesseract.read(req.image, "eng", req.whole_page)
-                if eng_conf >= conf - ENG_MARGIN:
-                    return Reading(eng_text, eng_conf, "tesseract:eng")
+                eng = eng or self._read_tesseract(req, "eng")
+                if prefer_english(eng, read):
+                    return Reading(eng.text, eng.confidence, "tesseract:eng")
             return reading
         if lang not in ("auto", "eng"):
             # The caller named the language; RapidOCR has no Cyrillic and no accented letters.
             return reading
         rapid = rapid or self._read_rapid(req)
         return rapid if rapid.text.strip() else _unless_noise(reading)
+
+    def _read_tesseract(self, req: RecognizeRequest, lang: str) -> TessText:
+        return self._tesseract.read(req.image, lang, req.whole_page)
 
     def _read_rapid(self, req: RecognizeRequest) -> Reading:
         text, score = self._rapid.read(req.image, req.lines)

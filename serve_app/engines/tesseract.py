@@ -6,12 +6,28 @@ import os
 import queue
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..config import CpuRecognizerArgs
 from .base import ModelLoadError
+
+
+@dataclass(frozen=True)
+class TessText:
+    text: str
+    confidence: float  # mean word confidence, 0..1
+    # Words of three letters or more, and how many of them are in the language's dictionary: the
+    # evidence of which language a text is in that look-alike letters cannot fake (Russian read
+    # as English comes out as "xapakTepuctuka", a string no dictionary has).
+    words: int
+    known: int
+
+    @property
+    def known_share(self) -> float | None:
+        return self.known / self.words if self.words else None
 
 
 class TesseractReader:
@@ -67,8 +83,8 @@ class TesseractReader:
             api.Clear()
             pool.put(api)
 
-    def read(self, image: np.ndarray, lang: str, whole_page: bool = False) -> tuple[str, float]:
-        """Text and mean word confidence (0..1) of one crop, read with ``lang`` (e.g. "rus+eng")."""
+    def read(self, image: np.ndarray, lang: str, whole_page: bool = False) -> TessText:
+        """One crop read with ``lang`` (e.g. "rus+eng")."""
         import tesserocr
 
         with self._api(lang) as api:
@@ -76,7 +92,17 @@ class TesseractReader:
             api.SetImage(_pil(image))
             text = api.GetUTF8Text()
             confidence = max(0, api.MeanTextConf()) / 100.0
-        return _tidy(text), confidence
+            words = known = 0
+            if text.strip():  # with no text there is no word to iterate over (tesserocr raises)
+                for word in tesserocr.iterate_level(api.GetIterator(), tesserocr.RIL.WORD):
+                    try:
+                        token = word.GetUTF8Text(tesserocr.RIL.WORD)
+                    except RuntimeError:  # an empty word
+                        continue
+                    if sum(ch.isalpha() for ch in token) >= 3:
+                        words += 1
+                        known += bool(word.WordIsFromDictionary())
+        return TessText(_tidy(text), confidence, words, known)
 
 
 def _pil(image: np.ndarray):

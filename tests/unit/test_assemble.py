@@ -47,3 +47,13 @@ def test_document_markdown_separates_pages_and_json_has_blocks() -> None:
     body = page_json(PAGE)
     assert body["page"] == 1 and len(body["blocks"]) == 7
     assert body["blocks"][1]["bbox"] == [0.0, 0.0, 10.0, 10.0]
+
+
+def test_a_long_block_called_a_title_is_a_paragraph_not_a_heading() -> None:
+    # The README's phototest page: the layout model calls the whole page (two paragraphs) a title.
+    from tests.conftest import DATA, ground_truth
+
+    whole = ground_truth(DATA / "phototest.png")
+    page = PageResult(page=1, width=1, height=1, blocks=[B(0, "title", whole), B(1, "title", "Two\nlines")])
+    md = page_markdown(page)
+    assert not md.startswith("#") and md.endswith("\n\n## Two lines")

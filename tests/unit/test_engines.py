@@ -181,6 +181,29 @@ def test_a_page_of_english_is_read_in_english_and_its_russian_region_still_in_ru
     assert results[2].engine == "tesseract:rus+eng" and "ТЕХНИЧЕСКОЕ" in results[2].text
 
 
+def test_blank_and_speck_crops_are_read_not_failed(engines) -> None:
+    # Tesseract finds no word in them: there is nothing to look up in its dictionary, which must
+    # not be an error (a blank header region became a flagged block).
+    _, recognizer = engines
+    blank = np.full((60, 200, 3), 255, dtype=np.uint8)
+    speck = blank.copy()
+    speck[28:32, 98:102] = 0
+    for image in (blank, speck):
+        result = read(recognizer, image, whole_page=False)
+        assert result.error is None and result.engine != "none"
+    assert read(recognizer, blank, whole_page=False).text == ""
+
+
+def test_a_russian_cell_on_an_english_page_is_not_read_as_english_look_alikes(engines) -> None:
+    # English alone reads this cell as "pecypcoB" at confidence 0.89: clean-looking, and no word of
+    # the English dictionary, which is what sends it back to rus+eng.
+    _, recognizer = engines
+    english, cell = load("phototest.png"), load("ru_table_cell_p51.png")
+    results = asyncio.run(recognizer.recognize([RecognizeRequest(english), RecognizeRequest(cell)]))
+    assert results[0].engine.startswith("tesseract") and "quick brown dog" in results[0].text
+    assert results[1].text == "ресурсов" and results[1].engine == "tesseract:rus+eng"
+
+
 def test_a_chinese_page_s_chinese_regions_go_to_rapidocr_alone(engines, monkeypatch) -> None:
     from serve_app.pipeline import crop
     from serve_app.regions import arrange
@@ -261,3 +284,22 @@ def test_onnx_threads_sleep_while_they_wait_for_work(engines) -> None:
     for session in sessions:
         options = session.get_session_options()
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+async def test_a_ruled_table_is_read_without_its_grid(engines) -> None:
+    # Rows of a Russian table whose every cell is boxed, as the layout model finds it on its page
+    # (one table region): read as they were, the grid inside each line's box came out as "|".
+    from bench.textmetrics import cer
+    from serve_app.engines.base import Region
+    from serve_app.pipeline import crop
+    from serve_app.regions import text_lines
+    from tests.conftest import ground_truth
+
+    _, recognizer = engines
+    path = DATA / "ru_ruled_table_rows.png"
+    page = load(path.name)
+    h, w = page.shape[:2]
+    table = Region((0.0, 0.0, float(w), float(h)), "table", 1.0, tuple(text_lines(page)))
+    pixels, lines = crop(page, table)
+    [result] = await recognizer.recognize([RecognizeRequest(pixels, "table", lines=lines)])
+    assert "|" not in result.text and cer(result.text, ground_truth(path)) <= 0.02, result.text

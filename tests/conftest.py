@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent / "data"  # whole pages: also the bench smoke tests' corpus
+CROPS = Path(__file__).parent / "crops"  # parts of pages, for tests that read one region
 # The team's evaluation set; research-only pages are read from there, never copied.
 EVALDATA = Path(os.environ.get("SERVE_APP_EVALDATA", Path(__file__).parents[2] / "shared" / "evaldata"))
 

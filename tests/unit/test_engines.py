@@ -14,11 +14,11 @@ from serve_app.engines.base import ModelLoadError, RecognizeRequest
 from serve_app.engines.cpu import dominant_script
 from serve_app.engines.rapid import order_lines
 from serve_app.errors import UnsupportedLanguage
-from tests.conftest import DATA, evaldata_page
+from tests.conftest import CROPS, DATA, evaldata_page
 
 
-def load(name: str) -> np.ndarray:
-    return np.asarray(Image.open(DATA / name).convert("RGB"))
+def load(name: str, folder: Path = DATA) -> np.ndarray:
+    return np.asarray(Image.open(folder / name).convert("RGB"))
 
 
 @contextmanager
@@ -198,7 +198,7 @@ def test_a_russian_cell_on_an_english_page_is_not_read_as_english_look_alikes(en
     # English alone reads this cell as "pecypcoB" at confidence 0.89: clean-looking, and no word of
     # the English dictionary, which is what sends it back to rus+eng.
     _, recognizer = engines
-    english, cell = load("phototest.png"), load("ru_table_cell_p51.png")
+    english, cell = load("phototest.png"), load("ru_table_cell_p51.png", CROPS)
     results = asyncio.run(recognizer.recognize([RecognizeRequest(english), RecognizeRequest(cell)]))
     assert results[0].engine.startswith("tesseract") and "quick brown dog" in results[0].text
     assert results[1].text == "ресурсов" and results[1].engine == "tesseract:rus+eng"
@@ -296,8 +296,8 @@ async def test_a_ruled_table_is_read_without_its_grid(engines) -> None:
     from tests.conftest import ground_truth
 
     _, recognizer = engines
-    path = DATA / "ru_ruled_table_rows.png"
-    page = load(path.name)
+    path = CROPS / "ru_ruled_table_rows.png"
+    page = load(path.name, CROPS)
     h, w = page.shape[:2]
     table = Region((0.0, 0.0, float(w), float(h)), "table", 1.0, tuple(text_lines(page)))
     pixels, lines = crop(page, table)

@@ -25,8 +25,8 @@ CROP_MARGIN_PX = 4  # grow each region a little: layout boxes often clip descend
 CROP_BORDER_PX = 10  # white border: tesseract reads text touching the edge badly
 DARK_FIELD = 110  # grey under this is dark; a region ringed by it, and this dark in part ...
 DARK_SHARE = 0.3  # ... holds light text on a dark field (a frame round a paragraph is thinner)
-# A straight stroke longer than this many of the region's line heights is a ruling line (a table's
-# grid, a box, an underline), not a letter: no letter is taller than its line.
+# In a table, a straight stroke longer than this many of its line heights is a ruling line (the
+# grid, an underline), not a letter: no letter is taller than its line.
 RULE_TALL = 1.3
 RULE_WIDE = 4.0
 RULE_LEFT = 1.5  # ... and where strokes this long are left beside them, the rules came in pieces
@@ -200,11 +200,15 @@ async def _read_page(
         regions = detected or [whole_page]
 
     t = time.perf_counter()
-    requests = []
-    for r in regions:
-        pixels, lines = (image, ()) if r is whole_page else crop(image, r)
-        requests.append(RecognizeRequest(pixels, r.task, options.lang, r is whole_page, lines))
-    readings = await recognizer.recognize(requests)
+
+    def requests() -> list[RecognizeRequest]:  # pixel work (ruling lines, masks): off the event loop
+        out = []
+        for r in regions:
+            pixels, lines = (image, ()) if r is whole_page else crop(image, r)
+            out.append(RecognizeRequest(pixels, r.task, options.lang, r is whole_page, lines))
+        return out
+
+    readings = await recognizer.recognize(await asyncio.to_thread(requests))
     timings["recognize"] = _ms(t)
     # A whole-page reader's own blocks stand for its page region; other readings are one block each.
     parts = [

@@ -3,11 +3,13 @@ next to bare RapidOCR and bare tesseract on the whole page.
 
     python -m bench.pages [EVALDATA_DIR] [--only SUBSTRING] [--half tuning|validation|russian]
                           [--out FILE.jsonl] [--config YAML] [--bare-from EARLIER.jsonl]
+                          [--texts DIR]
 
 Reads ``manifest.jsonl`` of the evaldata layout; prints one line per page, then the means of each
 half of the fixed split (bench/split.py). SROIE ground truth is upper-case and is compared
 case-insensitively. ``--bare-from`` takes the bare engines' figures from an earlier run's output
-(they do not change with the pipeline), which halves the run.
+(they do not change with the pipeline), which halves the run. ``--texts`` writes the service's
+text of each page to DIR/ID.txt, to diff against the ground truth.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ async def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--config", type=Path, default=CPU_CONFIG, help="serve config whose engines to run")
     parser.add_argument("--bare-from", type=Path, help="an earlier --out file: its bare engines' CER")
+    parser.add_argument("--texts", type=Path, help="write each page's service text to DIR/ID.txt")
     opts = parser.parse_args()
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
@@ -82,6 +85,10 @@ async def main() -> None:
             doc, [0], Options(), LocalLayout(layout), recognizer, max_concurrent_pages=1
         )
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+        text = page_text(pages[0])
+        if opts.texts:
+            (opts.texts / f"{entry['id']}.txt").parent.mkdir(parents=True, exist_ok=True)
+            (opts.texts / f"{entry['id']}.txt").write_text(text)
         image = doc.render(0).image
         lang = "rus" if "ru" in entry["lang"] else "eng"  # the page's language, as `tesseract -l` is run
         if entry["id"] in earlier:
@@ -91,7 +98,7 @@ async def main() -> None:
         row = {
             "id": entry["id"],
             "half": half(entry["source"]),
-            "service": round(cer(page_text(pages[0]), truth, casefold), 4),
+            "service": round(cer(text, truth, casefold), 4),
             **{k: round(v, 4) for k, v in bare.items()},
             "best_bare": round(min(bare.values()), 4),
             "seconds": round(seconds, 2),

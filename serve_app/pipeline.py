@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import numpy as np
 
+from . import tables
 from .documents import Document
 from .engines.base import Box, Recognition, RecognizeRequest, Region
 
@@ -25,13 +27,6 @@ CROP_MARGIN_PX = 4  # grow each region a little: layout boxes often clip descend
 CROP_BORDER_PX = 10  # white border: tesseract reads text touching the edge badly
 DARK_FIELD = 110  # grey under this is dark; a region ringed by it, and this dark in part ...
 DARK_SHARE = 0.3  # ... holds light text on a dark field (a frame round a paragraph is thinner)
-# In a table, a straight stroke longer than this many of its line heights is a ruling line (the
-# grid, an underline), not a letter: no letter is taller than its line.
-RULE_TALL = 1.3
-RULE_WIDE = 4.0
-RULE_LEFT = 1.5  # ... and where strokes this long are left beside them, the rules came in pieces
-RULE_LEFT_SHARE = 0.05
-INK = 160  # grey under this is ink
 
 
 class LayoutClient(Protocol):
@@ -75,64 +70,66 @@ class PageResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def crop(image: np.ndarray, region: Region) -> tuple[np.ndarray, tuple[Box, ...]]:
+Crop = tuple[np.ndarray, tuple[Box, ...]]  # pixels to read, and their text lines in those pixels
+
+
+def crop(image: np.ndarray, region: Region) -> Crop:
     """The region's pixels on a white border (where its lines are known, only their ink), and
     those lines in the crop's pixels.
 
     Light text on a dark field (a banner, a coloured badge: the region is ringed by dark) comes
     back whole, inverted to dark text on white, with no lines (the reader finds them itself)."""
+    return _crops(image, region, split_cells=False)[0]
+
+
+def crops(image: np.ndarray, region: Region) -> list[Crop]:
+    """What to read of a region: its crop, or for a ruled table (where its lines are known) each
+    of its cells, in reading order (tables.py)."""
+    return _crops(image, region, split_cells=True)
+
+
+def _crops(image: np.ndarray, region: Region, split_cells: bool) -> list[Crop]:
     h, w = image.shape[:2]
     m = CROP_MARGIN_PX
     x0, y0 = max(0, int(region.bbox[0]) - m), max(0, int(region.bbox[1]) - m)
     x1, y1 = min(w, int(np.ceil(region.bbox[2])) + m), min(h, int(np.ceil(region.bbox[3])) + m)
     inverted = _light_on_dark(image[y0:y1, x0:x1], m)
     if inverted is not None:
-        out = np.repeat(inverted[:, :, None], 3, axis=2)
-        return np.pad(out, ((CROP_BORDER_PX,) * 2, (CROP_BORDER_PX,) * 2, (0, 0)), constant_values=255), ()
-    if region.lines:
-        raw = image[y0:y1, x0:x1]
-        if region.label == "table":  # a chart's text sits on its grid and bars: left as it is
-            raw = _without_rules(raw, float(np.median([b[3] - b[1] for b in region.lines])))
-        out = np.full((y1 - y0, x1 - x0, 3), 255, dtype=np.uint8)
-        for lx0, ly0, lx1, ly1 in region.lines:
-            a, b = max(y0, int(ly0) - m), min(y1, int(np.ceil(ly1)) + m)
-            c, d = max(x0, int(lx0) - m), min(x1, int(np.ceil(lx1)) + m)
-            out[a - y0 : b - y0, c - x0 : d - x0] = raw[a - y0 : b - y0, c - x0 : d - x0]
-    else:
-        out = image[y0:y1, x0:x1]
-    border = CROP_BORDER_PX
-    shift_x, shift_y = x0 - border, y0 - border
-    lines = tuple(
-        (lx0 - shift_x, ly0 - shift_y, lx1 - shift_x, ly1 - shift_y) for lx0, ly0, lx1, ly1 in region.lines
-    )
-    return np.pad(out, ((border, border), (border, border), (0, 0)), constant_values=255), lines
+        return [(_bordered(np.repeat(inverted[:, :, None], 3, axis=2)), ())]
+    lines = [(lx0 - x0, ly0 - y0, lx1 - x0, ly1 - y0) for lx0, ly0, lx1, ly1 in region.lines]
+    raw = image[y0:y1, x0:x1]
+    if lines and region.label in ("table", "figure"):
+        # A scanned table is often called a figure; a chart's text sits on its grid and bars, so
+        # a figure's rules are painted out only where they make a grid of cells.
+        clean, cells = tables.grid(raw, lines)
+        if split_cells and cells:
+            return [(_bordered(_masked(c.pixels, c.lines)), _shifted(c.lines, 0.0, 0.0)) for c in cells]
+        if region.label == "table":
+            raw = clean
+    return [(_bordered(_masked(raw, lines) if lines else raw), _shifted(lines, 0.0, 0.0))]
 
 
-def _without_rules(rgb: np.ndarray, line_h: float) -> np.ndarray:
-    """The crop with its ruling lines painted white: inside a line's box a table's grid reads as
-    "|" between the words and an underline eats the descenders."""
-    import cv2
-
-    if rgb.size == 0 or line_h < 4:
-        return rgb
-    ink = (cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY) < INK).astype(np.uint8)
-    tall = cv2.getStructuringElement(cv2.MORPH_RECT, (1, max(3, round(RULE_TALL * line_h))))
-    wide = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, round(RULE_WIDE * line_h)), 1))
-    rules = np.maximum(
-        cv2.morphologyEx(ink, cv2.MORPH_OPEN, tall), cv2.morphologyEx(ink, cv2.MORPH_OPEN, wide)
-    )
-    if not rules.any():
-        return rgb
-    rules = cv2.dilate(rules, np.ones((3, 3), np.uint8))
-    # A skewed or broken rule (a scan) is caught in pieces: what is left reads as "_" and "E"
-    # between the words, worse than the whole rule. Then the crop is read as it is.
-    left = np.where(rules > 0, 0, ink).astype(np.uint8)
-    short = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, round(RULE_LEFT * line_h)), 1))
-    if cv2.morphologyEx(left, cv2.MORPH_OPEN, short).sum() > RULE_LEFT_SHARE * rules.sum():
-        return rgb
-    out = rgb.copy()
-    out[rules > 0] = 255
+def _masked(pixels: np.ndarray, lines: Sequence[Box]) -> np.ndarray:
+    """Only the ink of these lines (a little grown): not a line that another region owns, nor the
+    specks and strokes between lines."""
+    m = CROP_MARGIN_PX
+    out = np.full_like(pixels, 255)
+    for lx0, ly0, lx1, ly1 in lines:
+        a, b = max(0, int(ly0) - m), min(pixels.shape[0], int(np.ceil(ly1)) + m)
+        c, d = max(0, int(lx0) - m), min(pixels.shape[1], int(np.ceil(lx1)) + m)
+        out[a:b, c:d] = pixels[a:b, c:d]
     return out
+
+
+def _bordered(pixels: np.ndarray) -> np.ndarray:
+    b = CROP_BORDER_PX
+    return np.pad(pixels, ((b, b), (b, b), (0, 0)), constant_values=255)
+
+
+def _shifted(lines: Sequence[Box], x: float, y: float) -> tuple[Box, ...]:
+    """Lines in the pixels of a crop cut at (x, y) and then bordered."""
+    b = CROP_BORDER_PX
+    return tuple((x0 - x + b, y0 - y + b, x1 - x + b, y1 - y + b) for x0, y0, x1, y1 in lines)
 
 
 def _light_on_dark(rgb: np.ndarray, ring_px: int) -> np.ndarray | None:
@@ -201,14 +198,22 @@ async def _read_page(
 
     t = time.perf_counter()
 
-    def requests() -> list[RecognizeRequest]:  # pixel work (ruling lines, masks): off the event loop
+    def requests() -> list[list[RecognizeRequest]]:  # pixel work (rules, cells, masks): off the loop
+        if regions[0] is whole_page:
+            return [[RecognizeRequest(image, "text", options.lang, True)]]
         out = []
         for r in regions:
-            pixels, lines = (image, ()) if r is whole_page else crop(image, r)
-            out.append(RecognizeRequest(pixels, r.task, options.lang, r is whole_page, lines))
+            cs = crops(image, r)
+            task = r.task if len(cs) == 1 else "text"  # a table's cell is text
+            out.append([RecognizeRequest(pixels, task, options.lang, False, lines) for pixels, lines in cs])
         return out
 
-    readings = await recognizer.recognize(await asyncio.to_thread(requests))
+    per_region = await asyncio.to_thread(requests)
+    flat = await recognizer.recognize([q for qs in per_region for q in qs])
+    readings, at = [], 0
+    for qs in per_region:  # a table read cell by cell is still one block
+        readings.append(flat[at] if len(qs) == 1 else _joined(flat[at : at + len(qs)]))
+        at += len(qs)
     timings["recognize"] = _ms(t)
     # A whole-page reader's own blocks stand for its page region; other readings are one block each.
     parts = [
@@ -234,6 +239,22 @@ async def _read_page(
     ]
     timings["total"] = _ms(start)
     return PageResult(page=index + 1, width=w, height=h, blocks=blocks, timings_ms=timings)
+
+
+def _joined(cells: Sequence[Recognition]) -> Recognition:
+    """A table's cells' readings as the table's one reading: cell after cell, each on its lines."""
+    read = [c for c in cells if c.text.strip()]
+    if not read:
+        return cells[0]
+    weights = [len(c.text) for c in read]
+    engines = Counter[str]()
+    for c, n in zip(read, weights, strict=True):
+        engines[c.engine] += n
+    return Recognition(
+        text="\n".join(c.text for c in read),
+        confidence=sum(c.confidence * n for c, n in zip(read, weights, strict=True)) / sum(weights),
+        engine=engines.most_common(1)[0][0],
+    )
 
 
 async def process_document(

@@ -215,13 +215,15 @@ async def _read_page(
         readings.append(flat[at] if len(qs) == 1 else _joined(flat[at : at + len(qs)]))
         at += len(qs)
     timings["recognize"] = _ms(t)
+    # A region read cell by cell is a table, whatever the layout model called it (a scan's "figure").
+    labels = [r.label if len(qs) == 1 else "table" for r, qs in zip(regions, per_region, strict=True)]
     # A whole-page reader's own blocks stand for its page region; other readings are one block each.
     parts = [
         (label, bbox, score, text, rec)
-        for r, rec in zip(regions, readings, strict=True)
+        for r, region_label, rec in zip(regions, labels, readings, strict=True)
         for label, bbox, score, text in (
             [(b.label, b.bbox, rec.confidence, b.text) for b in rec.blocks]
-            or [(r.label, r.bbox, r.score, rec.text)]
+            or [(region_label, r.bbox, r.score, rec.text)]
         )
     ]
     blocks = [

@@ -256,6 +256,7 @@ def _joined(cells: Sequence[Recognition]) -> Recognition:
         text="\n".join(c.text for c in read),
         confidence=sum(c.confidence * n for c, n in zip(read, weights, strict=True)) / sum(weights),
         engine=engines.most_common(1)[0][0],
+        error=next((c.error for c in cells if c.error), None),  # a cell that failed is flagged
     )
 
 

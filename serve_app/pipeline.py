@@ -103,10 +103,15 @@ def _crops(image: np.ndarray, region: Region, split_cells: bool) -> list[Crop]:
         # a figure's rules are painted out only where they make a grid of cells.
         clean, cells = tables.grid(raw, lines)
         if split_cells and cells:
-            return [(_bordered(_masked(c.pixels, c.lines)), _shifted(c.lines, 0.0, 0.0)) for c in cells]
+            return [_lines_of(c.pixels, c.lines) for c in cells]
         if region.label == "table":
             raw = clean
-    return [(_bordered(_masked(raw, lines) if lines else raw), _shifted(lines, 0.0, 0.0))]
+    return [_lines_of(raw, lines) if lines else (_bordered(raw), ())]
+
+
+def _lines_of(pixels: np.ndarray, lines: Sequence[Box]) -> Crop:
+    """The ink of these lines on a white border, and the lines in the bordered pixels."""
+    return _bordered(_masked(pixels, lines)), _shifted(lines)
 
 
 def _masked(pixels: np.ndarray, lines: Sequence[Box]) -> np.ndarray:
@@ -126,10 +131,10 @@ def _bordered(pixels: np.ndarray) -> np.ndarray:
     return np.pad(pixels, ((b, b), (b, b), (0, 0)), constant_values=255)
 
 
-def _shifted(lines: Sequence[Box], x: float, y: float) -> tuple[Box, ...]:
-    """Lines in the pixels of a crop cut at (x, y) and then bordered."""
+def _shifted(lines: Sequence[Box]) -> tuple[Box, ...]:
+    """Lines of a crop in the pixels of the crop bordered."""
     b = CROP_BORDER_PX
-    return tuple((x0 - x + b, y0 - y + b, x1 - x + b, y1 - y + b) for x0, y0, x1, y1 in lines)
+    return tuple((x0 + b, y0 + b, x1 + b, y1 + b) for x0, y0, x1, y1 in lines)
 
 
 def _light_on_dark(rgb: np.ndarray, ring_px: int) -> np.ndarray | None:

@@ -6,10 +6,8 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -19,11 +17,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .assemble import page_json, result_body
+from .backend import Backend
 from .bodies import OcrJsonRequest, OcrOptions, read_document_request, request_body_schema, request_id
 from .chat import add_chat_routes, served_models
 from .config import AppArgs
 from .documents import Document
-from .engines.base import ChatReply, ChatTurn
 from .errors import (
     BadRequest,
     DeadlineExceeded,
@@ -35,46 +33,10 @@ from .errors import (
     StorageUnavailable,
 )
 from .job_routes import add_job_routes
-from .pipeline import LayoutClient, Options, RecognizerClient, process_document
+from .pipeline import Options, process_document
 from .storage import ResultStore, Storage, page_image_name, result_key
 
 logger = logging.getLogger("ray.serve.serve_app.api")
-
-Status = Literal["starting", "loading", "ready", "degraded"]
-
-
-@dataclass(frozen=True)
-class Health:
-    status: Status
-    reason: str = ""
-    deployments: dict[str, Any] = field(default_factory=dict)
-    models: dict[str, Any] = field(default_factory=dict)
-
-
-class Backend(Protocol):
-    """What the API needs from the world behind it (Serve handles in production)."""
-
-    @property
-    def layout(self) -> LayoutClient | None:
-        """None when the recognizer lays out whole pages itself."""
-        ...
-
-    @property
-    def recognizer(self) -> RecognizerClient: ...
-
-    async def health(self) -> Health: ...
-
-    async def check_lang(self, lang: str) -> str: ...
-
-    async def chat(self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float) -> ChatReply: ...
-
-    def chat_stream(
-        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float
-    ) -> AsyncGenerator[ChatReply, None]: ...
-
-    def wake_jobs(self) -> None:
-        """Tell a job runner that a job was queued (it also looks by itself every few seconds)."""
-        ...
 
 
 class Problem(BaseModel):

@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .backend import Backend
 from .bodies import bad_request, read_bounded
 from .config import AppArgs
 from .documents import Document
@@ -83,7 +84,7 @@ def served_models(models: dict[str, Any]) -> list[str]:
     return [name.removeprefix("vllm:")] if name.startswith("vllm:") else []
 
 
-def add_chat_routes(app: FastAPI, args: AppArgs, backend: Any) -> None:
+def add_chat_routes(app: FastAPI, args: AppArgs, backend: Backend) -> None:
     @app.post(
         "/v1/chat/completions",
         summary="OpenAI-compatible chat about an image (streaming or not), answered by the VLM",

@@ -19,7 +19,8 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from .api import Health, create_api
+from .api import create_api
+from .backend import Health
 from .config import AppArgs, CpuRecognizerArgs, PaddleLayoutArgs, RapidLayoutArgs, VllmRecognizerArgs
 from .engines import build_layout, build_recognizer
 from .engines.base import ChatReply, ChatTurn, Recognition, RecognizeRequest, Region

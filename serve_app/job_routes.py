@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
 
+from .backend import Backend
 from .bodies import DocumentOptions, JobJsonRequest, read_document_request, request_body_schema, request_id
 from .config import AppArgs
 from .documents import Document
 from .errors import BadRequest, JobConflict, NotFound, StorageNotConfigured, StorageUnavailable
 from .jobs import JobRecord, JobStore, job_view, new_job_id
 from .storage import ResultStore
-
-if TYPE_CHECKING:
-    from .api import Backend
 
 
 def add_job_routes(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from serve_app.api import Health
+from serve_app.backend import Health
 from serve_app.engines.base import (
     LayoutEngine,
     Recognition,

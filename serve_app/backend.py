@@ -1,0 +1,48 @@
+"""What the HTTP routes need from the world behind them: the two model clients, health, chat and
+the job runners' wake-up. Serve handles provide it in production (``deployments.ServeBackend``),
+in-process engines in tests. Its own module, so that every route module can name it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from .engines.base import ChatReply, ChatTurn
+from .pipeline import LayoutClient, RecognizerClient
+
+Status = Literal["starting", "loading", "ready", "degraded"]
+
+
+@dataclass(frozen=True)
+class Health:
+    status: Status
+    reason: str = ""
+    deployments: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """What the API needs from the world behind it (Serve handles in production)."""
+
+    @property
+    def layout(self) -> LayoutClient | None:
+        """None when the recognizer lays out whole pages itself."""
+        ...
+
+    @property
+    def recognizer(self) -> RecognizerClient: ...
+
+    async def health(self) -> Health: ...
+
+    async def check_lang(self, lang: str) -> str: ...
+
+    async def chat(self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float) -> ChatReply: ...
+
+    def chat_stream(
+        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float
+    ) -> AsyncGenerator[ChatReply, None]: ...
+
+    def wake_jobs(self) -> None:
+        """Tell a job runner that a job was queued (it also looks by itself every few seconds)."""
+        ...

@@ -66,8 +66,6 @@ class Profile:
     chat_format: ClassVar[ChatFormat]
     # Instructions per task; "page" is the whole-page instruction. Config may override any.
     prompts: ClassVar[dict[str, str]]
-    # The model answers a whole page with its own layout (the Layout deployment is not used).
-    page_blocks: ClassVar[bool] = False
 
     def __init__(self, prompts: Mapping[str, str] | None = None, max_pixels: int | None = None) -> None:
         self._prompts = {**self.prompts, **(prompts or {})}
@@ -147,7 +145,6 @@ DOTS_LABELS = {
 
 class DotsOcr(Profile):
     name = "dots.ocr"
-    page_blocks = True
     # Its chat template (the model folder's tokenizer_config.json); the image goes first in the user text.
     chat_format = ChatFormat(
         image="<|img|><|imgpad|><|endofimg|>",

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
-from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -16,12 +14,10 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
-from .assemble import page_json, result_body
 from .backend import Backend
 from .bodies import OcrJsonRequest, OcrOptions, read_document_request, request_body_schema, request_id
 from .chat import add_chat_routes, served_models
 from .config import AppArgs
-from .documents import Document
 from .errors import (
     BadRequest,
     DeadlineExceeded,
@@ -30,11 +26,10 @@ from .errors import (
     ServeAppError,
     ServiceUnavailable,
     StorageNotConfigured,
-    StorageUnavailable,
 )
 from .job_routes import add_job_routes
-from .pipeline import Options, process_document
-from .storage import ResultStore, Storage, page_image_name, result_key
+from .service import DocumentService
+from .storage import ResultStore, Storage
 
 logger = logging.getLogger("ray.serve.serve_app.api")
 
@@ -78,6 +73,7 @@ def problem_response(exc: ServeAppError, request_id: str | None) -> JSONResponse
 
 def create_api(args: AppArgs, backend: Backend) -> FastAPI:
     results = ResultStore(Storage(args.storage)) if args.storage is not None else None
+    service = DocumentService(args, backend, results)
     in_flight = 0
     app = FastAPI(
         title="serve_app",
@@ -151,7 +147,7 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
         return {"object": "list", "data": data}
 
     add_chat_routes(app, args, backend)
-    add_job_routes(app, args, backend, results, ERROR_RESPONSES)
+    add_job_routes(app, args, backend, service, ERROR_RESPONSES)
 
     @app.post(
         "/v1/ocr",
@@ -173,7 +169,6 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
             in_flight -= 1
 
     async def _ocr_request(request: Request, response: Response) -> dict[str, Any]:
-        started = time.perf_counter()
         data, opts = await read_document_request(request, args, results, OcrOptions, OcrJsonRequest)
         if opts.store and results is None:
             raise StorageNotConfigured(
@@ -184,89 +179,14 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
         timeout_s = opts.timeout_s or args.ingress.request_timeout_s
         try:
             async with asyncio.timeout(timeout_s):
-                options = opts.options()
-                return await _ocr(
-                    request, response, data, options, backend, args, started, results, opts.store
-                )
+                body, cache = await service.read(data, opts.options(), opts.store, request_id(request))
         except TimeoutError:
             raise DeadlineExceeded(
                 f"not done within {timeout_s:g} s; pending work was cancelled "
                 "(raise timeout_s, send fewer pages, or use an async job)"
             ) from None
+        if cache is not None:
+            response.headers["x-cache"] = cache
+        return body
 
     return app
-
-
-async def _ocr(
-    request: Request,
-    response: Response,
-    data: bytes,
-    options: Options,
-    backend: Backend,
-    args: AppArgs,
-    started: float,
-    results: ResultStore | None,
-    store: bool,
-) -> dict[str, Any]:
-    t = time.perf_counter()
-    doc = Document(data, args.limits, options.dpi)
-    try:
-        indices = doc.select(options.pages)
-        decode_ms = round((time.perf_counter() - t) * 1000, 1)
-        health = await backend.health()
-        if health.status != "ready":
-            raise NotReady(f"service is {health.status}: {health.reason}")
-        if options.lang != "auto":
-            options = Options(
-                options.pages, options.dpi, options.layout, await backend.check_lang(options.lang)
-            )
-        models = {k: v.get("name") for k, v in health.models.items()}
-        key = ""
-        if results is not None:  # hashing a 50 MiB upload costs ~0.1 s: only with a store to ask
-            key = result_key(data, indices, doc.dpi, options, models)
-            cached = await _cached(results, key, store)
-            if cached is not None:
-                response.headers["x-cache"] = "hit"
-                cached["request_id"] = request_id(request)
-                if store:
-                    cached["storage"] = await results.urls(key, cached)
-                return cached
-        t = time.perf_counter()
-        pages = await process_document(
-            doc,
-            indices,
-            options,
-            backend.layout,
-            backend.recognizer,
-            args.ingress.max_concurrent_pages,
-            on_page=partial(results.save_page, key) if store and results is not None else None,
-        )
-    finally:
-        await asyncio.to_thread(doc.close)
-    page_dicts = [page_json(p, page_image_name(p.page) if store else None) for p in pages]
-    timings = {
-        "decode": decode_ms,
-        "pages": round((time.perf_counter() - t) * 1000, 1),
-        "total": round((time.perf_counter() - started) * 1000, 1),
-    }
-    body = result_body(page_dicts, request_id(request), models, doc.describe(indices), timings)
-    if results is not None:
-        response.headers["x-cache"] = "miss"
-    if store and results is not None:
-        body["storage"] = await results.save(key, body)
-    return body
-
-
-async def _cached(results: ResultStore, key: str, store: bool) -> dict[str, Any] | None:
-    """A stored answer to the same document, options and models. An unreachable store only matters
-    when the caller asked to store: otherwise the document is simply read again, without waiting
-    for S3's timeouts on every request while it is known to be down."""
-    if not store and await results.storage.status() != "ok":
-        return None
-    try:
-        return await results.load(key, touch=store)
-    except StorageUnavailable:
-        if store:
-            raise
-        logger.warning("result cache unreachable; reading the document again")
-        return None

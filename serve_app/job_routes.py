@@ -7,7 +7,6 @@ language) before it is accepted, so what is accepted can be read.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -17,9 +16,9 @@ from fastapi.responses import PlainTextResponse
 from .backend import Backend
 from .bodies import DocumentOptions, JobJsonRequest, read_document_request, request_body_schema, request_id
 from .config import AppArgs
-from .documents import Document
 from .errors import BadRequest, JobConflict, NotFound, StorageNotConfigured, StorageUnavailable
 from .jobs import JobRecord, JobStore, job_view, new_job_id
+from .service import DocumentService
 from .storage import ResultStore
 
 
@@ -27,9 +26,10 @@ def add_job_routes(
     app: FastAPI,
     args: AppArgs,
     backend: Backend,
-    results: ResultStore | None,
+    service: DocumentService,
     responses: dict[int | str, dict[str, Any]],
 ) -> None:
+    results = service.results
     jobs = JobStore(results.storage) if results is not None else None
     retry_after_s = args.storage.retry_after_s if args.storage is not None else 0
 
@@ -68,21 +68,17 @@ def add_job_routes(
                 f"jobs cannot be accepted while S3 is unreachable: {state}", retry_after_s
             )
         data, opts = await read_document_request(request, args, results, DocumentOptions, JobJsonRequest)
-        doc = Document(data, args.limits, opts.dpi)
-        try:
-            indices = doc.select(opts.pages)
-        finally:
-            await asyncio.to_thread(doc.close)
-        lang = opts.lang if opts.lang == "auto" else await backend.check_lang(opts.lang)
+        async with service.opened(data, opts.dpi, opts.pages) as opened:
+            lang = await service.lang(opts.lang)
         now = time.time()
         record = JobRecord(
             id=new_job_id(),
             request_id=request_id(request),
             created_at=now,
             updated_at=now,
-            media_type=doc.media_type,
-            page_count=doc.page_count,
-            pages=indices,
+            media_type=opened.doc.media_type,
+            page_count=opened.doc.page_count,
+            pages=opened.indices,
             dpi=opts.dpi,
             layout=opts.layout,
             lang=lang,

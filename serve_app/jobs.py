@@ -28,16 +28,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .assemble import page_json, result_body
+from .assemble import result_body
 from .config import AppArgs
-from .documents import Document
-from .errors import DeadlineExceeded, NotFound, NotReady, ServeAppError, StorageUnavailable
-from .pipeline import LayoutClient, Options, RecognizerClient, process_document
-from .storage import Conflict, ResultStore, Storage, page_image_name, result_key
+from .errors import DeadlineExceeded, NotFound, ServeAppError, StorageUnavailable
+from .pipeline import Options
+from .service import DocumentService, Engines, Opened, result_key
+from .storage import Conflict, ResultStore, Storage
 
 logger = logging.getLogger("ray.serve.serve_app.jobs")
 
@@ -225,18 +225,6 @@ class JobStore:
         return gone
 
 
-class Engines(Protocol):
-    """What a runner needs of the models (Serve handles in the Jobs deployment)."""
-
-    @property
-    def layout(self) -> LayoutClient | None: ...
-
-    @property
-    def recognizer(self) -> RecognizerClient: ...
-
-    async def health(self) -> Any: ...
-
-
 class LeaseLost(Exception):
     """The job was cancelled, or another runner holds it now: stop working on it."""
 
@@ -258,6 +246,7 @@ class JobRunner:
         self._args, self._conf, self._retention_s = args, args.jobs, args.storage.retention_s
         self.store, self.results = JobStore(storage), ResultStore(storage)
         self._engines = engines
+        self._service = DocumentService(args, engines, self.results)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._running: dict[str, asyncio.Task[None]] = {}
         self._claims: dict[str, _Claim] = {}
@@ -457,53 +446,40 @@ class JobRunner:
         if data is None:
             raise ServeAppError(f"the input of job {record.id} is missing from storage")
         started = time.perf_counter()
-        doc = Document(data, self._args.limits, record.dpi)
-        try:
-            health = await self._engines.health()
-            if health.status != "ready":
-                raise NotReady(f"service is {health.status}: {health.reason}")
-            models = {k: v.get("name") for k, v in health.models.items()}
-            key = result_key(data, record.pages, doc.dpi, record.options, models)
+        async with self._service.opened(data, record.dpi, record.pages) as opened:
+            models = await self._service.ready_models()
+            key = result_key(data, record.pages, opened.doc.dpi, record.options, models)
             if await self.results.load(key, touch=True) is not None:
                 await self._succeeded(claim, key, "hit")
                 return
-            pages = await self._read_slices(claim, doc, key)
-        finally:
-            await asyncio.to_thread(doc.close)
+            pages = await self._read_slices(claim, opened, key)
         total_ms = round((time.perf_counter() - started) * 1000, 1)
-        document = doc.describe(record.pages)
+        document = opened.doc.describe(record.pages)
         body = result_body(pages, record.request_id, models, document, {"total": total_ms}, job_id=record.id)
         await self.results.save(key, body)
         await self._succeeded(claim, key, "miss")
 
-    async def _read_slices(self, claim: _Claim, doc: Document, key: str) -> list[dict[str, Any]]:
+    async def _read_slices(self, claim: _Claim, opened: Opened, key: str) -> list[dict[str, Any]]:
         record, size = claim.record, self._conf.slice_pages
         pages: list[dict[str, Any]] = []
         for first in range(0, len(record.pages), size):
             indices = record.pages[first : first + size]
             done = await self.store.load_slice(record.id, key, first, len(indices))
             if done is None:
-                read = await self._read_slice(doc, indices, record.options, key)
-                done = [page_json(p, page_image_name(p.page)) for p in read]
+                done = await self._read_slice(opened, indices, record.options, key)
                 await self.store.save_slice(record.id, key, first, done)
             pages += done
             await self._update(claim, partial(_progress, pages_done=len(pages)))
         return pages
 
-    async def _read_slice(self, doc: Document, indices: list[int], options: Options, key: str) -> list[Any]:
+    async def _read_slice(
+        self, opened: Opened, indices: list[int], options: Options, key: str
+    ) -> list[dict[str, Any]]:
         """A slice has the time a sync request has; past it, the job is tried again later."""
         limit = self._args.ingress.request_timeout_s
         try:
             async with asyncio.timeout(limit):
-                return await process_document(
-                    doc,
-                    indices,
-                    options,
-                    self._engines.layout,
-                    self._engines.recognizer,
-                    len(indices),
-                    on_page=partial(self.results.save_page, key),
-                )
+                return await self._service.read_pages(opened, indices, options, len(indices), key)
         except TimeoutError:
             raise DeadlineExceeded(
                 f"pages {indices[0] + 1}-{indices[-1] + 1} not read within {limit:g} s"

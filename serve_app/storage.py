@@ -2,9 +2,10 @@
 presigned URLs. Any S3 endpoint works (AWS, SeaweedFS, MinIO, Cloud.ru); credentials come from
 boto3's standard chain.
 
-A result's key is ``results/<sha256>/`` where the hash covers the input bytes, the options that
-change the output, and the models that produced it, so the same document asked the same way of the
-same models is the same key, and a retried request writes the same objects again (idempotent).
+A result's key is ``results/<sha256>/`` where the hash (``service.result_key``) covers the input
+bytes, the options that change the output, and the models that produced it, so the same document
+asked the same way of the same models is the same key, and a retried request writes the same
+objects again (idempotent).
 
 Job records need compare-and-swap: ``put(..., if_match=etag)`` and ``if_none_match=True`` are S3's
 conditional writes (AWS since 2024, SeaweedFS, MinIO); a lost race raises ``Conflict``.
@@ -13,7 +14,6 @@ conditional writes (AWS since 2024, SeaweedFS, MinIO); a lost race raises ``Conf
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import json
 import time
@@ -24,7 +24,6 @@ import numpy as np
 
 from .config import StorageArgs
 from .errors import BadRequest, NotFound, PayloadTooLarge, StorageUnavailable
-from .pipeline import Options
 
 STATUS_CACHE_S = 5.0
 Listing = list[tuple[str, float]]  # (key, last modified as epoch seconds)
@@ -33,17 +32,6 @@ PAGE_JPEG_QUALITY = 85
 
 class Conflict(Exception):
     """A conditional write lost: the object changed (or appeared) since it was read."""
-
-
-def result_key(
-    data: bytes, pages: Sequence[int], dpi: int, options: Options, models: Mapping[str, Any]
-) -> str:
-    """The input bytes, what changes the output (the pages, the DPI they are rendered at, layout
-    and language) and the models' names."""
-    asked = {"pages": list(pages), "dpi": dpi, "layout": options.layout, "lang": options.lang}
-    digest = hashlib.sha256(data)
-    digest.update(json.dumps({"options": asked, "models": models}, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
 
 
 class Storage:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+import threading
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from serve_app import documents, service
 from serve_app.api import create_api
 from tests.conftest import DATA
 from tests.unit.engines_fixture import EngineBackend
@@ -306,3 +310,66 @@ async def test_documents_past_the_limit_get_503_at_once_and_probes_still_answer(
         held.go.set()
         assert (await first).status_code == 200
         assert (await c.post("/v1/ocr", files=files)).status_code == 200  # the slot is free again
+
+
+class _PdfiumHeld:
+    """PDFium's process-wide lock held by another thread (as a long render holds it) until
+    ``release``: a document that opens on the event loop would stall the loop behind it."""
+
+    def __init__(self) -> None:
+        self.held, self.go = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._hold, daemon=True)
+
+    def _hold(self) -> None:
+        with documents._PDFIUM:
+            self.held.set()
+            self.go.wait(20)
+
+    def __enter__(self) -> _PdfiumHeld:
+        self.thread.start()
+        assert self.held.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.go.set()
+        self.thread.join(10)
+
+
+async def test_health_answers_while_a_document_waits_to_be_opened(make_args, backend) -> None:
+    app = create_api(make_args(), backend)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        with _PdfiumHeld() as pdfium:
+            ocr = asyncio.ensure_future(c.post("/v1/ocr", files={"file": ("p.pdf", PDF)}))
+            health = await asyncio.wait_for(c.get("/health"), 15)
+            # Answered while the lock was still held: the open waits in a thread, not on the loop.
+            assert health.status_code == 200 and pdfium.thread.is_alive()
+            assert not ocr.done()
+        r = await asyncio.wait_for(ocr, 120)
+    assert r.status_code == 200, r.text
+    assert r.json()["document"]["page_count"] == 1
+
+
+async def test_a_document_opened_for_a_request_that_timed_out_is_closed(
+    make_args, backend, monkeypatch
+) -> None:
+    opened: list[documents.Document] = []
+    real_open = service._open
+
+    def recorded(*args):  # type: ignore[no-untyped-def]
+        out = real_open(*args)
+        opened.append(out[0])
+        return out
+
+    monkeypatch.setattr(service, "_open", recorded)
+    app = create_api(make_args(), backend)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        with _PdfiumHeld():
+            r = await c.post("/v1/ocr", files={"file": ("p.pdf", PDF)}, data={"timeout_s": "0.5"})
+            assert_problem(r, 504, "deadline-exceeded")
+            assert not opened  # still waiting for PDFium when the deadline fell
+        for _ in range(100):  # the open finishes once PDFium is free, and is undone
+            if opened and opened[0]._closed:
+                break
+            await asyncio.sleep(0.1)
+    assert opened and opened[0]._closed
+    assert backend.recognizer.calls == 0

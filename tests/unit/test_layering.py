@@ -64,7 +64,8 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_graph_is_read_from_the_package() -> None:
     graph = _graph()
-    assert "serve_app.pipeline" in graph["serve_app.api"]
+    assert "serve_app.service" in graph["serve_app.api"]
+    assert "serve_app.pipeline" in graph["serve_app.service"]
     assert "serve_app.engines.base" in graph["serve_app.pipeline"]
 
 

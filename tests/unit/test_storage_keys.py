@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from serve_app.pipeline import Options
-from serve_app.storage import result_key
+from serve_app.service import result_key
 
 PDF = b"%PDF-1.7 ..."
 AUTO = Options(lang="auto")

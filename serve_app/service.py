@@ -1,0 +1,196 @@
+"""Reading a document: the one path that a ``/v1/ocr`` request and a job runner both take.
+
+Open it and choose its pages (in a thread: PDFium is slow on large files and holds a process-wide
+lock, so on the event loop it would stall every other request, health probes included), gate on the
+models being ready, normalise the language, key the result, read the pages, assemble the answer.
+The routes add only HTTP (status, headers, deadline); the runner only slices, progress and leases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal, Protocol, TypeVar
+
+from .assemble import page_json, result_body
+from .config import AppArgs, LimitsArgs
+from .documents import Document
+from .errors import NotReady, StorageUnavailable
+from .pipeline import LayoutClient, Options, RecognizerClient, process_document
+from .storage import ResultStore, page_image_name
+
+logger = logging.getLogger("ray.serve.serve_app.service")
+
+T = TypeVar("T")
+Cache = Literal["hit", "miss"]
+
+
+class Engines(Protocol):
+    """What reading needs of the models (Serve handles in production, engines in tests)."""
+
+    @property
+    def layout(self) -> LayoutClient | None:
+        """None when the recognizer lays out whole pages itself."""
+        ...
+
+    @property
+    def recognizer(self) -> RecognizerClient: ...
+
+    async def health(self) -> Any: ...
+
+    async def check_lang(self, lang: str) -> str: ...
+
+
+def result_key(
+    data: bytes, pages: Sequence[int], dpi: int, options: Options, models: Mapping[str, Any]
+) -> str:
+    """The input bytes, what changes the output (the pages, the DPI they are rendered at, layout
+    and language) and the models' names: the same document asked the same way of the same models
+    is the same key, so a retried request or job writes the same objects again."""
+    asked = {"pages": list(pages), "dpi": dpi, "layout": options.layout, "lang": options.lang}
+    digest = hashlib.sha256(data)
+    digest.update(json.dumps({"options": asked, "models": models}, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Opened:
+    doc: Document
+    indices: list[int]  # the pages asked for, 0-based, each within the pixel limit
+    ms: float  # what opening and checking them took
+
+
+class DocumentService:
+    def __init__(self, args: AppArgs, engines: Engines, results: ResultStore | None) -> None:
+        self._args, self._engines, self.results = args, engines, results
+
+    @asynccontextmanager
+    async def opened(
+        self, data: bytes, dpi: int | None, pages: str | Sequence[int] | None
+    ) -> AsyncIterator[Opened]:
+        """``pages``: a range as the client wrote it, or indices already checked (a job's)."""
+        started = time.perf_counter()
+        doc, indices = await in_thread(
+            partial(_open, data, self._args.limits, dpi, pages), lambda opened: opened[0].close()
+        )
+        try:
+            yield Opened(doc, indices, round((time.perf_counter() - started) * 1000, 1))
+        finally:
+            await in_thread(doc.close)
+
+    async def ready_models(self) -> dict[str, Any]:
+        """The models' names, once every deployment is ready to read (else 503)."""
+        health = await self._engines.health()
+        if health.status != "ready":
+            raise NotReady(f"service is {health.status}: {health.reason}")
+        return {k: v.get("name") for k, v in health.models.items()}
+
+    async def lang(self, lang: str) -> str:
+        """``auto``, or the recognizer's own spelling of a language (400 if it has none): so that
+        ``ru`` and ``rus+eng`` are one cache key, and a job asks for what can be read."""
+        return lang if lang == "auto" else await self._engines.check_lang(lang)
+
+    async def read_pages(
+        self, opened: Opened, indices: Sequence[int], options: Options, concurrency: int, key: str | None
+    ) -> list[dict[str, Any]]:
+        """Pages as ``page_json``; with ``key``, each page's image stored beside the result."""
+        save = partial(self.results.save_page, key) if key is not None and self.results is not None else None
+        pages = await process_document(
+            opened.doc,
+            indices,
+            options,
+            self._engines.layout,
+            self._engines.recognizer,
+            concurrency,
+            on_page=save,
+        )
+        return [page_json(p, page_image_name(p.page) if save is not None else None) for p in pages]
+
+    async def read(
+        self, data: bytes, options: Options, store: bool, request_id: str | None
+    ) -> tuple[dict[str, Any], Cache | None]:
+        """A document read now (a sync request): its answer, and whether it came from the store
+        (None without one). ``store``: write the result and page images, answer with their URLs."""
+        started = time.perf_counter()
+        async with self.opened(data, options.dpi, options.pages) as opened:
+            models = await self.ready_models()
+            options = Options(options.pages, options.dpi, options.layout, await self.lang(options.lang))
+            key = None
+            if self.results is not None:  # hashing a 50 MiB upload costs ~0.1 s: only with a store to ask
+                key = result_key(data, opened.indices, opened.doc.dpi, options, models)
+                cached = await self._cached(key, store)
+                if cached is not None:
+                    cached["request_id"] = request_id
+                    if store:
+                        cached["storage"] = await self.results.urls(key, cached)
+                    return cached, "hit"
+            t = time.perf_counter()
+            pages = await self.read_pages(
+                opened,
+                opened.indices,
+                options,
+                self._args.ingress.max_concurrent_pages,
+                key if store else None,
+            )
+        timings = {
+            "decode": opened.ms,
+            "pages": round((time.perf_counter() - t) * 1000, 1),
+            "total": round((time.perf_counter() - started) * 1000, 1),
+        }
+        body = result_body(pages, request_id, models, opened.doc.describe(opened.indices), timings)
+        if self.results is None or key is None:
+            return body, None
+        if store:
+            body["storage"] = await self.results.save(key, body)
+        return body, "miss"
+
+    async def _cached(self, key: str, store: bool) -> dict[str, Any] | None:
+        """A stored answer to the same document, options and models. An unreachable store only
+        matters when the caller asked to store: otherwise the document is simply read again,
+        without waiting for S3's timeouts on every request while it is known to be down."""
+        assert self.results is not None
+        if not store and await self.results.storage.status() != "ok":
+            return None
+        try:
+            return await self.results.load(key, touch=store)
+        except StorageUnavailable:
+            if store:
+                raise
+            logger.warning("result cache unreachable; reading the document again")
+            return None
+
+
+def _open(
+    data: bytes, limits: LimitsArgs, dpi: int | None, pages: str | Sequence[int] | None
+) -> tuple[Document, list[int]]:
+    doc = Document(data, limits, dpi)
+    try:
+        return doc, doc.select(pages) if pages is None or isinstance(pages, str) else list(pages)
+    except BaseException:
+        doc.close()
+        raise
+
+
+async def in_thread(fn: Callable[[], T], undo: Callable[[T], object] | None = None) -> T:
+    """``fn()`` in a worker thread. If the caller is cancelled meanwhile, the thread still runs to
+    its end (a thread cannot be stopped), and ``undo`` is then applied to what it made, in a thread
+    of its own: a document opened for a request that has gone away is closed, not leaked."""
+    task = asyncio.ensure_future(asyncio.to_thread(fn))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if undo is not None:
+            task.add_done_callback(partial(_undo_later, undo))
+        raise
+
+
+def _undo_later(undo: Callable[[Any], object], task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is None:
+        asyncio.get_running_loop().run_in_executor(None, undo, task.result())

@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from .engines.base import ChatReply, ChatTurn
+from .datatypes import ChatReply, ChatTurn
 from .pipeline import LayoutClient, RecognizerClient
 
 Status = Literal["starting", "loading", "ready", "degraded"]

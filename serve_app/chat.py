@@ -24,8 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .backend import Backend
 from .bodies import bad_request, read_bounded
 from .config import AppArgs
+from .datatypes import ChatReply, ChatTurn
 from .documents import Document
-from .engines.base import ChatReply, ChatTurn
 from .errors import (
     BadRequest,
     InvalidBase64,

@@ -22,8 +22,8 @@ from ray.serve.handle import DeploymentHandle
 from .api import create_api
 from .backend import Health
 from .config import AppArgs, CpuRecognizerArgs, PaddleLayoutArgs, RapidLayoutArgs, VllmRecognizerArgs
+from .datatypes import ChatReply, ChatTurn, Recognition, RecognizeRequest, Region
 from .engines import build_layout, build_recognizer
-from .engines.base import ChatReply, ChatTurn, Recognition, RecognizeRequest, Region
 from .errors import ModelError, NotReady, Overloaded, ServeAppError
 from .jobs import JobRunner
 from .local import LocalLayout

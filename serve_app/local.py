@@ -7,7 +7,8 @@ import asyncio
 
 import numpy as np
 
-from .engines.base import LayoutEngine, Region
+from .datatypes import Region
+from .engines.base import LayoutEngine
 from .regions import arrange
 
 

@@ -16,8 +16,8 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from . import tables
+from .datatypes import Box, Recognition, RecognizeRequest, Region
 from .documents import Document
-from .engines.base import Box, Recognition, RecognizeRequest, Region
 
 T = TypeVar("T")
 # Called with each rendered page (1-based number, RGB image), e.g. to store its image.

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .engines.base import Box, Region
+from .datatypes import Box, Region
 
 WORK_SIDE_PX = 1600  # ink analysis runs on a page scaled so that its long side is about this
 SPANNING_WIDTH = 0.55  # a region this share of the content width separates bands of columns

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engines.base import Box
+from .datatypes import Box
 
 INK = 160  # grey under this is ink
 # A straight stroke longer than this many of the table's line heights is a ruling line (the grid,

@@ -15,9 +15,9 @@ from pathlib import Path
 from fastapi import FastAPI, UploadFile
 
 from bench.systems import ROOT, config_args
+from serve_app.datatypes import RecognizeRequest
 from serve_app.documents import Document
 from serve_app.engines import build_layout, build_recognizer
-from serve_app.engines.base import RecognizeRequest
 from serve_app.pipeline import crop
 from serve_app.regions import arrange
 

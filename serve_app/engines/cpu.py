@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..config import CpuRecognizerArgs
+from ..datatypes import Recognition, RecognizeRequest
 from ..errors import UnsupportedLanguage
-from .base import ModelInfo, Recognition, RecognizerEngine, RecognizeRequest
+from .base import ModelInfo, RecognizerEngine
 from .rapid import RapidOcrReader
 from .tesseract import TesseractReader, TessText
 

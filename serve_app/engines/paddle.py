@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..config import PaddleLayoutArgs
-from .base import LayoutEngine, ModelInfo, ModelLoadError, Region, require_file
+from ..datatypes import Region
+from .base import LayoutEngine, ModelInfo, ModelLoadError, require_file
 
 # PP-DocLayoutV2/V3's 25 labels -> ours. The PaddleOCR-VL pipeline reads everything with "OCR:" but
 # tables, formulas (not formula numbers) and charts, and skips pictures; our labels carry that.

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .base import Box, ChatTurn, ReadBlock
+from ..datatypes import Box, ChatTurn, ReadBlock
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..config import CpuRecognizerArgs, RapidLayoutArgs
-from .base import LABELS, Box, LayoutEngine, ModelInfo, ModelLoadError, Region, require_file
+from ..datatypes import LABELS, Box, Region
+from .base import LayoutEngine, ModelInfo, ModelLoadError, require_file
 
 TALL_LINE = 1.6  # a "line" this many times the median line height holds more than one line
 MIN_LINE_SCORE = 0.5  # RapidOCR's own text_score: below it a line is noise read as text

@@ -20,17 +20,8 @@ from typing import Any
 import numpy as np
 
 from ..config import VllmRecognizerArgs
-from .base import (
-    ChatReply,
-    ChatTurn,
-    ModelInfo,
-    ModelLoadError,
-    ReadBlock,
-    Recognition,
-    RecognizerEngine,
-    RecognizeRequest,
-    one_start_at_a_time,
-)
+from ..datatypes import ChatReply, ChatTurn, ReadBlock, Recognition, RecognizeRequest
+from .base import ModelInfo, ModelLoadError, RecognizerEngine, one_start_at_a_time
 from .profiles import PROFILES, scale_box
 
 CHECK_EVERY_TOKENS = 32  # run the repetition guard this often while a region streams

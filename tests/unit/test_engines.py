@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 from serve_app.config import AppArgs, CpuRecognizerArgs, RapidLayoutArgs
+from serve_app.datatypes import RecognizeRequest
 from serve_app.engines import build_layout, build_recognizer
-from serve_app.engines.base import ModelLoadError, RecognizeRequest
+from serve_app.engines.base import ModelLoadError
 from serve_app.engines.cpu import dominant_script
 from serve_app.engines.rapid import order_lines
 from serve_app.errors import UnsupportedLanguage
@@ -234,7 +235,7 @@ def test_a_chinese_page_s_chinese_regions_go_to_rapidocr_alone(engines, monkeypa
 
 
 def test_light_text_on_a_dark_banner_is_found_cropped_dark_on_light_and_read(engines) -> None:
-    from serve_app.engines.base import Region
+    from serve_app.datatypes import Region
     from serve_app.pipeline import crop
     from serve_app.regions import arrange
 
@@ -290,7 +291,7 @@ async def test_a_ruled_table_is_read_without_its_grid(engines) -> None:
     # Rows of a Russian table whose every cell is boxed, as the layout model finds it on its page
     # (one table region): read as they were, the grid inside each line's box came out as "|".
     from bench.textmetrics import cer
-    from serve_app.engines.base import Region
+    from serve_app.datatypes import Region
     from serve_app.pipeline import crop
     from serve_app.regions import text_lines
     from tests.conftest import ground_truth
@@ -309,7 +310,7 @@ class _OneFigure:
     """A layout that calls the whole page one figure, as the layout model does a scanned table."""
 
     async def detect(self, image: np.ndarray):  # type: ignore[no-untyped-def]
-        from serve_app.engines.base import Region
+        from serve_app.datatypes import Region
         from serve_app.regions import text_lines
 
         h, w = image.shape[:2]

@@ -66,7 +66,7 @@ def test_the_graph_is_read_from_the_package() -> None:
     graph = _graph()
     assert "serve_app.service" in graph["serve_app.api"]
     assert "serve_app.pipeline" in graph["serve_app.service"]
-    assert "serve_app.engines.base" in graph["serve_app.pipeline"]
+    assert "serve_app.datatypes" in graph["serve_app.pipeline"]
 
 
 def test_no_import_cycle_among_serve_app_modules() -> None:
@@ -89,3 +89,23 @@ def test_ray_is_imported_only_by_the_serve_layer() -> None:
             continue
         ray = sorted(m for m in _imports(path) if m == "ray" or m.startswith("ray."))
         assert not ray, f"{_module(path)} imports {ray}"
+
+
+def test_the_http_layer_does_not_reach_into_the_engines() -> None:
+    """Routes and the document service name the shared vocabulary (``datatypes``), never an engine
+    module: what runs behind the models' clients can change without touching them."""
+    graph = _graph()
+    http = {"serve_app.api", "serve_app.job_routes", "serve_app.chat", "serve_app.bodies",
+            "serve_app.backend", "serve_app.service", "serve_app.pipeline", "serve_app.storage"}  # fmt: skip
+
+    def reach(name: str, seen: set[str]) -> set[str]:
+        for nxt in graph[name] - seen:
+            seen.add(nxt)
+            reach(nxt, seen)
+        return seen
+
+    for name in sorted(http):
+        engines = sorted(m for m in reach(name, set()) if m.startswith("serve_app.engines"))
+        assert not engines, f"{name} reaches {engines}"
+    # S3 is a leaf below the reading: it knows bytes and keys, not what a document's options are.
+    assert not reach("serve_app.storage", set()) & {"serve_app.pipeline", "serve_app.service"}

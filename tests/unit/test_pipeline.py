@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from serve_app.assemble import page_markdown
 from serve_app.config import LimitsArgs
+from serve_app.datatypes import ReadBlock, Recognition, RecognizeRequest
 from serve_app.documents import Document
-from serve_app.engines.base import ReadBlock, Recognition, RecognizeRequest
 from serve_app.pipeline import Options, process_page
 from tests.conftest import DATA
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from serve_app.engines.base import Region
+from serve_app.datatypes import Region
 from serve_app.regions import arrange, clean_regions, line_numbers, reading_order, snap_to_lines, text_lines
 
 

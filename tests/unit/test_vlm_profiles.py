@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from serve_app.engines.base import ChatTurn
+from serve_app.datatypes import ChatTurn
 from serve_app.engines.profiles import (
     DotsOcr,
     PaddleOcrVl,

@@ -25,7 +25,7 @@ from .config import AppArgs, CpuRecognizerArgs, PaddleLayoutArgs, RapidLayoutArg
 from .datatypes import ChatReply, ChatTurn, Recognition, RecognizeRequest, Region
 from .engines import build_layout, build_recognizer
 from .errors import ModelError, NotReady, Overloaded, ServeAppError
-from .jobs import JobRunner
+from .job_runner import JobRunner
 from .local import LocalLayout
 from .storage import Storage
 
@@ -98,7 +98,7 @@ class RecognizerDeployment:
 
 
 class JobsDeployment:
-    """Runs queued jobs (state in S3) over the model deployments; see ``jobs.JobRunner``."""
+    """Runs queued jobs (state in S3) over the model deployments; see ``job_runner.JobRunner``."""
 
     # Serve awaits an async constructor (on the replica's event loop, where the job loop runs).
     async def __init__(  # type: ignore[misc]

@@ -1,6 +1,6 @@
 """``/v1/jobs``: submit a document to be read in the background, follow it, fetch or cancel it.
 
-The routes only read and write job records in S3 (``jobs.JobStore``); the Jobs deployment's
+The routes only read and write job records in S3 (``job_store.JobStore``); the Jobs deployment's
 runners do the reading. A job is validated as a sync request would be (size, type, pages, pixels,
 language) before it is accepted, so what is accepted can be read.
 """
@@ -17,7 +17,8 @@ from .backend import Backend
 from .bodies import DocumentOptions, JobJsonRequest, read_document_request, request_body_schema, request_id
 from .config import AppArgs
 from .errors import BadRequest, JobConflict, NotFound, StorageNotConfigured, StorageUnavailable
-from .jobs import JobRecord, JobStore, job_view, new_job_id
+from .job_store import JobStore
+from .jobs import JobRecord, job_view, new_job_id
 from .service import DocumentService
 from .storage import ResultStore
 

@@ -11,7 +11,9 @@ import pytest
 
 from scripts.s3_dev import SeaweedFS
 from serve_app.config import AppArgs, load_args
-from serve_app.jobs import JobRecord, JobRunner, JobStore, new_job_id
+from serve_app.job_runner import JobRunner
+from serve_app.job_store import JobStore
+from serve_app.jobs import JobRecord, new_job_id
 from serve_app.storage import Storage
 from tests.conftest import phototest_tiff, reads_phototest
 from tests.unit.engines_fixture import EngineBackend

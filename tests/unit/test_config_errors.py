@@ -27,6 +27,22 @@ def test_env_overrides_nest_with_double_underscore() -> None:
     assert args.recognizer.deployment.max_ongoing_requests == 3
 
 
+def test_env_overrides_set_lists_and_dicts_as_json() -> None:
+    env = {
+        "SERVE_APP_LIMITS__URL_ALLOWLIST": '["127.0.0.1", "10.0.0.5"]',
+        "SERVE_APP_LAYOUT__DEPLOYMENT__RAY_ACTOR_OPTIONS": '{"num_cpus": 0.5}',
+        "SERVE_APP_RECOGNIZER__DEPLOYMENT__AUTOSCALING_CONFIG": '{"min_replicas": 1, "max_replicas": 3}',
+    }
+    args = load_args({"layout": {"deployment": {"ray_actor_options": {"num_cpus": 1}}}}, environ=env)
+    assert args.limits.url_allowlist == ["127.0.0.1", "10.0.0.5"]
+    assert args.layout.deployment.ray_actor_options == {"num_cpus": 0.5}
+    assert args.recognizer.deployment.serve_options()["autoscaling_config"]["max_replicas"] == 3
+    with pytest.raises(ValidationError, match="max_pags"):  # a misspelt setting is an error
+        load_args({}, environ={"SERVE_APP_LIMITS__MAX_PAGS": "3"})
+    with pytest.raises(ValueError):  # not JSON where a list is wanted
+        load_args({}, environ={"SERVE_APP_LIMITS__URL_ALLOWLIST": "127.0.0.1"})
+
+
 def test_unknown_keys_and_bad_values_are_refused() -> None:
     with pytest.raises(ValidationError):
         AppArgs.model_validate({"limits": {"max_page": 3}})
@@ -70,6 +86,11 @@ def vlm_on_gpu(layout_gb: float, vlm_gb: float, **gpu) -> dict:
 def test_vllm_memory_share_is_derived_from_the_budget_and_the_whole_card() -> None:
     args = load_args(vlm_on_gpu(2, 9, card_gb=16, limit_gb=12), environ={})
     assert args.recognizer.gpu_memory_utilization == pytest.approx(9 / 16)
+    # The model itself derives it: building the settings any other way gives the same answer.
+    assert AppArgs.model_validate(vlm_on_gpu(2, 9, card_gb=16)) == load_args(vlm_on_gpu(2, 9, card_gb=16), {})
+    given = vlm_on_gpu(2, 9, card_gb=16)
+    given["recognizer"]["gpu_memory_utilization"] = 0.5
+    assert AppArgs.model_validate(given).recognizer.gpu_memory_utilization == 0.5
 
 
 def test_budgets_over_their_share_of_the_card_or_its_limit_are_refused() -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from serve_app.config import VllmRecognizerArgs
 from serve_app.datatypes import ChatTurn
 from serve_app.engines.profiles import (
     DotsOcr,
@@ -204,3 +207,17 @@ def test_max_pixels_scales_large_images_down_keeping_their_aspect() -> None:
     w, h = QwenVl(max_pixels=1_000_000).image_size(4000, 3000)
     assert w * h <= 1_000_000 and abs(w / h - 4 / 3) < 0.01
     assert QwenVl(max_pixels=1_000_000).image_size(800, 600) == (800, 600)
+
+
+def test_the_engine_start_is_bounded_by_start_timeout_s_and_stays_offline() -> None:
+    from serve_app.engines.vlm import vllm_environment
+
+    args = VllmRecognizerArgs.model_validate({"engine": "vllm", "model": "/m", "start_timeout_s": 120.5})
+    env = vllm_environment(args)
+    assert env["VLLM_ENGINE_READY_TIMEOUT_S"] == "121"
+    assert env["HF_HUB_OFFLINE"] == env["TRANSFORMERS_OFFLINE"] == "1"
+    # The installed vLLM reads exactly this variable for its wait (its source, without importing it).
+    spec = importlib.util.find_spec("vllm")
+    assert spec is not None and spec.origin is not None
+    core_client = Path(spec.origin).parent / "v1" / "engine" / "core_client.py"
+    assert "VLLM_ENGINE_READY_TIMEOUT_S" in core_client.read_text()

@@ -28,6 +28,7 @@ from .errors import (
     StorageNotConfigured,
 )
 from .job_routes import add_job_routes
+from .schemas import HealthOut, ModelList, OcrResult, ReadyOut, ok
 from .service import DocumentService
 from .storage import ResultStore, Storage
 
@@ -112,7 +113,12 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
     async def root(request: Request) -> RedirectResponse:
         return RedirectResponse(request.scope.get("root_path", "") + "/docs")
 
-    @app.get("/health", summary="Liveness with detail; 200 while the ingress answers")
+    @app.get(
+        "/health",
+        summary="Liveness with detail; 200 while the ingress answers",
+        response_model=None,
+        responses=ok(HealthOut),
+    )
     async def health() -> dict[str, Any]:
         h = await backend.health()
         return {
@@ -127,7 +133,8 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
     @app.get(
         "/ready",
         summary="200 only when every deployment has a replica with loaded models",
-        responses={503: ERROR_RESPONSES[503]},
+        response_model=None,
+        responses={**ok(ReadyOut), 503: ERROR_RESPONSES[503]},
     )
     async def ready() -> dict[str, Any]:
         h = await backend.health()
@@ -135,7 +142,12 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
             raise NotReady(f"service is {h.status}: {h.reason}")
         return {"status": "ready"}
 
-    @app.get("/v1/models", summary="The models loaded in each deployment (OpenAI-compatible list)")
+    @app.get(
+        "/v1/models",
+        summary="The models loaded in each deployment (OpenAI-compatible list)",
+        response_model=None,
+        responses=ok(ModelList),
+    )
     async def models() -> dict[str, Any]:
         h = await backend.health()
         chat = served_models(h.models)
@@ -153,7 +165,11 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
         "/v1/ocr",
         summary="OCR a document (multipart 'file' or JSON with base64 'file', 'url' or 's3_uri')",
         openapi_extra=OCR_REQUEST_BODY,
-        responses={k: v for k, v in ERROR_RESPONSES.items() if k != 409},
+        response_model=None,
+        responses={
+            **ok(OcrResult, "the document read"),
+            **{k: v for k, v in ERROR_RESPONSES.items() if k != 409},
+        },
     )
     async def ocr(request: Request, response: Response) -> dict[str, Any]:
         nonlocal in_flight

@@ -9,6 +9,7 @@ so a failure before that is a plain problem+json answer; a client that goes away
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -34,6 +35,7 @@ from .errors import (
     ServeAppError,
     UnsupportedMediaType,
 )
+from .schemas import ChatCompletion
 
 
 class ImageUrl(BaseModel):
@@ -89,6 +91,13 @@ def add_chat_routes(app: FastAPI, args: AppArgs, backend: Backend) -> None:
         "/v1/chat/completions",
         summary="OpenAI-compatible chat about an image (streaming or not), answered by the VLM",
         response_model=None,
+        responses={
+            200: {
+                "model": ChatCompletion,
+                "description": "the answer, or with stream: true OpenAI's server-sent chunks",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        },
     )
     async def chat_completions(request: Request) -> dict[str, Any] | StreamingResponse:
         # An image is at most max_upload_bytes, base64 adds a third; the text around it is small.
@@ -105,7 +114,8 @@ def add_chat_routes(app: FastAPI, args: AppArgs, backend: Backend) -> None:
             raise ModelNotFound(
                 f"model {body.model!r} is not loaded; loaded chat models: {', '.join(available) or 'none'}"
             )
-        turns = [_turn(m, args) for m in body.messages]
+        # Images are decoded in a thread: a PDF sent as one would open under PDFium's process-wide lock.
+        turns = await asyncio.to_thread(lambda: [_turn(m, args) for m in body.messages])
         if sum(t.image is not None for t in turns) > 1:
             raise BadRequest("one image per conversation")
         max_tokens = body.max_completion_tokens or body.max_tokens or DEFAULT_MAX_TOKENS

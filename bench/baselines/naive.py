@@ -15,10 +15,10 @@ from pathlib import Path
 from fastapi import FastAPI, UploadFile
 
 from bench.systems import ROOT, config_args
+from serve_app.crops import crop
 from serve_app.datatypes import RecognizeRequest
 from serve_app.documents import Document
 from serve_app.engines import build_layout, build_recognizer
-from serve_app.pipeline import crop
 from serve_app.regions import arrange
 
 args = config_args(Path(os.environ.get("BENCH_NAIVE_CONFIG", ROOT / "serve_config.cpu.yaml")))

@@ -206,7 +206,7 @@ def test_a_russian_cell_on_an_english_page_is_not_read_as_english_look_alikes(en
 
 
 def test_a_chinese_page_s_chinese_regions_go_to_rapidocr_alone(engines, monkeypatch) -> None:
-    from serve_app.pipeline import crop
+    from serve_app.crops import crop
     from serve_app.regions import arrange
 
     layout, recognizer = engines
@@ -235,8 +235,8 @@ def test_a_chinese_page_s_chinese_regions_go_to_rapidocr_alone(engines, monkeypa
 
 
 def test_light_text_on_a_dark_banner_is_found_cropped_dark_on_light_and_read(engines) -> None:
+    from serve_app.crops import crop
     from serve_app.datatypes import Region
-    from serve_app.pipeline import crop
     from serve_app.regions import arrange
 
     _, recognizer = engines
@@ -291,8 +291,8 @@ async def test_a_ruled_table_is_read_without_its_grid(engines) -> None:
     # Rows of a Russian table whose every cell is boxed, as the layout model finds it on its page
     # (one table region): read as they were, the grid inside each line's box came out as "|".
     from bench.textmetrics import cer
+    from serve_app.crops import crop
     from serve_app.datatypes import Region
-    from serve_app.pipeline import crop
     from serve_app.regions import text_lines
     from tests.conftest import ground_truth
 

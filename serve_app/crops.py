@@ -1,0 +1,99 @@
+"""A region's pixels as a reader wants them: cut out with a margin, on a white border, only its
+lines' ink where the lines are known, light-on-dark text inverted, a ruled table cut into cells."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import tables
+from .datatypes import Box, Region
+
+CROP_MARGIN_PX = 4  # grow each region a little: layout boxes often clip descenders
+CROP_BORDER_PX = 10  # white border: tesseract reads text touching the edge badly
+DARK_FIELD = 110  # grey under this is dark; a region ringed by it, and this dark in part ...
+DARK_SHARE = 0.3  # ... holds light text on a dark field (a frame round a paragraph is thinner)
+
+
+Crop = tuple[np.ndarray, tuple[Box, ...]]  # pixels to read, and their text lines in those pixels
+
+
+def crop(image: np.ndarray, region: Region) -> Crop:
+    """The region's pixels on a white border (where its lines are known, only their ink), and
+    those lines in the crop's pixels.
+
+    Light text on a dark field (a banner, a coloured badge: the region is ringed by dark) comes
+    back whole, inverted to dark text on white, with no lines (the reader finds them itself)."""
+    return _crops(image, region, split_cells=False)[0]
+
+
+def crops(image: np.ndarray, region: Region) -> list[Crop]:
+    """What to read of a region: its crop, or for a ruled table (where its lines are known) each
+    of its cells, in reading order (tables.py)."""
+    return _crops(image, region, split_cells=True)
+
+
+def _crops(image: np.ndarray, region: Region, split_cells: bool) -> list[Crop]:
+    h, w = image.shape[:2]
+    m = CROP_MARGIN_PX
+    x0, y0 = max(0, int(region.bbox[0]) - m), max(0, int(region.bbox[1]) - m)
+    x1, y1 = min(w, int(np.ceil(region.bbox[2])) + m), min(h, int(np.ceil(region.bbox[3])) + m)
+    inverted = _light_on_dark(image[y0:y1, x0:x1], m)
+    if inverted is not None:
+        return [(_bordered(np.repeat(inverted[:, :, None], 3, axis=2)), ())]
+    lines = [(lx0 - x0, ly0 - y0, lx1 - x0, ly1 - y0) for lx0, ly0, lx1, ly1 in region.lines]
+    raw = image[y0:y1, x0:x1]
+    if lines and region.label in ("table", "figure"):
+        # A scanned table is often called a figure; a chart's text sits on its grid and bars, so
+        # a figure's rules are painted out only where they make a grid of cells.
+        clean, cells = tables.grid(raw, lines)
+        if split_cells and cells:
+            return [_lines_of(c.pixels, c.lines) for c in cells]
+        if region.label == "table":
+            raw = clean
+    return [_lines_of(raw, lines) if lines else (_bordered(raw), ())]
+
+
+def _lines_of(pixels: np.ndarray, lines: Sequence[Box]) -> Crop:
+    """The ink of these lines on a white border, and the lines in the bordered pixels."""
+    return _bordered(_masked(pixels, lines)), _shifted(lines)
+
+
+def _masked(pixels: np.ndarray, lines: Sequence[Box]) -> np.ndarray:
+    """Only the ink of these lines (a little grown): not a line that another region owns, nor the
+    specks and strokes between lines."""
+    m = CROP_MARGIN_PX
+    out = np.full_like(pixels, 255)
+    for lx0, ly0, lx1, ly1 in lines:
+        a, b = max(0, int(ly0) - m), min(pixels.shape[0], int(np.ceil(ly1)) + m)
+        c, d = max(0, int(lx0) - m), min(pixels.shape[1], int(np.ceil(lx1)) + m)
+        out[a:b, c:d] = pixels[a:b, c:d]
+    return out
+
+
+def _bordered(pixels: np.ndarray) -> np.ndarray:
+    b = CROP_BORDER_PX
+    return np.pad(pixels, ((b, b), (b, b), (0, 0)), constant_values=255)
+
+
+def _shifted(lines: Sequence[Box]) -> tuple[Box, ...]:
+    """Lines of a crop in the pixels of the crop bordered."""
+    b = CROP_BORDER_PX
+    return tuple((x0 + b, y0 + b, x1 + b, y1 + b) for x0, y0, x1, y1 in lines)
+
+
+def _light_on_dark(rgb: np.ndarray, ring_px: int) -> np.ndarray | None:
+    """If the region is ringed by dark (its outer ``ring_px``) and dark in good part, its text is
+    light: the region in grey, inverted, with the field stretched to white. Else None."""
+    import cv2
+
+    if rgb.size == 0:
+        return None
+    gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    m = ring_px
+    ring = np.concatenate([gray[:m].ravel(), gray[-m:].ravel(), gray[:, :m].ravel(), gray[:, -m:].ravel()])
+    if np.median(ring) >= DARK_FIELD or (gray < DARK_FIELD).mean() <= DARK_SHARE:
+        return None
+    field = 255.0 - float(np.median(ring))
+    return np.clip((255.0 - gray) * (255.0 / max(1.0, field)), 0, 255).astype(np.uint8)

@@ -12,16 +12,8 @@ from ray import serve
 from ray.serve import Application
 
 from .config import AppArgs, load_args
-from .deployments import (
-    INGRESS,
-    JOBS,
-    LAYOUT,
-    RECOGNIZER,
-    IngressDeployment,
-    JobsDeployment,
-    LayoutDeployment,
-    RecognizerDeployment,
-)
+from .deployments import IngressDeployment, JobsDeployment, LayoutDeployment, RecognizerDeployment
+from .serve_backend import INGRESS, JOBS, LAYOUT, RECOGNIZER
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:

@@ -1,5 +1,5 @@
 """What the HTTP routes need from the world behind them: the two model clients, health, chat and
-the job runners' wake-up. Serve handles provide it in production (``deployments.ServeBackend``),
+the job runners' wake-up. Serve handles provide it in production (``serve_backend.ServeBackend``),
 in-process engines in tests. Its own module, so that every route module can name it."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ class Health:
     models: dict[str, Any] = field(default_factory=dict)
 
 
-class Backend(Protocol):
-    """What the API needs from the world behind it (Serve handles in production)."""
+class Engines(Protocol):
+    """What reading a document needs of the models (``service.DocumentService``, the job runners)."""
 
     @property
     def layout(self) -> LayoutClient | None:
@@ -36,6 +36,10 @@ class Backend(Protocol):
     async def health(self) -> Health: ...
 
     async def check_lang(self, lang: str) -> str: ...
+
+
+class Backend(Engines, Protocol):
+    """What the API needs from the world behind it: the engines, chat, and the job runners."""
 
     async def chat(self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float) -> ChatReply: ...
 

@@ -1,6 +1,6 @@
 """Thin Serve deployments: each loads its engine in ``__init__`` (so Serve routes nothing to a replica
-before its model is loaded), reports the engine's health, and forwards calls. ``ServeBackend``
-gives the HTTP API its two clients over DeploymentHandles and the readiness view from Serve.
+before its model is loaded), reports the engine's health, and forwards calls. What the HTTP API and
+the job runners hold of them (clients over DeploymentHandles, readiness) is ``serve_backend``.
 """
 
 from __future__ import annotations
@@ -8,32 +8,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
 from ray import serve
-from ray.exceptions import RayActorError, RayTaskError
-from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from .api import create_api
-from .backend import Health
 from .config import AppArgs, CpuRecognizerArgs, PaddleLayoutArgs, RapidLayoutArgs, VllmRecognizerArgs
 from .datatypes import ChatReply, ChatTurn, Recognition, RecognizeRequest, Region
 from .engines import build_layout, build_recognizer
-from .errors import ModelError, NotReady, Overloaded, ServeAppError
 from .job_runner import JobRunner
 from .local import LocalLayout
+from .serve_backend import ServeBackend
 from .storage import Storage
 
 logger = logging.getLogger("ray.serve.serve_app")
 
-LAYOUT, RECOGNIZER, JOBS, INGRESS = "Layout", "Recognizer", "Jobs", "Ingress"
-HEALTH_CACHE_S = 1.0
-HEALTH_TIMEOUT_S = 5.0
 STREAM_FLUSH_S = 0.05
 JOB_LOOP_STOP_S = 10.0
 
@@ -126,134 +119,6 @@ class JobsDeployment:
         except Exception:
             pass  # already reported by check_health
         await self._runner.release()
-
-
-async def _call(response: Any) -> Any:
-    """Await a handle call; Serve's and Ray's failures become our errors (problem+json)."""
-    with _our_errors(response):
-        return await response
-
-
-async def _stream(response: Any) -> AsyncGenerator[Any, None]:
-    """Iterate a streaming handle call (``DeploymentResponseGenerator``), with ``_call``'s errors."""
-    with _our_errors(response):
-        async for item in response:
-            yield item
-
-
-@contextmanager
-def _our_errors(response: Any) -> Iterator[None]:
-    try:
-        yield
-    except (asyncio.CancelledError, GeneratorExit):
-        response.cancel()  # deadline or client gone: stop the downstream work too
-        raise
-    except BackPressureError as exc:
-        raise Overloaded(f"{exc.message} Retry later.", retry_after_s=exc.retry_after_s or 2.0) from None
-    except DeploymentUnavailableError as exc:
-        raise NotReady(exc.message) from None
-    except RayTaskError as exc:
-        if isinstance(exc.cause, ServeAppError):
-            raise exc.cause from None
-        raise ModelError(f"model replica failed: {exc.cause!r}") from exc
-    except RayActorError as exc:
-        raise Overloaded(f"a model replica died and is being replaced: {exc}") from None
-
-
-class _LayoutClient:
-    def __init__(self, handle: DeploymentHandle) -> None:
-        self._handle = handle
-
-    async def detect(self, image: np.ndarray) -> list[Region]:
-        return await _call(self._handle.detect.remote(image))
-
-
-class _RecognizerClient:
-    def __init__(self, handle: DeploymentHandle) -> None:
-        self._handle = handle
-
-    async def recognize(self, requests: Sequence[RecognizeRequest]) -> list[Recognition]:
-        return await _call(self._handle.recognize.remote(list(requests)))
-
-
-class ServeBackend:
-    """Readiness comes from Serve's own deployment status, not from ``/-/healthz``."""
-
-    def __init__(
-        self,
-        layout: DeploymentHandle | None,
-        recognizer: DeploymentHandle,
-        jobs: DeploymentHandle | None = None,
-    ) -> None:
-        self._handles = {RECOGNIZER: recognizer}
-        if layout is not None:
-            self._handles = {LAYOUT: layout, **self._handles}
-        self._jobs = jobs
-        # Readiness covers the job runners too; models come from the model deployments only.
-        self._watched = [*self._handles, *([JOBS] if jobs is not None else [])]
-        self.layout = None if layout is None else _LayoutClient(layout)
-        self.recognizer = _RecognizerClient(recognizer)
-        self._models: dict[str, Any] = {}
-        self._cached: tuple[float, Health] | None = None
-        self._lock = asyncio.Lock()
-
-    async def check_lang(self, lang: str) -> str:
-        return await _call(self._handles[RECOGNIZER].check_lang.remote(lang))
-
-    async def chat(self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float) -> ChatReply:
-        return await _call(self._handles[RECOGNIZER].chat.remote(list(turns), max_tokens, temperature))
-
-    def chat_stream(
-        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float
-    ) -> AsyncGenerator[ChatReply, None]:
-        handle = self._handles[RECOGNIZER].options(stream=True)
-        return _stream(handle.chat_stream.remote(list(turns), max_tokens, temperature))
-
-    def wake_jobs(self) -> None:
-        if self._jobs is not None:
-            self._jobs.wake.remote()  # not awaited: a hint, the runners also look by themselves
-
-    async def health(self) -> Health:
-        async with self._lock:  # one fetch at a time; callers meanwhile share its answer
-            now = time.monotonic()
-            if self._cached is None or now - self._cached[0] > HEALTH_CACHE_S:
-                try:
-                    health = await asyncio.wait_for(self._fetch_health(), HEALTH_TIMEOUT_S)
-                except Exception as exc:  # the ingress still answers: say what is wrong
-                    logger.warning("health check failed: %r", exc)
-                    health = Health("degraded", f"cannot read Serve's status: {exc!r}")
-                self._cached = (time.monotonic(), health)
-            return self._cached[1]
-
-    async def _fetch_health(self) -> Health:
-        app_name = serve.get_replica_context().app_name
-        status = await asyncio.to_thread(serve.status)
-        app = status.applications.get(app_name)
-        if app is None:
-            return Health("starting", f"application {app_name!r} is not known to Serve yet")
-        deployments: dict[str, Any] = {}
-        waiting: list[str] = []
-        broken: list[str] = []
-        for name in self._watched:
-            d = app.deployments.get(name)
-            # Keys are typed ReplicaState but arrive as plain strings over the wire.
-            replicas = {str(getattr(k, "value", k)): v for k, v in d.replica_states.items()} if d else {}
-            running = replicas.get("RUNNING", 0)
-            deployments[name] = {
-                "status": str(d.status.value) if d else "UNKNOWN",
-                "replicas": replicas,
-                "message": d.message if d else "",
-            }
-            if running == 0:
-                failed = d is not None and d.status.value in ("DEPLOY_FAILED", "UNHEALTHY")
-                (broken if failed else waiting).append(name)
-            elif name in self._handles and name not in self._models:
-                self._models[name] = await _call(self._handles[name].info.remote())
-        if broken:
-            return Health("degraded", f"no healthy replica of {', '.join(broken)}", deployments, self._models)
-        if waiting:
-            return Health("loading", f"models of {', '.join(waiting)} are loading", deployments, self._models)
-        return Health("ready", "", deployments, self._models)
 
 
 @serve.ingress()

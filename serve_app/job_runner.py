@@ -20,12 +20,13 @@ from functools import partial
 from typing import Any, Literal
 
 from .assemble import result_body
+from .backend import Engines
 from .config import AppArgs
 from .errors import DeadlineExceeded, ServeAppError, StorageUnavailable
 from .job_store import JobStore
 from .jobs import JobRecord, Lease, claim_decision, gave_up, progress, released, requeued
 from .pipeline import Options
-from .service import DocumentService, Engines, Opened, result_key
+from .service import DocumentService, Opened, result_key
 from .storage import Conflict, ResultStore, Storage
 
 logger = logging.getLogger("ray.serve.serve_app.jobs")

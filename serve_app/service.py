@@ -17,35 +17,20 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, TypeVar
 
 from .assemble import page_json, result_body
+from .backend import Engines
 from .config import AppArgs, LimitsArgs
 from .documents import Document
 from .errors import NotReady, StorageUnavailable
-from .pipeline import LayoutClient, Options, RecognizerClient, process_document
+from .pipeline import Options, process_document
 from .storage import ResultStore, page_image_name
 
 logger = logging.getLogger("ray.serve.serve_app.service")
 
 T = TypeVar("T")
 Cache = Literal["hit", "miss"]
-
-
-class Engines(Protocol):
-    """What reading needs of the models (Serve handles in production, engines in tests)."""
-
-    @property
-    def layout(self) -> LayoutClient | None:
-        """None when the recognizer lays out whole pages itself."""
-        ...
-
-    @property
-    def recognizer(self) -> RecognizerClient: ...
-
-    async def health(self) -> Any: ...
-
-    async def check_lang(self, lang: str) -> str: ...
 
 
 def result_key(

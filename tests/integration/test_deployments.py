@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from ray.serve.exceptions import BackPressureError
 
-from serve_app.deployments import _call
 from serve_app.errors import ModelError, Overloaded, UnprocessableDocument
+from serve_app.serve_backend import _call
 
 
 class FakeResponse:

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).parents[2] / "serve_app"
-SERVE_LAYER = {"serve_app.app", "serve_app.deployments"}
+SERVE_LAYER = {"serve_app.app", "serve_app.deployments", "serve_app.serve_backend"}
 
 
 def _module(path: Path) -> str:

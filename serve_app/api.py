@@ -28,9 +28,10 @@ from .errors import (
     StorageNotConfigured,
 )
 from .job_routes import add_job_routes
+from .results import ResultStore
 from .schemas import HealthOut, ModelList, OcrResult, ReadyOut, ok
 from .service import DocumentService
-from .storage import ResultStore, Storage
+from .storage import Storage
 
 logger = logging.getLogger("ray.serve.serve_app.api")
 

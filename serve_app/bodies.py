@@ -15,7 +15,7 @@ from .config import AppArgs
 from .errors import BadRequest, InvalidBase64, PayloadTooLarge, StorageNotConfigured, UnsupportedMediaType
 from .fetch import fetch
 from .pipeline import Options
-from .storage import ResultStore
+from .results import ResultStore
 
 
 def request_id(request: Request) -> str:

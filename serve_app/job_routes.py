@@ -19,9 +19,9 @@ from .config import AppArgs
 from .errors import BadRequest, JobConflict, NotFound, StorageNotConfigured, StorageUnavailable
 from .job_store import JobStore
 from .jobs import JobRecord, job_view, new_job_id
+from .results import ResultStore
 from .schemas import JobView, OcrResult, ok
 from .service import DocumentService
-from .storage import ResultStore
 
 
 def add_job_routes(

@@ -26,8 +26,9 @@ from .errors import DeadlineExceeded, ServeAppError, StorageUnavailable
 from .job_store import JobStore
 from .jobs import JobRecord, Lease, claim_decision, gave_up, progress, released, requeued
 from .pipeline import Options
+from .results import ResultStore
 from .service import DocumentService, Opened, result_key
-from .storage import Conflict, ResultStore, Storage
+from .storage import Conflict, Storage
 
 logger = logging.getLogger("ray.serve.serve_app.jobs")
 

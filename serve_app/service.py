@@ -25,7 +25,7 @@ from .config import AppArgs, LimitsArgs
 from .documents import Document
 from .errors import NotReady, StorageUnavailable
 from .pipeline import Options, process_document
-from .storage import ResultStore, page_image_name
+from .results import ResultStore, page_image_name
 
 logger = logging.getLogger("ray.serve.serve_app.service")
 

@@ -108,4 +108,8 @@ def test_the_http_layer_does_not_reach_into_the_engines() -> None:
         engines = sorted(m for m in reach(name, set()) if m.startswith("serve_app.engines"))
         assert not engines, f"{name} reaches {engines}"
     # S3 is a leaf below the reading: it knows bytes and keys, not what a document's options are.
-    assert not reach("serve_app.storage", set()) & {"serve_app.pipeline", "serve_app.service"}
+    assert not reach("serve_app.storage", set()) & {
+        "serve_app.pipeline",
+        "serve_app.service",
+        "serve_app.results",
+    }

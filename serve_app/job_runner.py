@@ -27,7 +27,7 @@ from .job_store import JobStore
 from .jobs import JobRecord, Lease, claim_decision, gave_up, progress, released, requeued
 from .pipeline import Options
 from .results import ResultStore
-from .service import DocumentService, Opened, result_key
+from .service import DocumentService, Opened
 from .storage import Conflict, Storage
 
 logger = logging.getLogger("ray.serve.serve_app.jobs")
@@ -252,7 +252,7 @@ class JobRunner:
         started = time.perf_counter()
         async with self._service.opened(data, record.dpi, record.pages) as opened:
             models = await self._service.ready_models()
-            key = result_key(data, record.pages, opened.doc.dpi, record.options, models)
+            key = await self._service.key(data, opened, record.pages, record.options, models)
             if await self.results.load(key, touch=True) is not None:
                 await self._succeeded(claim, key, "hit")
                 return

@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from bench.bare import bare_rapidocr
 from bench.report import figure
 from bench.systems import REQUEST_TIMEOUT_S, ROOT, Service
 from bench.textmetrics import cer, order_error, wer
@@ -106,10 +107,8 @@ class Readers:
     """The three readers of one run."""
 
     def __init__(self, service_url: str, installed_langs: set[str]) -> None:
-        from rapidocr_onnxruntime import RapidOCR
-
         self._url = service_url
-        self._rapid = RapidOCR()
+        self._rapid = bare_rapidocr()
         self._langs = installed_langs
 
     def service(self, doc: Doc) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.bare import bare_rapidocr
 from bench.split import HALVES, half
 from bench.systems import config_args
 from bench.textmetrics import cer
@@ -58,13 +59,12 @@ async def main() -> None:
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
     import tesserocr
-    from rapidocr_onnxruntime import RapidOCR
 
     args = config_args(opts.config)
     layout, recognizer = build_layout(args.layout), build_recognizer(args.recognizer)
     layout.start()
     recognizer.start()
-    rapid = RapidOCR()
+    rapid = bare_rapidocr()
     tessdata = str(args.recognizer.tessdata_dir) + "/"
     apis = {lang: tesserocr.PyTessBaseAPI(path=tessdata, lang=lang) for lang in ("eng", "rus")}
     earlier = {}

@@ -104,7 +104,7 @@ class CpuRecognizerArgs(_Strict):
     # "auto" reads Cyrillic with tesseract, Han with RapidOCR and picks per region for Latin.
     default_lang: str = "auto"
     tessdata_dir: Path = DEFAULT_TESSDATA
-    # None: the PP-OCRv4 ONNX files shipped inside the rapidocr-onnxruntime wheel.
+    # None: the PP-OCRv6 ONNX files shipped inside the rapidocr wheel (engines/rapid.py).
     rapidocr_det_model: Path | None = None
     rapidocr_rec_model: Path | None = None
     rapidocr_cls_model: Path | None = None  # loaded by RapidOCR, never run (see engines/rapid.py)

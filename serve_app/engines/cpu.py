@@ -2,7 +2,7 @@
 
 Why two readers (measured on 42 real pages, 2 cores): tesseract reads born-digital Latin and
 Cyrillic print almost perfectly (CER 0.003-0.10) but fails on noisy scans and has no Chinese here;
-RapidOCR (PP-OCRv4) is far better on noisy scans and Chinese but has no Cyrillic at all. Tesseract's
+RapidOCR (PP-OCRv6) is far better on noisy scans and Chinese but has no Cyrillic at all. Tesseract's
 own word confidence separates the cases well: >= 0.85 on clean print, 0.55-0.80 on noisy scans,
 0.2-0.6 on Chinese, and its rus+eng model reaches 0.88-0.95 on Russian pages.
 """
@@ -241,7 +241,7 @@ class CpuRecognizer(RecognizerEngine):
             {
                 "tesseract": self._tesseract.version,
                 "languages": ["auto", "zh", *self._tesseract.languages],
-                "rapidocr": "PP-OCRv4 (ch+en)",
+                "rapidocr": "PP-OCRv6 small (ch, en, ja, Latin)",
                 "default_lang": self._default_lang,
             },
         )

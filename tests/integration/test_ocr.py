@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.bare import bare_rapidocr
 from bench.textmetrics import cer
 from tests.conftest import DATA, evaldata_page, ground_truth
 
@@ -31,9 +32,8 @@ PAGES = [
 def bare():
     """The plain engines on the whole page, as a user without this service would run them."""
     import tesserocr
-    from rapidocr_onnxruntime import RapidOCR
 
-    rapid = RapidOCR()
+    rapid = bare_rapidocr()
     tessdata = "/usr/share/tesseract-ocr/5/tessdata/"
 
     def run(path: Path, lang: str) -> dict[str, str]:

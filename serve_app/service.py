@@ -136,8 +136,9 @@ class DocumentService:
             "total": round((time.perf_counter() - started) * 1000, 1),
         }
         body = result_body(pages, request_id, models, opened.doc.describe(opened.indices), timings)
-        if self.results is None or key is None:
+        if key is None:  # no store configured
             return body, None
+        assert self.results is not None
         if store:
             body["storage"] = await self.results.save(key, body)
         return body, "miss"

@@ -90,7 +90,7 @@ def model_paths() -> dict[str, Path]:
     """The PP-OCRv6 (small) detector and recognizer and the angle classifier shipped inside the
     ``rapidocr`` 3.10 wheel, run by ``rapidocr_onnxruntime``'s pipeline (same pre- and
     post-processing). Against PP-OCRv4 on the evaldata split: validation 0.1701 -> 0.1403, tuning
-    0.1776 -> 0.1681, with less CPU (bench/RESULTS.md, 2026-12-02)."""
+    0.1776 -> 0.1681, at about the same CPU (bench/RESULTS.md, 2026-12-02)."""
     models = _package_dir("rapidocr") / "models"
     return {
         "det": models / "PP-OCRv6_det_small.onnx",

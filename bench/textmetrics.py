@@ -33,6 +33,18 @@ def wer(hypothesis: str, reference: str, casefold: bool = False) -> float:
     return Levenshtein.distance(hyp, ref) / len(ref)
 
 
+def bag_wer(hypothesis: str, reference: str, casefold: bool = False) -> float:
+    """Word error rate without the order: the larger of the words missing and the words extra
+    (as multisets) over the reference's words. A text read right in another order scores 0."""
+    from collections import Counter
+
+    hyp = Counter(normalize(hypothesis, casefold).split())
+    ref = Counter(normalize(reference, casefold).split())
+    if not ref:
+        return 0.0 if not hyp else 1.0
+    return max(sum((ref - hyp).values()), sum((hyp - ref).values())) / sum(ref.values())
+
+
 def order_error(
     hypothesis: str, reference: str, casefold: bool = False, min_similarity: float = 0.6
 ) -> float:

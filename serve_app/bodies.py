@@ -17,6 +17,7 @@ from .errors import BadRequest, InvalidBase64, PayloadTooLarge, StorageNotConfig
 from .fetch import fetch
 from .pipeline import Options
 from .results import ResultStore
+from .text_layer import TextLayer
 
 
 def request_id(request: Request) -> str:
@@ -62,9 +63,14 @@ class DocumentOptions(BaseModel):
         description="false: read each page as one region (always so with a recognizer that lays out pages)",
     )
     lang: str = Field("auto", description="'auto', ISO codes ('ru', 'en', 'ru+en', 'zh') or tesseract codes")
+    text_layer: TextLayer = Field(
+        "auto",
+        description="a PDF's own text: 'auto' reads it where it can be trusted and OCRs the rest, "
+        "'off' OCRs every page, 'only' never OCRs",
+    )
 
     def options(self) -> Options:
-        return Options(self.pages, self.dpi, self.layout, self.lang)
+        return Options(self.pages, self.dpi, self.layout, self.lang, self.text_layer)
 
 
 class OcrOptions(DocumentOptions):

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_val
 from pydantic_settings import EnvSettingsSource
 from pydantic_settings.sources.utils import parse_env_vars
 
+from .datatypes import Task
+
 ENV_PREFIX = "SERVE_APP_"
 DEFAULT_TESSDATA = Path("/usr/share/tesseract-ocr/5/tessdata")
 
@@ -152,6 +154,9 @@ class VllmRecognizerArgs(_Strict):
     prompts: dict[str, str] = Field(default_factory=dict)
     # Pictures are not sent to the VLM (as in PaddleOCR-VL); true reads any text in them.
     read_figures: bool = False
+    # Regions of these tasks are read by the VLM even where a PDF's text layer holds their text:
+    # the VLM gives a table its cells and a formula its LaTeX. [] reads them from the layer too.
+    text_layer_ocr_tasks: list[Task] = Field(default_factory=lambda: list[Task](["table", "formula"]))
     # Largest image sent, in pixels; larger pages and crops are scaled down first (dots.ocr's
     # default: 11289600, its processor's limit). Bounds the image tokens a request costs.
     max_pixels: int | None = Field(None, ge=3136)
@@ -296,6 +301,12 @@ class AppArgs(_Strict):
     def uses_layout(self) -> bool:
         """False when the recognizer lays out whole pages itself: no Layout deployment then."""
         return not (isinstance(self.recognizer, VllmRecognizerArgs) and self.recognizer.reads_pages)
+
+    @property
+    def text_layer_ocr_tasks(self) -> frozenset[str]:
+        """Tasks OCR'd even where a PDF's text layer holds their text (none on the CPU readers)."""
+        rec = self.recognizer
+        return frozenset(rec.text_layer_ocr_tasks if isinstance(rec, VllmRecognizerArgs) else ())
 
     @model_validator(mode="after")
     def _vllm_share_from_its_budget(self) -> AppArgs:

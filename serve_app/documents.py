@@ -22,6 +22,7 @@ from .errors import (
     UnprocessableDocument,
     UnsupportedMediaType,
 )
+from .text_layer import Char
 
 # PIL's own bomb check would fire on big but legal pages; ours (max_page_pixels) runs first.
 Image.MAX_IMAGE_PIXELS = None
@@ -96,6 +97,7 @@ def parse_page_range(spec: str | None, page_count: int, max_pages: int | None = 
 class Page:
     index: int  # 0-based position in the document
     image: np.ndarray  # H x W x 3, uint8, RGB
+    chars: tuple[Char, ...] = ()  # a PDF page's text layer, in the image's pixels (when asked for)
 
 
 class Document:
@@ -140,12 +142,16 @@ class Document:
             self._check_pixels(i)
         return indices
 
-    def render(self, index: int) -> Page:
+    def render(self, index: int, text_layer: bool = False) -> Page:
+        """The page's image; with ``text_layer``, a PDF page's characters as well."""
         with self._lock:
             if self._closed:
                 raise UnprocessableDocument("the document was closed (request cancelled)")
-            image = self._render_pdf(index) if self.kind == "pdf" else self._decode_frame(index)
-        return Page(index=index, image=image)
+            if self.kind != "pdf":
+                return Page(index, self._decode_frame(index))
+            image = self._render_pdf(index)
+            chars = self._chars(index, image.shape[1], image.shape[0]) if text_layer else ()
+        return Page(index, image, chars)
 
     def close(self) -> None:
         """Waits for a render in progress: pdfium crashes if a document closes under it."""
@@ -178,6 +184,10 @@ class Document:
             pil = self._pdf[index].render(scale=self.dpi / 72).to_pil()
             return np.ascontiguousarray(pil.convert("RGB"))
 
+    def _chars(self, index: int, width: int, height: int) -> tuple[Char, ...]:
+        with _unreadable(f"the text of page {index + 1} cannot be read"):
+            return _page_chars(self._pdf[index], width, height)
+
     def _decode_frame(self, index: int) -> np.ndarray:
         with _unreadable(f"image frame {index + 1} cannot be decoded"):
             self._image.seek(index)
@@ -202,6 +212,57 @@ def _open_pdf(data: bytes):  # -> pdfium.PdfDocument
     import pypdfium2 as pdfium
 
     return pdfium.PdfDocument(data)
+
+
+# Text render modes that draw nothing: 3 (invisible, a scanner's OCR layer) and 7 (clip only).
+_UNDRAWN_MODES = (3, 7)
+
+
+def _page_chars(page, width: int, height: int) -> tuple[Char, ...]:  # page: pdfium.PdfPage
+    """The page's characters with their boxes in the pixels of its ``width`` x ``height`` render."""
+    import ctypes
+
+    import pypdfium2.raw as raw
+
+    def device(x: float, y: float) -> tuple[int, int]:
+        dx, dy = ctypes.c_int(), ctypes.c_int()
+        raw.FPDF_PageToDevice(page.raw, 0, 0, width, height, 0, x, y, ctypes.byref(dx), ctypes.byref(dy))
+        return dx.value, dy.value
+
+    # Page space -> pixels is affine (PDFium's display matrix: crop box, /Rotate, scale), taken
+    # from three points far apart, since PDFium rounds what it returns to whole pixels.
+    o, ex, ey = device(0, 0), device(10_000, 0), device(0, 10_000)
+    a, b = (ex[0] - o[0]) / 10_000, (ex[1] - o[1]) / 10_000
+    c, d = (ey[0] - o[0]) / 10_000, (ey[1] - o[1]) / 10_000
+    textpage = page.get_textpage()
+    try:
+        tp = textpage.raw
+        left, right, bottom, top = (ctypes.c_double() for _ in range(4))
+        chars = []
+        for i in range(raw.FPDFText_CountChars(tp)):
+            code = raw.FPDFText_GetUnicode(tp, i)
+            generated = raw.FPDFText_IsGenerated(tp, i) == 1
+            box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+            visible = True
+            if not generated:
+                raw.FPDFText_GetCharBox(
+                    tp, i, ctypes.byref(left), ctypes.byref(right), ctypes.byref(bottom), ctypes.byref(top)
+                )
+                xs = [
+                    o[0] + a * x + c * y for x in (left.value, right.value) for y in (bottom.value, top.value)
+                ]
+                ys = [
+                    o[1] + b * x + d * y for x in (left.value, right.value) for y in (bottom.value, top.value)
+                ]
+                box = (min(xs), min(ys), max(xs), max(ys))
+                obj = raw.FPDFText_GetTextObject(tp, i)
+                visible = not obj or raw.FPDFTextObj_GetTextRenderMode(obj) not in _UNDRAWN_MODES
+            # A lone surrogate cannot be sent as UTF-8: it stands for what it is, an unreadable code.
+            text = "\ufffd" if not 0 <= code < 0x110000 or 0xD800 <= code < 0xE000 else chr(code)
+            chars.append(Char(text, box, visible, generated))
+        return tuple(chars)
+    finally:
+        textpage.close()
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:

@@ -75,7 +75,7 @@ def add_job_routes(
             )
         data, opts = await read_document_request(request, args, results, DocumentOptions, JobJsonRequest)
         async with service.opened(data, opts.dpi, opts.pages) as opened:
-            lang = await service.lang(opts.lang)
+            options = await service.options(opts.options())
         now = time.time()
         record = JobRecord(
             id=new_job_id(),
@@ -86,8 +86,10 @@ def add_job_routes(
             page_count=opened.doc.page_count,
             pages=opened.indices,
             dpi=opts.dpi,
-            layout=opts.layout,
-            lang=lang,
+            layout=options.layout,
+            lang=options.lang,
+            text_layer=options.text_layer,
+            ocr_tasks=sorted(options.ocr_tasks),
         )
         await store.submit(data, record)
         backend.wake_jobs()

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .errors import ServeAppError
 from .pipeline import Options
+from .text_layer import TextLayer
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -52,6 +53,8 @@ class JobRecord(BaseModel):
     dpi: int | None
     layout: bool
     lang: str
+    text_layer: TextLayer = "auto"
+    ocr_tasks: list[str] = []
     pages_done: int = 0
     result_key: str | None = None
     cache: Literal["hit", "miss"] | None = None
@@ -63,7 +66,7 @@ class JobRecord(BaseModel):
 
     @property
     def options(self) -> Options:
-        return Options(None, self.dpi, self.layout, self.lang)
+        return Options(None, self.dpi, self.layout, self.lang, self.text_layer, frozenset(self.ocr_tasks))
 
     def change(self, **update: Any) -> JobRecord:
         return self.model_copy(update={"updated_at": time.time(), **update})

@@ -15,9 +15,12 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
+from . import text_layer
 from .crops import crops
-from .datatypes import Recognition, RecognizeRequest, Region
-from .documents import Document
+from .datatypes import Box, Recognition, RecognizeRequest, Region
+from .documents import Document, Page
+from .regions import text_lines
+from .text_layer import TextLayer
 
 T = TypeVar("T")
 # Called with each rendered page (1-based number, RGB image), e.g. to store its image.
@@ -42,6 +45,12 @@ class Options:
     dpi: int | None = None
     layout: bool = True
     lang: str = "auto"
+    # A PDF page's own text: "auto" where it can be trusted (text_layer.py), "off" never, "only"
+    # always (nothing is OCR'd).
+    text_layer: TextLayer = "auto"
+    # Regions of these tasks go to the recognizer even where the layer holds their text (a VLM
+    # gives a table its structure); set by the service from its config.
+    ocr_tasks: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,7 @@ class Block:
     engine: str
     confidence: float
     error: str | None = None
+    source: str = "ocr"  # "text_layer": read from the PDF's own text, not from pixels
 
 
 @dataclass(frozen=True)
@@ -80,13 +90,13 @@ async def process_page(
     """``layout`` None: the recognizer reads whole pages and lays them out itself (dots.ocr)."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    page = await asyncio.to_thread(doc.render, index)
+    page = await asyncio.to_thread(doc.render, index, options.text_layer != "off")
     timings["render"] = _ms(start)
     if on_page is None:
-        return await _read_page(page.image, index, options, layout, recognizer, timings, start)
+        return await _read_page(page, options, layout, recognizer, timings, start)
     sink = asyncio.ensure_future(on_page(index + 1, page.image))  # while the page is being read
     try:
-        result = await _read_page(page.image, index, options, layout, recognizer, timings, start)
+        result = await _read_page(page, options, layout, recognizer, timings, start)
     except BaseException:
         sink.cancel()
         raise
@@ -95,14 +105,14 @@ async def process_page(
 
 
 async def _read_page(
-    image: np.ndarray,
-    index: int,
+    page: Page,
     options: Options,
     layout: LayoutClient | None,
     recognizer: RecognizerClient,
     timings: dict[str, float],
     start: float,
 ) -> PageResult:
+    image = page.image
     h, w = image.shape[:2]
     whole_page = Region(bbox=(0.0, 0.0, float(w), float(h)), label="text", score=1.0)
 
@@ -113,27 +123,42 @@ async def _read_page(
         timings["layout"] = _ms(t)
         regions = detected or [whole_page]
 
+    # A region whose text the layer holds is read from it; None: it goes to the recognizer.
+    from_layer: list[Recognition | None] = [None] * len(regions)
+    if page.chars:
+        t = time.perf_counter()
+        from_layer = await asyncio.to_thread(_from_layer, page, regions, options)
+        timings["text_layer"] = _ms(t)
+
     t = time.perf_counter()
 
     def requests() -> list[list[RecognizeRequest]]:  # pixel work (rules, cells, masks): off the loop
         if regions[0] is whole_page:
-            return [[RecognizeRequest(image, "text", options.lang, True)]]
-        out = []
-        for r in regions:
+            return [[RecognizeRequest(image, "text", options.lang, True)] if from_layer[0] is None else []]
+        out: list[list[RecognizeRequest]] = []
+        for r, known in zip(regions, from_layer, strict=True):
+            if known is not None:
+                out.append([])
+                continue
             cs = crops(image, r)
             task = r.task if len(cs) == 1 else "text"  # a table's cell is text
             out.append([RecognizeRequest(pixels, task, options.lang, False, lines) for pixels, lines in cs])
         return out
 
     per_region = await asyncio.to_thread(requests)
-    flat = await recognizer.recognize([q for qs in per_region for q in qs])
+    asked = [q for qs in per_region for q in qs]
+    flat = await recognizer.recognize(asked) if asked else []
     readings, at = [], 0
-    for qs in per_region:  # a table read cell by cell is still one block
-        readings.append(flat[at] if len(qs) == 1 else _joined(flat[at : at + len(qs)]))
+    for qs, known in zip(per_region, from_layer, strict=True):  # a table read cell by cell is one block
+        if known is not None:
+            readings.append(known)
+        else:
+            readings.append(flat[at] if len(qs) == 1 else _joined(flat[at : at + len(qs)]))
         at += len(qs)
-    timings["recognize"] = _ms(t)
+    if asked:
+        timings["recognize"] = _ms(t)
     # A region read cell by cell is a table, whatever the layout model called it (a scan's "figure").
-    labels = [r.label if len(qs) == 1 else "table" for r, qs in zip(regions, per_region, strict=True)]
+    labels = [r.label if len(qs) <= 1 else "table" for r, qs in zip(regions, per_region, strict=True)]
     # A whole-page reader's own blocks stand for its page region; other readings are one block each.
     parts = [
         (label, bbox, score, text, rec)
@@ -153,11 +178,35 @@ async def _read_page(
             engine=rec.engine,
             confidence=round(rec.confidence, 4),
             error=rec.error,
+            source="text_layer" if rec.engine == LAYER_ENGINE else "ocr",
         )
         for i, (label, bbox, score, text, rec) in enumerate(parts)
     ]
     timings["total"] = _ms(start)
-    return PageResult(page=index + 1, width=w, height=h, blocks=blocks, timings_ms=timings)
+    return PageResult(page=page.index + 1, width=w, height=h, blocks=blocks, timings_ms=timings)
+
+
+LAYER_ENGINE = "text_layer"
+
+
+def _from_layer(page: Page, regions: Sequence[Region], options: Options) -> list[Recognition | None]:
+    """Each region's reading from the page's text layer, or None where it must be OCR'd."""
+    page_lines: list[Box] | None = None
+    out: list[Recognition | None] = []
+    for r, picked in zip(regions, text_layer.region_chars(page.chars, regions), strict=True):
+        if options.text_layer == "only":
+            out.append(Recognition(text_layer.text_of(page.chars, picked), 1.0, LAYER_ENGINE))
+            continue
+        if not picked or r.task in options.ocr_tasks:
+            out.append(None)
+            continue
+        lines: Sequence[Box] = r.lines
+        if not lines:  # a layout model that orders its own regions finds no lines: find them here
+            page_lines = text_lines(page.image) if page_lines is None else page_lines
+            lines = text_layer.lines_in(page_lines, r.bbox)
+        text, why_not = text_layer.read(page.chars, picked, lines)
+        out.append(Recognition(text, 1.0, LAYER_ENGINE) if why_not is None else None)
+    return out
 
 
 def _joined(cells: Sequence[Recognition]) -> Recognition:

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Literal, TypeVar
 
@@ -36,10 +36,18 @@ Cache = Literal["hit", "miss"]
 def result_key(
     data: bytes, pages: Sequence[int], dpi: int, options: Options, models: Mapping[str, Any]
 ) -> str:
-    """The input bytes, what changes the output (the pages, the DPI they are rendered at, layout
-    and language) and the models' names: the same document asked the same way of the same models
-    is the same key, so a retried request or job writes the same objects again."""
-    asked = {"pages": list(pages), "dpi": dpi, "layout": options.layout, "lang": options.lang}
+    """The input bytes, what changes the output (the pages, the DPI they are rendered at, layout,
+    language and the use of a PDF's text layer) and the models' names: the same document asked
+    the same way of the same models is the same key, so a retried request or job writes the
+    same objects again."""
+    asked = {
+        "pages": list(pages),
+        "dpi": dpi,
+        "layout": options.layout,
+        "lang": options.lang,
+        "text_layer": options.text_layer,
+        "ocr_tasks": sorted(options.ocr_tasks),
+    }
     digest = hashlib.sha256(data)
     digest.update(json.dumps({"options": asked, "models": models}, sort_keys=True, default=str).encode())
     return digest.hexdigest()
@@ -82,6 +90,10 @@ class DocumentService:
         ``ru`` and ``rus+eng`` are one cache key, and a job asks for what can be read."""
         return lang if lang == "auto" else await self._engines.check_lang(lang)
 
+    async def options(self, options: Options) -> Options:
+        """A client's options as they are read: the language checked, the config's part added."""
+        return replace(options, lang=await self.lang(options.lang), ocr_tasks=self._args.text_layer_ocr_tasks)
+
     async def key(
         self, data: bytes, opened: Opened, indices: Sequence[int], options: Options, models: Mapping[str, Any]
     ) -> str:
@@ -112,7 +124,7 @@ class DocumentService:
         started = time.perf_counter()
         async with self.opened(data, options.dpi, options.pages) as opened:
             models = await self.ready_models()
-            options = Options(options.pages, options.dpi, options.layout, await self.lang(options.lang))
+            options = await self.options(options)
             key = None
             if self.results is not None:  # hashing a 50 MiB upload costs ~0.1 s: only with a store to ask
                 key = await self.key(data, opened, opened.indices, options, models)

@@ -69,7 +69,12 @@ def vlm_url(base_url: str, tiny_model: Path):
 
 def test_ocr_through_the_ingress_reaches_vllm_for_every_region(vlm_url: str) -> None:
     pdf = (DATA / "draft_federal_law_personal_data_p1.pdf").read_bytes()
-    r = httpx.post(vlm_url + "/v1/ocr", files={"file": ("law.pdf", pdf)}, data={"dpi": "100"}, timeout=120)
+    r = httpx.post(
+        vlm_url + "/v1/ocr",
+        files={"file": ("law.pdf", pdf)},
+        data={"dpi": "100", "text_layer": "off"},
+        timeout=120,
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     blocks = body["pages"][0]["blocks"]
@@ -85,6 +90,19 @@ def test_ocr_through_the_ingress_reaches_vllm_for_every_region(vlm_url: str) -> 
     assert body["models"]["Recognizer"].startswith("vllm:")
     models = httpx.get(vlm_url + "/v1/models", timeout=10).json()["data"]
     assert any(m["name"].startswith("vllm:") and m["detail"]["profile"] == "paddleocr-vl" for m in models)
+
+
+def test_text_regions_with_a_trusted_layer_never_reach_the_vlm(vlm_url: str) -> None:
+    pdf = (DATA / "draft_federal_law_personal_data_p1.pdf").read_bytes()
+    r = httpx.post(vlm_url + "/v1/ocr", files={"file": ("law.pdf", pdf)}, data={"dpi": "100"}, timeout=120)
+    assert r.status_code == 200, r.text
+    blocks = r.json()["pages"][0]["blocks"]
+    assert "Федерального закона" in r.json()["text"]
+    # Tables and formulas would still go to the VLM (text_layer_ocr_tasks); pictures never do.
+    assert {b["source"] for b in blocks if b["label"] not in ("table", "equation", "figure")} == {
+        "text_layer"
+    }
+    assert all(b["engine"] == "skipped" for b in blocks if b["label"] == "figure")
 
 
 def chat_request(url: str, **extra: Any) -> tuple[str, dict[str, Any]]:

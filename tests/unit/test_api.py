@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from bench.textmetrics import cer
 from serve_app import documents, service
 from serve_app.api import create_api
 from serve_app.schemas import HealthOut, ModelList, OcrResult, ReadyOut
@@ -20,6 +21,7 @@ from tests.unit.engines_fixture import EngineBackend
 
 PHOTOTEST = (DATA / "phototest.png").read_bytes()
 PDF = (DATA / "draft_federal_law_personal_data_p1.pdf").read_bytes()
+PDF_TRUTH = (DATA / "draft_federal_law_personal_data_p1.gt.txt").read_text()
 
 
 @pytest.fixture
@@ -67,7 +69,10 @@ def test_multipart_ocr_returns_blocks_markdown_text_and_timings(client) -> None:
 
 
 def test_json_base64_pdf_with_options(client, backend) -> None:
-    payload = {"file": base64.b64encode(PDF).decode(), "dpi": 150, "layout": False, "lang": "ru"}
+    payload = {
+        "file": base64.b64encode(PDF).decode(),
+        **{"dpi": 150, "layout": False, "lang": "ru", "text_layer": "off"},
+    }
     r = client().post("/v1/ocr", json=payload)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -75,6 +80,18 @@ def test_json_base64_pdf_with_options(client, backend) -> None:
     assert len(body["pages"][0]["blocks"]) == 1  # layout off: the page is one region
     assert "Федеральным законом" in body["text"]
     assert body["pages"][0]["blocks"][0]["engine"] == "tesseract:rus+eng"
+    assert body["pages"][0]["blocks"][0]["source"] == "ocr"
+
+
+def test_a_born_digital_pdf_is_read_from_its_text_layer(client) -> None:
+    r = client().post("/v1/ocr", files={"file": ("law.pdf", PDF, "application/pdf")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    OcrResult.model_validate(body)
+    page = body["pages"][0]
+    assert {b["source"] for b in page["blocks"]} == {"text_layer"}
+    assert "recognize" not in page["timings_ms"] and "text_layer" in page["timings_ms"]
+    assert cer(body["text"], PDF_TRUTH) < 0.01
 
 
 def test_pages_of_a_multipage_tiff_are_selected(client) -> None:

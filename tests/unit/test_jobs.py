@@ -42,3 +42,13 @@ def test_a_backoff_is_waited_out_and_spent_attempts_give_up() -> None:
     assert claim_decision(backing_off, NOW - 60, NOW + 5, max_attempts=3) == "claim"
     spent = record(status="running", attempts=3, lease=Lease(owner="gone", until=NOW - 1))
     assert claim_decision(spent, NOW - 60, NOW, max_attempts=3) == "give up"
+
+
+def test_a_job_reads_with_the_options_it_was_submitted_with() -> None:
+    job = record(text_layer="off", ocr_tasks=["table"], lang="rus")
+    again = JobRecord.model_validate_json(job.model_dump_json())  # as stored in S3 and read back
+    assert again.options.text_layer == "off" and again.options.ocr_tasks == frozenset({"table"})
+    assert again.options.lang == "rus"
+    # A record written before the option existed reads its PDFs' text layer, the default.
+    old = {k: v for k, v in job.model_dump().items() if k not in ("text_layer", "ocr_tasks")}
+    assert JobRecord.model_validate(old).options.text_layer == "auto"

@@ -18,5 +18,7 @@ def test_result_keys_follow_the_input_the_options_and_the_models() -> None:
     assert base != result_key(PDF, [0, 1], 300, AUTO, CPU)
     assert base != result_key(PDF, [0, 1], 200, Options(lang="ru"), CPU)
     assert base != result_key(PDF, [0, 1], 200, Options(layout=False), CPU)
+    assert base != result_key(PDF, [0, 1], 200, Options(text_layer="off"), CPU)
+    assert base != result_key(PDF, [0, 1], 200, Options(ocr_tasks=frozenset({"table"})), CPU)
     # Another model reads differently: its answers are other results.
     assert base != result_key(PDF, [0, 1], 200, AUTO, {"Recognizer": "vllm:x"})

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.textmetrics import cer, normalize, order_error, wer
+from bench.textmetrics import bag_wer, cer, normalize, order_error, wer
 
 
 def test_normalisation_is_nfkc_and_whitespace() -> None:
@@ -42,3 +42,10 @@ def test_order_error_sees_swapped_columns_but_not_misread_letters() -> None:
     # Reversed: only one line can be in order.
     assert order_error("\n".join(reversed(ref.splitlines())), ref) == pytest.approx(0.75)
     assert order_error("", ref) == 0.0 and order_error("text", "") == 0.0  # nothing to order
+
+
+def test_bag_wer_leaves_the_order_out_but_counts_missing_extra_and_misread_words() -> None:
+    assert bag_wer("c b a", "a b c") == 0.0
+    assert bag_wer("a b", "a b c d") == 0.5  # two of four missing
+    assert bag_wer("a b c d e f", "a b c") == 1.0  # three extra
+    assert bag_wer("a x c", "a b c") == pytest.approx(1 / 3)  # one misread: one missing, one extra

@@ -29,13 +29,25 @@ from bench.split import HALVES, half
 from bench.systems import config_args
 from bench.textmetrics import cer
 from serve_app.assemble import page_text
+from serve_app.config import AppArgs
 from serve_app.documents import Document
 from serve_app.engines import build_layout, build_recognizer
+from serve_app.engines.base import LayoutEngine, RecognizerEngine
 from serve_app.local import LocalLayout
 from serve_app.pipeline import Options, process_document
 
 DEFAULT_DIR = Path(__file__).parents[2] / "shared" / "evaldata"
 CPU_CONFIG = Path(__file__).parents[1] / "serve_config.cpu.yaml"
+
+
+def started_engines(config: Path) -> tuple[AppArgs, LayoutEngine, RecognizerEngine]:
+    """The serve config's args, and its layout and recognizer engines, started (in-process)."""
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    args = config_args(config)
+    layout, recognizer = build_layout(args.layout), build_recognizer(args.recognizer)
+    layout.start()
+    recognizer.start()
+    return args, layout, recognizer
 
 
 def _bare(image: np.ndarray, rapid, tess_api) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -56,16 +68,12 @@ async def main() -> None:
     parser.add_argument("--bare-from", type=Path, help="an earlier --out file: its bare engines' CER")
     parser.add_argument("--texts", type=Path, help="write each page's service text to DIR/ID.txt")
     opts = parser.parse_args()
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    args, layout, recognizer = started_engines(opts.config)
 
     import tesserocr
 
-    args = config_args(opts.config)
-    layout, recognizer = build_layout(args.layout), build_recognizer(args.recognizer)
-    layout.start()
-    recognizer.start()
     rapid = bare_rapidocr()
-    tessdata = str(args.recognizer.tessdata_dir) + "/"
+    tessdata = str(args.recognizer.tessdata_dir) + "/"  # type: ignore[union-attr]
     apis = {lang: tesserocr.PyTessBaseAPI(path=tessdata, lang=lang) for lang in ("eng", "rus")}
     earlier = {}
     if opts.bare_from:

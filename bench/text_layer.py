@@ -18,18 +18,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import time
 from pathlib import Path
 
-from bench.pages import CPU_CONFIG, DEFAULT_DIR
+from bench.pages import CPU_CONFIG, DEFAULT_DIR, started_engines
 from bench.split import half
-from bench.systems import config_args
 from bench.textmetrics import bag_wer, cer
 from serve_app.assemble import page_text
 from serve_app.documents import Document
-from serve_app.engines import build_layout, build_recognizer
 from serve_app.local import LocalLayout
 from serve_app.pipeline import Options, process_document
 
@@ -72,11 +69,7 @@ async def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--config", type=Path, default=CPU_CONFIG, help="serve config whose engines to run")
     opts = parser.parse_args()
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-    args = config_args(opts.config)
-    layout, recognizer = build_layout(args.layout), build_recognizer(args.recognizer)
-    layout.start()
-    recognizer.start()
+    args, layout, recognizer = started_engines(opts.config)
     rows = []
     out = opts.out.open("w") if opts.out else None
     for doc_id, group, path, dpi, truth in pages(opts.dir):

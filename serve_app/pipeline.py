@@ -125,7 +125,7 @@ async def _read_page(
 
     # A region whose text the layer holds is read from it; None: it goes to the recognizer.
     from_layer: list[Recognition | None] = [None] * len(regions)
-    if page.chars:
+    if page.chars or options.text_layer == "only":  # "only": a page without a layer reads as empty
         t = time.perf_counter()
         from_layer = await asyncio.to_thread(_from_layer, page, regions, options)
         timings["text_layer"] = _ms(t)

@@ -88,6 +88,11 @@ async def test_white_invisible_and_off_page_text_is_not_read(engines) -> None:
     assert not {"WHITE", "INVISIBLE", "OUTSIDE"} & set(text.split())
 
 
+async def test_only_never_ocrs_even_a_scanned_page(engines) -> None:
+    pages, calls = await read(engines, "mixed_scan_and_text.pdf", mode="only")
+    assert calls == 0 and [bool(page_text(p).strip()) for p in pages] == [False, True]
+
+
 async def test_each_page_of_a_mixed_document_takes_its_own_path(engines) -> None:
     name = "mixed_scan_and_text.pdf"  # page 1 a scan, page 2 born-digital Russian
     pages, calls = await read(engines, name)

@@ -4,7 +4,8 @@ the same code as the service, no Ray/HTTP).
     python -m bench.text_layer [EVALDATA_DIR] [--only SUBSTRING] [--out FILE.jsonl] [--config YAML]
 
 Pages: every evaldata page with a ``*.source.pdf`` (born-digital), and the PDFs of tests/data with
-broken layers (invisible OCR layer over a scan, cp1251 mojibake, hidden text, a mixed document).
+broken layers (invisible OCR layer over a scan, cp1251 mojibake, hidden text, private-use code
+points, a mixed document).
 Each is read three ways: ``text_layer`` auto, auto without the layout model (``layout: false``: the
 page's layer in its drawing order, one block a page), and off (OCR, as the same page sent as an
 image). For each: CER against the ground truth (in reading order; PDF ground truth follows the
@@ -36,6 +37,7 @@ BROKEN = [
     ("layer_invisible_ocr_scan.pdf", 100),
     ("layer_cp1251_no_tounicode.pdf", 200),
     ("layer_hidden_text.pdf", 200),
+    ("layer_private_use.pdf", 200),
     ("mixed_scan_and_text.pdf", 200),
 ]
 

@@ -7,6 +7,8 @@ committed, so that tests need neither this script nor fontTools):
   "Ïðèêàç". Old Russian PDFs made with "Cyr" fonts look like this.
 - ``layer_hidden_text.pdf``: English lines that are shown, and three that are not: one in white,
   one in render mode 3 (invisible, as a scanner's OCR layer), one off the page.
+- ``layer_private_use.pdf``: English lines shown, and a ToUnicode map that sends every code to the
+  private-use area (U+E000 + code), as symbol fonts and some PDF producers' subset fonts do.
 
     .venv/bin/python tests/data/make_layer_pdfs.py
 """
@@ -147,11 +149,37 @@ def hidden_text_pdf() -> bytes:
     )
 
 
+def private_use_pdf() -> bytes:
+    shown = b"".join(b"%s Tj T*\n" % _literal(line.encode()) for line in SHOWN)
+    content = b"BT /F1 14 Tf 20 TL 72 760 Td\n" + shown + b"ET\n"
+    cmap = (
+        b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap\n"
+        b"/CMapName /PrivateUse def /CMapType 2 def\n"
+        b"1 begincodespacerange <00> <FF> endcodespacerange\n"
+        b"1 beginbfrange <20> <7E> <E020> endbfrange\n"
+        b"endcmap CMapName currentdict /CMap defineresource pop end end\n"
+    )
+    return _pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 5 0 R"
+            b" /Resources << /Font << /F1 4 0 R >> >> >>",
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding"
+            b" /ToUnicode 6 0 R >>",
+            _stream(content),
+            _stream(cmap),
+        ]
+    )
+
+
 def main() -> None:
     (HERE / "layer_cp1251_no_tounicode.pdf").write_bytes(cp1251_pdf())
     (HERE / "layer_cp1251_no_tounicode.gt.txt").write_text("\n".join(RUSSIAN) + "\n")
     (HERE / "layer_hidden_text.pdf").write_bytes(hidden_text_pdf())
     (HERE / "layer_hidden_text.gt.txt").write_text("\n".join(SHOWN) + "\n")
+    (HERE / "layer_private_use.pdf").write_bytes(private_use_pdf())
+    (HERE / "layer_private_use.gt.txt").write_text("\n".join(SHOWN) + "\n")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,15 @@ async def test_a_cyrillic_font_without_a_unicode_map_is_ocrd_not_returned_as_moj
     assert calls == 0 and "Ïðèêàç".lower() in page_text(only[0]).lower()
 
 
+async def test_private_use_code_points_are_ocrd_not_returned(engines) -> None:
+    name = "layer_private_use.pdf"  # shows English, its ToUnicode map sends it to U+E000..
+    pages, calls = await read(engines, name)
+    text = page_text(pages[0])
+    assert calls == 1 and {b.source for b in pages[0].blocks} == {"ocr"}
+    assert not any("\ue000" <= ch <= "\uf8ff" for ch in text)
+    assert cer(text, truth(name)) < 0.05
+
+
 async def test_white_invisible_and_off_page_text_is_not_read(engines) -> None:
     name = "layer_hidden_text.pdf"
     pages, calls = await read(engines, name)

@@ -32,6 +32,12 @@ class DeploymentOptions(_Strict):
     health_check_period_s: float = Field(10.0, gt=0)
     # Sent as Retry-After when max_queued_requests is full.
     retry_after_s: float = Field(2.0, ge=0)
+    # At most this many replicas on one node: Layout replicas of 0.25 GPU could otherwise pack onto
+    # one card and leave no room there for a 0.75 Recognizer.
+    max_replicas_per_node: int | None = Field(None, ge=1)
+    # How long a replica that is being stopped (downscaling, a new version) may finish its requests
+    # before it is killed; None: Serve's default (20 s).
+    graceful_shutdown_timeout_s: float | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _one_scaling_mode(self) -> DeploymentOptions:
@@ -47,6 +53,9 @@ class DeploymentOptions(_Strict):
             "health_check_period_s": self.health_check_period_s,
             "backpressure_config": {"status_code": 503, "retry_after_s": self.retry_after_s},
         }
+        for name in ("max_replicas_per_node", "graceful_shutdown_timeout_s"):
+            if getattr(self, name) is not None:
+                opts[name] = getattr(self, name)
         if self.autoscaling_config is not None:
             opts["autoscaling_config"] = dict(self.autoscaling_config)
         else:
@@ -66,6 +75,11 @@ class RapidLayoutArgs(_Strict):
     deployment: DeploymentOptions = DeploymentOptions()
 
 
+MergeMode = Literal["union", "large", "small"]
+MERGE_UNION: MergeMode = "union"
+MERGE_LARGE: MergeMode = "large"
+
+
 class PaddleLayoutArgs(_Strict):
     """PP-DocLayoutV2/V3 through paddleocr's LayoutDetection, from a local model folder only."""
 
@@ -81,6 +95,15 @@ class PaddleLayoutArgs(_Strict):
         }
     )  # fmt: skip
     layout_nms: bool = True
+    # As the PaddleOCR-VL pipeline passes them (paddlex configs/pipelines/PaddleOCR-VL.yaml): boxes
+    # kept at their size, and a box nested in another of its class merged into it ("union") or
+    # dropped for the larger ("large"); without them nested duplicates reach the recognizer.
+    layout_unclip_ratio: tuple[float, float] = (1.0, 1.0)
+    layout_merge_bboxes_mode: dict[int, MergeMode] = Field(
+        default_factory=lambda: {
+            **dict.fromkeys(range(25), MERGE_UNION), **dict.fromkeys((3, 5, 6, 15, 17), MERGE_LARGE),
+        }
+    )  # fmt: skip
     gpu_budget_gb: float | None = Field(None, gt=0)
     deployment: DeploymentOptions = DeploymentOptions()
 
@@ -161,7 +184,9 @@ class VllmRecognizerArgs(_Strict):
     # default: 11289600, its processor's limit). Bounds the image tokens a request costs.
     max_pixels: int | None = Field(None, ge=3136)
     served_model_name: str | None = None
-    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "bfloat16"
+    # "auto": the model's own (bf16 for PaddleOCR-VL), or float16 where the card has no bf16
+    # (T4, V100: vLLM falls back); "bfloat16" refuses to start there.
+    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "auto"
     max_model_len: int = Field(8192, ge=256)
     max_num_seqs: int = Field(128, ge=1)
     max_num_batched_tokens: int = Field(16384, ge=256)
@@ -181,7 +206,11 @@ class VllmRecognizerArgs(_Strict):
     # How long vLLM waits for its engine core to load the weights and size the KV cache.
     start_timeout_s: float = Field(900.0, gt=0)
     sampling: SamplingArgs = SamplingArgs()
-    deployment: DeploymentOptions = DeploymentOptions(max_ongoing_requests=128)
+    # A replica stopped by a downscale finishes its pages (a page can take a minute on a busy
+    # card), and its engine process lets go of the card before a new replica starts.
+    deployment: DeploymentOptions = DeploymentOptions(
+        max_ongoing_requests=128, graceful_shutdown_timeout_s=90
+    )
 
     @model_validator(mode="after")
     def _page_mode_fits_the_profile(self) -> VllmRecognizerArgs:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..config import PaddleLayoutArgs
 from ..datatypes import Region
-from .base import LayoutEngine, ModelInfo, ModelLoadError, require_file
+from .base import LayoutEngine, ModelInfo, ModelLoadError, one_start_at_a_time, require_file
 
 # PP-DocLayoutV2/V3's 25 labels -> ours. The PaddleOCR-VL pipeline reads everything with "OCR:" but
 # tables, formulas (not formula numbers) and charts, and skips pictures; our labels carry that.
@@ -30,6 +30,7 @@ LABEL_MAP = {
     "reference_content": "reference", "seal": "figure", "table": "table", "text": "text",
     "vertical_text": "text", "vision_footnote": "footer",
 }  # fmt: skip
+WARM_UP_PX = 800  # a blank page predicted once at start: the first predict's allocations happen then
 
 
 def regions_from_result(result: Any) -> list[Region]:
@@ -64,16 +65,23 @@ class PaddleLayoutEngine(LayoutEngine):
             from paddleocr import LayoutDetection
         except ImportError as exc:
             raise ModelLoadError("paddleocr is not installed (pip install '.[gpu]')") from exc
-        try:
-            self._model = LayoutDetection(
-                model_name=self._args.model_name,
-                model_dir=str(model_dir),
-                device=self._args.device,
-                threshold=dict(self._args.threshold),
-                layout_nms=self._args.layout_nms,
-            )
-        except Exception as exc:
-            raise ModelLoadError(f"layout model at {model_dir} cannot be loaded: {exc}") from exc
+        # One engine start at a time on a machine, the warm-up included: vLLM sizes its KV cache
+        # from the memory free while it profiles, and paddle's first predict allocates.
+        with one_start_at_a_time():
+            try:
+                model = LayoutDetection(
+                    model_name=self._args.model_name,
+                    model_dir=str(model_dir),
+                    device=self._args.device,
+                    threshold=dict(self._args.threshold),
+                    layout_nms=self._args.layout_nms,
+                    layout_unclip_ratio=tuple(self._args.layout_unclip_ratio),
+                    layout_merge_bboxes_mode=dict(self._args.layout_merge_bboxes_mode),
+                )
+                list(model.predict([np.full((WARM_UP_PX, WARM_UP_PX, 3), 255, np.uint8)], batch_size=1))
+            except Exception as exc:
+                raise ModelLoadError(f"layout model at {model_dir} cannot be loaded: {exc}") from exc
+        self._model = model
 
     def check_health(self) -> None:
         if self._model is None:

@@ -67,6 +67,7 @@ def test_build_app_applies_the_deployment_options() -> None:
     assert layout._bound_deployment.ray_actor_options["num_gpus"] == 0.25
     assert recognizer._bound_deployment.ray_actor_options["num_gpus"] == 0.75
     assert recognizer._bound_deployment.max_ongoing_requests == 64
+    assert recognizer._bound_deployment._deployment_config.graceful_shutdown_timeout_s == 90
     dots = build_app(load("deploy/examples/gpu-16gb-dots-ocr.yaml")["applications"][0]["args"])
     assert dots._bound_deployment.init_args[0] is None  # no Layout deployment for a page reader
 

@@ -56,6 +56,16 @@ def test_serve_options_carry_backpressure_and_scaling() -> None:
     opts = DeploymentOptions(max_queued_requests=4, retry_after_s=3).serve_options()
     assert opts["backpressure_config"] == {"status_code": 503, "retry_after_s": 3.0}
     assert opts["num_replicas"] == 1 and "autoscaling_config" not in opts
+    assert "max_replicas_per_node" not in opts and "graceful_shutdown_timeout_s" not in opts  # Serve's own
+    placed = DeploymentOptions(max_replicas_per_node=1, graceful_shutdown_timeout_s=90).serve_options()
+    assert placed["max_replicas_per_node"] == 1 and placed["graceful_shutdown_timeout_s"] == 90
+
+
+def test_the_vllm_recognizer_starts_with_the_models_own_dtype_and_drains_before_it_stops(make_args) -> None:
+    rec = make_args(recognizer={"engine": "vllm", "model": "/models/x"}).recognizer
+    assert rec.dtype == "auto"  # bf16 where the card has it, float16 on a T4 or V100
+    assert rec.deployment.graceful_shutdown_timeout_s == 90
+    assert rec.text_layer_ocr_tasks == ["table", "formula"]
 
 
 def test_errors_pickle_with_their_fields_and_render_problem_json() -> None:

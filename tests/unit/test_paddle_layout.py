@@ -9,6 +9,7 @@ paddlex ``inference_meta.py`` ``_LABEL_DOC_LAYOUT_V2V3``. Summarised in docs/res
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -65,3 +66,56 @@ def test_config_selects_the_engine_and_a_missing_folder_is_a_startup_error(tmp_p
     assert engine.ordered
     with pytest.raises(ModelLoadError, match=str(folder)):
         engine.start()
+
+
+class _LayoutDetection:
+    """paddleocr's ``LayoutDetection`` as far as ``start`` uses it (paddle cannot run here): the
+    keyword-only init of ``paddleocr/_models/_object_detection.py`` (3.x) and ``predict``."""
+
+    made: ClassVar[list[_LayoutDetection]] = []
+
+    def __init__(
+        self, *, img_size=None, threshold=None, layout_nms=None, layout_unclip_ratio=None,
+        layout_merge_bboxes_mode=None, model_name=None, model_dir=None, device=None, **kwargs,
+    ) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+        self.init = {
+            "threshold": threshold, "layout_nms": layout_nms, "layout_unclip_ratio": layout_unclip_ratio,
+            "layout_merge_bboxes_mode": layout_merge_bboxes_mode, "model_name": model_name,
+        }  # fmt: skip
+        self.warmed_under_the_start_lock: bool | None = None
+        _LayoutDetection.made.append(self)
+
+    def predict(self, images, batch_size=1):  # type: ignore[no-untyped-def]
+        import fcntl
+        import tempfile
+
+        lock = Path(tempfile.gettempdir()) / "serve_app-engine-start.lock"
+        with lock.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                self.warmed_under_the_start_lock = False
+            except BlockingIOError:
+                self.warmed_under_the_start_lock = True
+        return [{"boxes": []} for _ in images]
+
+
+def test_start_passes_the_pipelines_box_options_and_warms_up_under_the_start_lock(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import sys
+    import types
+
+    folder = tmp_path / "PP-DocLayoutV2"
+    folder.mkdir()
+    (folder / "inference.yml").write_text("Global:\n  model_name: PP-DocLayoutV2\n")
+    monkeypatch.setitem(sys.modules, "paddleocr", types.SimpleNamespace(LayoutDetection=_LayoutDetection))
+    engine = build_layout(PaddleLayoutArgs(engine="paddle", model_dir=folder, device="cpu"))
+    engine.start()
+    model = _LayoutDetection.made[-1]
+    assert model.init["layout_unclip_ratio"] == (1.0, 1.0)
+    modes = model.init["layout_merge_bboxes_mode"]
+    assert modes[6] == "large" and modes[22] == "union" and len(modes) == 25  # doc_title, text
+    assert model.init["threshold"][22] == 0.4 and model.init["layout_nms"] is True
+    assert model.warmed_under_the_start_lock is True
+    engine.check_health()

@@ -177,6 +177,9 @@ class VllmRecognizerArgs(_Strict):
     prompts: dict[str, str] = Field(default_factory=dict)
     # Pictures are not sent to the VLM (as in PaddleOCR-VL); true reads any text in them.
     read_figures: bool = False
+    # At start, the profile's prompt is compared with what the model folder's chat template renders
+    # (engines/vlm.py ``check_chat_template``); false skips it.
+    check_chat_template: bool = True
     # Regions of these tasks are read by the VLM even where a PDF's text layer holds their text:
     # the VLM gives a table its cells and a formula its LaTeX. [] reads them from the layer too.
     text_layer_ocr_tasks: list[Task] = Field(default_factory=lambda: list[Task](["table", "formula"]))

@@ -15,20 +15,34 @@ from pathlib import Path
 SPECIAL = {
     "pad": "<pad>",
     "bos": "<|begin_of_sentence|>",
-    "eos": "<|end_of_sentence|>",
+    "eos": "</s>",
     "unk": "<unk>",
     "image": "<|IMAGE_PLACEHOLDER|>",
     "vision_start": "<|IMAGE_START|>",
     "vision_end": "<|IMAGE_END|>",
     "video": "<|VIDEO_PLACEHOLDER|>",
 }
+# PaddleOCR-VL's own template as its processor renders it (the PaddlePaddle/PaddleOCR-VL folder's
+# chat_template.jinja): "<|begin_of_sentence|>", a system turn's text and a newline, "User: " with
+# the image before the text and a newline, "Assistant:\n" opening an answer, and a past answer
+# ended by the tokenizer's eos token. The service's profile must render the same (vlm.py checks it).
 CHAT_TEMPLATE = (
-    "<|begin_of_sentence|>{% for message in messages %}{% if message['role'] == 'user' %}User: "
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for part in message['content'] %}{% if part['type'] == 'image' %}"
-    "<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>{% elif part['type'] == 'text' %}"
-    "{{ part['text'] }}{% endif %}{% endfor %}{% endif %}\n{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}Assistant: {% endif %}"
+    "{{- '<|begin_of_sentence|>' -}}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' -%}"
+    "{%- for part in message['content'] -%}{%- if part['type'] == 'text' -%}{{ part['text'] + '\n' }}"
+    "{%- endif -%}{%- endfor -%}"
+    "{%- elif message['role'] == 'user' -%}{{- 'User: ' -}}"
+    "{%- for part in message['content'] -%}{%- if part['type'] == 'image' -%}"
+    "{{ '<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>' }}{%- endif -%}{%- endfor -%}"
+    "{%- for part in message['content'] -%}{%- if part['type'] == 'text' -%}{{ part['text'] }}"
+    "{%- endif -%}{%- endfor -%}{{ '\n' -}}"
+    "{%- elif message['role'] == 'assistant' -%}{{- 'Assistant:\n' -}}"
+    "{%- for part in message['content'] -%}{%- if part['type'] == 'text' -%}{{ part['text'] }}"
+    "{%- endif -%}{%- endfor -%}{{ eos_token -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- 'Assistant:\n' -}}{%- endif -%}"
 )
 
 

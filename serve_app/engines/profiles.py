@@ -66,14 +66,21 @@ class Profile:
     chat_format: ClassVar[ChatFormat]
     # Instructions per task; "page" is the whole-page instruction. Config may override any.
     prompts: ClassVar[dict[str, str]]
+    # True: a model folder whose chat template renders an OCR prompt other than ours is refused at
+    # start (vlm.py). False where one profile serves models whose templates differ (Qwen2.5-VL
+    # adds a default system turn, Qwen3-VL does not): a difference is logged.
+    exact_template: ClassVar[bool] = False
 
     def __init__(self, prompts: Mapping[str, str] | None = None, max_pixels: int | None = None) -> None:
         self._prompts = {**self.prompts, **(prompts or {})}
         self.max_pixels = max_pixels
 
-    def prompt(self, task: str, whole_page: bool) -> str:
+    def instruction(self, task: str, whole_page: bool) -> str:
         key = "page" if whole_page and "page" in self._prompts else task
-        return self.chat_format.ask(self._prompts.get(key, self._prompts["text"]))
+        return self._prompts.get(key, self._prompts["text"])
+
+    def prompt(self, task: str, whole_page: bool) -> str:
+        return self.chat_format.ask(self.instruction(task, whole_page))
 
     def chat_prompt(self, turns: Sequence[ChatTurn]) -> str:
         return self.chat_format.render(turns)
@@ -97,12 +104,14 @@ class Profile:
 
 class PaddleOcrVl(Profile):
     name = "paddleocr-vl"
+    exact_template = True
     chat_format = ChatFormat(
         begin="<|begin_of_sentence|>",
         image="<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>",
+        system="{text}\n",
         user="User: {image}{text}\n",
-        assistant="Assistant: {text}<|end_of_sentence|>",
-        generation="Assistant: ",
+        assistant="Assistant:\n{text}</s>",
+        generation="Assistant:\n",
     )
     prompts: ClassVar[dict[str, str]] = {
         "text": "OCR:",

@@ -12,10 +12,12 @@ the loop (a flagged block, never a failed document).
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,9 @@ import numpy as np
 from ..config import VllmRecognizerArgs
 from ..datatypes import ChatReply, ChatTurn, ReadBlock, Recognition, RecognizeRequest
 from .base import ModelInfo, ModelLoadError, RecognizerEngine, one_start_at_a_time
-from .profiles import PROFILES, scale_box
+from .profiles import PROFILES, Profile, scale_box
+
+logger = logging.getLogger("ray.serve.serve_app.vlm")
 
 CHECK_EVERY_TOKENS = 32  # run the repetition guard this often while a region streams
 
@@ -60,6 +64,60 @@ def vllm_environment(args: VllmRecognizerArgs) -> dict[str, str]:
     }
 
 
+def check_chat_template(model: Path, profile: Profile, trust_remote_code: bool) -> None:
+    """The profile's prompts against what the model folder's own chat template renders for the
+    same turns. An OCR prompt that differs (a double BOS, another end of turn, a missing newline)
+    reads worse with no error anywhere, so an ``exact_template`` profile refuses to start on it; a
+    differing chat (system and assistant turns) is logged."""
+    try:
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(
+            str(model), local_files_only=True, trust_remote_code=trust_remote_code
+        )
+    except Exception as exc:  # no processor in the folder, or code it cannot run: vLLM says more
+        logger.warning("chat template of %s not checked: its processor does not load: %s", model, exc)
+        return
+    if not getattr(processor, "chat_template", None):
+        logger.warning("chat template of %s not checked: the folder has none", model)
+        return
+    image = np.zeros((28, 28, 3), np.uint8)
+    ocr = [ChatTurn("user", profile.instruction("text", whole_page=False), image)]
+    chat = [
+        ChatTurn("system", "Be brief."),
+        *ocr,
+        ChatTurn("assistant", "A page."),
+        ChatTurn("user", "Read it."),
+    ]
+    checks = (
+        (ocr, profile.prompt("text", whole_page=False), profile.exact_template),
+        (chat, profile.chat_prompt(chat), False),
+    )
+    for turns, ours, exact in checks:
+        theirs = processor.apply_chat_template(_messages(turns), add_generation_prompt=True, tokenize=False)
+        if theirs == ours:
+            continue
+        what = f"profile {profile.name!r} renders {ours!r}, the chat template of {model} renders {theirs!r}"
+        if exact:
+            raise ModelLoadError(
+                f"prompt drift: {what}; fix the profile or the folder (check_chat_template: false skips this)"
+            )
+        logger.warning("chat template differs from the profile: %s", what)
+
+
+def _messages(turns: Sequence[ChatTurn]) -> list[dict[str, Any]]:
+    return [
+        {
+            "role": t.role,
+            "content": [
+                *([{"type": "image"}] if t.image is not None else []),
+                {"type": "text", "text": t.text},
+            ],
+        }
+        for t in turns
+    ]
+
+
 class VllmRecognizer(RecognizerEngine):
     def __init__(self, args: VllmRecognizerArgs) -> None:
         self._args = args
@@ -73,6 +131,8 @@ class VllmRecognizer(RecognizerEngine):
             raise ModelLoadError(f"VLM model folder not found at {model} (no download is attempted)")
         for name, value in vllm_environment(self._args).items():  # before vLLM is imported
             os.environ.setdefault(name, value)
+        if self._args.check_chat_template:
+            check_chat_template(model, self._profile, self._args.trust_remote_code)
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 

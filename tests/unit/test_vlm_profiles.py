@@ -83,10 +83,10 @@ def test_paddleocr_vl_prompts_follow_its_chat_format() -> None:
     profile = PaddleOcrVl()
     prompt = profile.prompt("table", whole_page=False)
     assert prompt.startswith("<|begin_of_sentence|>User: <|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>")
-    assert prompt.endswith("Table Recognition:\nAssistant: ")
-    assert profile.prompt("chart", False).endswith("Chart Recognition:\nAssistant: ")
-    assert profile.prompt("unknown", False).endswith("OCR:\nAssistant: ")
-    assert profile.prompt("text", whole_page=True).endswith("OCR:\nAssistant: ")  # it has no page prompt
+    assert prompt.endswith("Table Recognition:\nAssistant:\n")
+    assert profile.prompt("chart", False).endswith("Chart Recognition:\nAssistant:\n")
+    assert profile.prompt("unknown", False).endswith("OCR:\nAssistant:\n")
+    assert profile.prompt("text", whole_page=True).endswith("OCR:\nAssistant:\n")  # it has no page prompt
     assert profile.parse("table", "<fcel>a<nl>", False).text == "<table><tr><td>a</td></tr></table>"
     assert profile.parse("formula", "$$E=mc^2$$", False).text == "E=mc^2"
     assert profile.parse("text", "  plain  ", False) == Reading("plain")
@@ -115,10 +115,11 @@ def test_chat_formats_render_system_user_and_assistant_turns() -> None:
         "<|user|>Read it.<|endofuser|>"
         "<|assistant|>"
     )
-    # PaddleOCR-VL has no system role: the system text opens the first user turn.
-    assert PaddleOcrVl().chat_prompt(turns[:2]) == (
-        "<|begin_of_sentence|>User: <|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>Be brief.\n"
-        "What is this?\nAssistant: "
+    # PaddleOCR-VL's template (its folder's chat_template.jinja; tests/tiny_vlm.py renders the same).
+    assert PaddleOcrVl().chat_prompt(turns) == (
+        "<|begin_of_sentence|>Be brief.\n"
+        "User: <|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>What is this?\n"
+        "Assistant:\nA page.</s>User: Read it.\nAssistant:\n"
     )
 
 
@@ -221,3 +222,19 @@ def test_the_engine_start_is_bounded_by_start_timeout_s_and_stays_offline() -> N
     assert spec is not None and spec.origin is not None
     core_client = Path(spec.origin).parent / "v1" / "engine" / "core_client.py"
     assert "VLLM_ENGINE_READY_TIMEOUT_S" in core_client.read_text()
+
+
+def test_a_model_folder_whose_chat_template_renders_another_ocr_prompt_is_refused(tmp_path) -> None:
+    from serve_app.engines.base import ModelLoadError
+    from serve_app.engines.vlm import check_chat_template
+    from tests.tiny_vlm import CHAT_TEMPLATE, build
+
+    folder = build(tmp_path / "tiny")
+    check_chat_template(folder, PaddleOcrVl(), trust_remote_code=False)  # the template it was made with
+    # The drift of an earlier profile: "Assistant: " where the model was trained on "Assistant:\n".
+    (folder / "chat_template.jinja").write_text(
+        CHAT_TEMPLATE.replace("'Assistant:\n' -}}{%- endif", "'Assistant: ' -}}{%- endif")
+    )
+    with pytest.raises(ModelLoadError, match="prompt drift") as refused:
+        check_chat_template(folder, PaddleOcrVl(), trust_remote_code=False)
+    assert "Assistant: " in str(refused.value) and str(folder) in str(refused.value)

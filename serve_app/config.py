@@ -338,7 +338,10 @@ class AppArgs(_Strict):
     def text_layer_ocr_tasks(self) -> frozenset[str]:
         """Tasks OCR'd even where a PDF's text layer holds their text (none on the CPU readers)."""
         rec = self.recognizer
-        return frozenset(rec.text_layer_ocr_tasks if isinstance(rec, VllmRecognizerArgs) else ())
+        if not isinstance(rec, VllmRecognizerArgs):
+            return frozenset()
+        # A picture the VLM does not read is not read from the layer either: it stays a picture.
+        return frozenset(rec.text_layer_ocr_tasks) | (frozenset() if rec.read_figures else {"figure"})
 
     @model_validator(mode="after")
     def _vllm_share_from_its_budget(self) -> AppArgs:

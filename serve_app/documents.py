@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ from .errors import (
     UnsupportedMediaType,
 )
 from .text_layer import Char
+
+logger = logging.getLogger("ray.serve.serve_app.documents")
 
 # PIL's own bomb check would fire on big but legal pages; ours (max_page_pixels) runs first.
 Image.MAX_IMAGE_PIXELS = None
@@ -149,8 +152,13 @@ class Document:
                 raise UnprocessableDocument("the document was closed (request cancelled)")
             if self.kind != "pdf":
                 return Page(index, self._decode_frame(index))
-            image = self._render_pdf(index)
-            chars = self._chars(index, image.shape[1], image.shape[0]) if text_layer else ()
+            with _unreadable(f"page {index + 1} of the PDF cannot be read"):
+                page = self._pdf[index]
+            try:  # closed here, under the lock: a page left to the collector closes outside it
+                image = self._render_pdf(page, index)
+                chars = _page_chars_or_none(page, index, image.shape[1], image.shape[0]) if text_layer else ()
+            finally:
+                page.close()
         return Page(index, image, chars)
 
     def close(self) -> None:
@@ -179,14 +187,10 @@ class Document:
                 f"{self._limits.max_page_pixels} pixels per page (lower the dpi or the image size)"
             )
 
-    def _render_pdf(self, index: int) -> np.ndarray:
+    def _render_pdf(self, page, index: int) -> np.ndarray:  # page: pdfium.PdfPage
         with _unreadable(f"page {index + 1} of the PDF cannot be rendered"):
-            pil = self._pdf[index].render(scale=self.dpi / 72).to_pil()
+            pil = page.render(scale=self.dpi / 72).to_pil()
             return np.ascontiguousarray(pil.convert("RGB"))
-
-    def _chars(self, index: int, width: int, height: int) -> tuple[Char, ...]:
-        with _unreadable(f"the text of page {index + 1} cannot be read"):
-            return _page_chars(self._pdf[index], width, height)
 
     def _decode_frame(self, index: int) -> np.ndarray:
         with _unreadable(f"image frame {index + 1} cannot be decoded"):
@@ -212,6 +216,17 @@ def _open_pdf(data: bytes):  # -> pdfium.PdfDocument
     import pypdfium2 as pdfium
 
     return pdfium.PdfDocument(data)
+
+
+def _page_chars_or_none(page, index: int, width: int, height: int) -> tuple[Char, ...]:  # page: PdfPage
+    """The page's characters; none where its text cannot be read (the page is OCR'd then)."""
+    try:
+        return _page_chars(page, width, height)
+    except Exception as exc:  # a broken text object in a page that renders
+        logger.warning(
+            "text layer of page %d not read, the page is OCR'd: %s: %s", index + 1, type(exc).__name__, exc
+        )
+        return ()
 
 
 # Text render modes that draw nothing: 3 (invisible, a scanner's OCR layer) and 7 (clip only).

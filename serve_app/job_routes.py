@@ -75,7 +75,7 @@ def add_job_routes(
             )
         data, opts = await read_document_request(request, args, results, DocumentOptions, JobJsonRequest)
         async with service.opened(data, opts.dpi, opts.pages) as opened:
-            options = await service.options(opts.options())
+            options = await service.options(opts.options(), opened.doc)
         now = time.time()
         record = JobRecord(
             id=new_job_id(),

@@ -53,7 +53,8 @@ class JobRecord(BaseModel):
     dpi: int | None
     layout: bool
     lang: str
-    text_layer: TextLayer = "auto"
+    # Records written before the option existed were read without the layer: "off" keeps them so.
+    text_layer: TextLayer = "off"
     ocr_tasks: list[str] = []
     pages_done: int = 0
     result_key: str | None = None

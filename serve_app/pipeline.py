@@ -125,7 +125,10 @@ async def _read_page(
 
     # A region whose text the layer holds is read from it; None: it goes to the recognizer.
     from_layer: list[Recognition | None] = [None] * len(regions)
-    if page.chars or options.text_layer == "only":  # "only": a page without a layer reads as empty
+    # A VLM reading the whole page (no layout) gives it its structure, tables and formulas, that
+    # one block of the layer's text would lose; "only" reads the layer whatever it holds.
+    vlm_page = regions[0] is whole_page and bool(options.ocr_tasks)
+    if options.text_layer == "only" or (page.chars and not vlm_page):
         t = time.perf_counter()
         from_layer = await asyncio.to_thread(_from_layer, page, regions, options)
         timings["text_layer"] = _ms(t)
@@ -190,22 +193,26 @@ LAYER_ENGINE = "text_layer"
 
 
 def _from_layer(page: Page, regions: Sequence[Region], options: Options) -> list[Recognition | None]:
-    """Each region's reading from the page's text layer, or None where it must be OCR'd."""
+    """Each region's reading from the page's text layer, or None where it must be OCR'd.
+    ``only`` reads whatever the layer shows, a scanner's invisible OCR layer included."""
+    only = options.text_layer == "only"
     page_lines: list[Box] | None = None
     out: list[Recognition | None] = []
-    for r, picked in zip(regions, text_layer.region_chars(page.chars, regions), strict=True):
-        if options.text_layer == "only":
-            out.append(Recognition(text_layer.text_of(page.chars, picked), 1.0, LAYER_ENGINE))
-            continue
-        if not picked or r.task in options.ocr_tasks:
+    for r, picked in zip(regions, text_layer.region_chars(page.chars, regions, invisible=only), strict=True):
+        if not only and (not picked or r.task in options.ocr_tasks):
             out.append(None)
             continue
         lines: Sequence[Box] = r.lines
-        if not lines:  # a layout model that orders its own regions finds no lines: find them here
+        if picked and not lines:  # a layout model that orders its own regions finds no lines: here
             page_lines = text_lines(page.image) if page_lines is None else page_lines
             lines = text_layer.lines_in(page_lines, r.bbox)
         text, why_not = text_layer.read(page.chars, picked, lines)
-        out.append(Recognition(text, 1.0, LAYER_ENGINE) if why_not is None else None)
+        if only:
+            out.append(
+                Recognition(text if lines else text_layer.text_of(page.chars, picked), 1.0, LAYER_ENGINE)
+            )
+        else:
+            out.append(Recognition(text, 1.0, LAYER_ENGINE) if why_not is None else None)
     return out
 
 

@@ -25,7 +25,7 @@ class BlockOut(_Answer):
     engine: str
     confidence: float
     error: str | None = None
-    source: Literal["text_layer", "ocr"] = "ocr"  # where the text came from
+    source: Literal["text_layer", "ocr"]  # where the text came from
 
 
 class PageOut(_Answer):

@@ -23,7 +23,7 @@ from .assemble import page_json, result_body
 from .backend import Engines
 from .config import AppArgs, LimitsArgs
 from .documents import Document
-from .errors import NotReady, StorageUnavailable
+from .errors import BadRequest, NotReady, StorageUnavailable
 from .pipeline import Options, process_document
 from .results import ResultStore, page_image_name
 
@@ -90,8 +90,15 @@ class DocumentService:
         ``ru`` and ``rus+eng`` are one cache key, and a job asks for what can be read."""
         return lang if lang == "auto" else await self._engines.check_lang(lang)
 
-    async def options(self, options: Options) -> Options:
-        """A client's options as they are read: the language checked, the config's part added."""
+    async def options(self, options: Options, doc: Document) -> Options:
+        """A client's options as they are read: the language checked, the config's part added; an
+        image has no text layer (``only`` is a 400 for it, and ``auto`` is ``off``: one cache key)."""
+        if doc.kind != "pdf":
+            if options.text_layer == "only":
+                raise BadRequest(
+                    "text_layer 'only' reads a PDF's own text; an image has none (use auto or off)"
+                )
+            options = replace(options, text_layer="off")
         return replace(options, lang=await self.lang(options.lang), ocr_tasks=self._args.text_layer_ocr_tasks)
 
     async def key(
@@ -124,7 +131,7 @@ class DocumentService:
         started = time.perf_counter()
         async with self.opened(data, options.dpi, options.pages) as opened:
             models = await self.ready_models()
-            options = await self.options(options)
+            options = await self.options(options, opened.doc)
             key = None
             if self.results is not None:  # hashing a 50 MiB upload costs ~0.1 s: only with a store to ask
                 key = await self.key(data, opened, opened.indices, options, models)

@@ -33,6 +33,9 @@ WORD_GAP = 0.5  # characters this many heights apart on one line are still one s
 # PDFium marks a hyphen it found at a line end with this code point.
 _PDFIUM_HYPHEN = "\x02"
 _LIGATURES = re.compile("[\ufb00-\ufb06]")
+# A Symbol or Wingdings glyph (Word's list bullets) standing alone: PDFium gives its private-use code.
+_SYMBOL_BULLET = re.compile(r"(?<!\S)[\uf000-\uf0ff](?!\S)")
+_CJK_CHARS = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
 _WORD = re.compile(r"[^\W\d_]+")
 
 
@@ -50,11 +53,14 @@ class Char:
         return self.generated or not self.text.strip() or self.box[2] <= self.box[0]
 
 
-def region_chars(chars: Sequence[Char], regions: Sequence[Region]) -> list[list[int]]:
-    """Each drawn character given to one region: the one owning the ink line it stands on (so a
-    region read from the layer and one OCR'd never share a line), else the first that holds its
-    centre. Characters of no region (off the page, outside every region) are dropped."""
-    drawn = [i for i, c in enumerate(chars) if c.visible and not c.blank]
+def region_chars(
+    chars: Sequence[Char], regions: Sequence[Region], invisible: bool = False
+) -> list[list[int]]:
+    """Each drawn character (``invisible``: undrawn ones too) given to one region: the one owning
+    the ink line it stands on (so a region read from the layer and one OCR'd never share a line),
+    else the first that holds its centre. Characters of no region (off the page, outside every
+    region) are dropped."""
+    drawn = [i for i, c in enumerate(chars) if (c.visible or invisible) and not c.blank]
     owners: list[list[int]] = [[] for _ in regions]
     if not drawn or not regions:
         return owners
@@ -87,6 +93,7 @@ def text_of(chars: Sequence[Char], picked: Sequence[int]) -> str:
                 out.append(" ")
         out.append(chars[i].text)
     text = "".join(out).replace(_PDFIUM_HYPHEN, "-")
+    text = _SYMBOL_BULLET.sub("\u2022", text)
     return _LIGATURES.sub(lambda m: unicodedata.normalize("NFKC", m.group()), text)
 
 
@@ -98,7 +105,8 @@ def garbled(text: str) -> str | None:
     odd = sum(1 for ch in letters if unicodedata.category(ch) in ("Co", "Cc", "Cs") or ch == "\ufffd")
     if odd > ODD_CODE_POINTS * len(letters):
         return f"{odd} private-use, control or replacement characters"
-    words = [w for w in _WORD.findall(text) if len(w) >= 3]
+    # CJK writes words without spaces and Latin ones amid them ("使用Python语言"): apart, not mixed.
+    words = [w for w in _WORD.findall(_CJK_CHARS.sub(" ", text)) if len(w) >= 3]
     bad = sum(1 for w in words if _garbled_word(w))
     if words and bad > GARBLED_WORDS * len(words):
         return f"{bad} of {len(words)} words mix scripts or are accented Latin only"

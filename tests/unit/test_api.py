@@ -83,6 +83,11 @@ def test_json_base64_pdf_with_options(client, backend) -> None:
     assert body["pages"][0]["blocks"][0]["source"] == "ocr"
 
 
+def test_only_the_text_layer_of_an_image_is_a_clear_400(client) -> None:
+    r = client().post("/v1/ocr", files={"file": ("p.png", PHOTOTEST)}, data={"text_layer": "only"})
+    assert r.status_code == 400 and "text_layer" in r.json()["detail"], r.text
+
+
 def test_a_born_digital_pdf_is_read_from_its_text_layer(client) -> None:
     r = client().post("/v1/ocr", files={"file": ("law.pdf", PDF, "application/pdf")})
     assert r.status_code == 200, r.text

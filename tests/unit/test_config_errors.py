@@ -66,6 +66,11 @@ def test_the_vllm_recognizer_starts_with_the_models_own_dtype_and_drains_before_
     assert rec.dtype == "auto"  # bf16 where the card has it, float16 on a T4 or V100
     assert rec.deployment.graceful_shutdown_timeout_s == 90
     assert rec.text_layer_ocr_tasks == ["table", "formula"]
+    # A picture the VLM skips is not read from the layer either; the CPU readers read every region.
+    vlm = make_args(recognizer={"engine": "vllm", "model": "/models/x"})
+    assert vlm.text_layer_ocr_tasks == {"table", "formula", "figure"}
+    reads = make_args(recognizer={"engine": "vllm", "model": "/models/x", "read_figures": True})
+    assert reads.text_layer_ocr_tasks == {"table", "formula"} and make_args().text_layer_ocr_tasks == set()
 
 
 def test_errors_pickle_with_their_fields_and_render_problem_json() -> None:

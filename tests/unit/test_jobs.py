@@ -49,6 +49,6 @@ def test_a_job_reads_with_the_options_it_was_submitted_with() -> None:
     again = JobRecord.model_validate_json(job.model_dump_json())  # as stored in S3 and read back
     assert again.options.text_layer == "off" and again.options.ocr_tasks == frozenset({"table"})
     assert again.options.lang == "rus"
-    # A record written before the option existed reads its PDFs' text layer, the default.
+    # A record written before the option existed is read as it was then: OCR, not the layer.
     old = {k: v for k, v in job.model_dump().items() if k not in ("text_layer", "ocr_tasks")}
-    assert JobRecord.model_validate(old).options.text_layer == "auto"
+    assert JobRecord.model_validate(old).options.text_layer == "off"

@@ -59,7 +59,7 @@ async def test_off_ocrs_the_page_as_before(engines) -> None:
 
 
 async def test_an_invisible_ocr_layer_over_a_scan_is_not_trusted(engines) -> None:
-    name = "layer_invisible_ocr_scan.pdf"  # "ТНЕ СВЕАТ ЕМСТ1$Н РОСОМЕМТ" in render mode 3
+    name = "text_layer/layer_invisible_ocr_scan.pdf"  # "ТНЕ СВЕАТ ЕМСТ1$Н РОСОМЕМТ" in render mode 3
     pages, calls = await read(engines, name, dpi=100)
     text = page_text(pages[0])
     assert {b.source for b in pages[0].blocks} == {"ocr"} and calls == 1
@@ -68,7 +68,7 @@ async def test_an_invisible_ocr_layer_over_a_scan_is_not_trusted(engines) -> Non
 
 
 async def test_a_cyrillic_font_without_a_unicode_map_is_ocrd_not_returned_as_mojibake(engines) -> None:
-    name = "layer_cp1251_no_tounicode.pdf"  # shows Russian, its layer says "Ïðèêàç"
+    name = "text_layer/layer_cp1251_no_tounicode.pdf"  # shows Russian, its layer says "Ïðèêàç"
     pages, _ = await read(engines, name)
     text = page_text(pages[0])
     assert {b.source for b in pages[0].blocks} == {"ocr"}
@@ -80,7 +80,7 @@ async def test_a_cyrillic_font_without_a_unicode_map_is_ocrd_not_returned_as_moj
 
 
 async def test_private_use_code_points_are_ocrd_not_returned(engines) -> None:
-    name = "layer_private_use.pdf"  # shows English, its ToUnicode map sends it to U+E000..
+    name = "text_layer/layer_private_use.pdf"  # shows English, its ToUnicode map sends it to U+E000..
     pages, calls = await read(engines, name)
     text = page_text(pages[0])
     assert calls == 1 and {b.source for b in pages[0].blocks} == {"ocr"}
@@ -89,7 +89,7 @@ async def test_private_use_code_points_are_ocrd_not_returned(engines) -> None:
 
 
 async def test_white_invisible_and_off_page_text_is_not_read(engines) -> None:
-    name = "layer_hidden_text.pdf"
+    name = "text_layer/layer_hidden_text.pdf"
     pages, calls = await read(engines, name)
     text = page_text(pages[0])
     assert calls == 0 and {b.source for b in pages[0].blocks} == {"text_layer"}
@@ -98,12 +98,42 @@ async def test_white_invisible_and_off_page_text_is_not_read(engines) -> None:
 
 
 async def test_only_never_ocrs_even_a_scanned_page(engines) -> None:
-    pages, calls = await read(engines, "mixed_scan_and_text.pdf", mode="only")
+    pages, calls = await read(engines, "text_layer/mixed_scan_and_text.pdf", mode="only")
     assert calls == 0 and [bool(page_text(p).strip()) for p in pages] == [False, True]
 
 
+async def test_only_reads_a_scanners_invisible_layer_but_not_what_the_page_does_not_show(engines) -> None:
+    scan, calls = await read(engines, "text_layer/layer_invisible_ocr_scan.pdf", mode="only", dpi=100)
+    assert calls == 0 and "СВЕАТ" in page_text(scan[0])  # what the scanner's OCR wrote, as asked
+    hidden, _ = await read(engines, "text_layer/layer_hidden_text.pdf", mode="only")
+    text = page_text(hidden[0])
+    assert "Minutes of the meeting" in text and not {"WHITE", "OUTSIDE"} & set(text.split())
+
+
+async def test_a_vlm_reading_whole_pages_still_reads_a_born_digital_page() -> None:
+    """Without layout, one block of layer text would lose what a page reader gives (tables as
+    HTML, formulas as LaTeX): with the VLM's tasks configured, the page goes to it."""
+    from serve_app.config import LimitsArgs
+    from serve_app.datatypes import Recognition
+    from serve_app.pipeline import process_page
+
+    class Reader:
+        calls = 0
+
+        async def recognize(self, requests):  # type: ignore[no-untyped-def]
+            Reader.calls += 1
+            return [Recognition("read by the VLM", 0.9, "vllm:dots") for _ in requests]
+
+    doc = Document((DATA / "draft_federal_law_personal_data_p1.pdf").read_bytes(), LimitsArgs(), 100)
+    vlm = await process_page(doc, 0, Options(ocr_tasks=frozenset({"table"})), None, Reader())
+    assert Reader.calls == 1 and [b.source for b in vlm.blocks] == ["ocr"]
+    cpu = await process_page(doc, 0, Options(), None, Reader())  # a CPU reader: the layer, no call
+    assert Reader.calls == 1 and [b.source for b in cpu.blocks] == ["text_layer"]
+    doc.close()
+
+
 async def test_each_page_of_a_mixed_document_takes_its_own_path(engines) -> None:
-    name = "mixed_scan_and_text.pdf"  # page 1 a scan, page 2 born-digital Russian
+    name = "text_layer/mixed_scan_and_text.pdf"  # page 1 a scan, page 2 born-digital Russian
     pages, calls = await read(engines, name)
     assert [{b.source for b in p.blocks} for p in pages] == [{"ocr"}, {"text_layer"}]
     assert calls == 1
@@ -138,6 +168,8 @@ def test_tasks_configured_for_the_recognizer_go_to_it_even_with_a_trusted_layer(
         "安徽省建设用地使用标准（2020 年版）",
         "日本語のテキストを読む",  # kanji, hiragana and katakana in one word
         "Nº 5, 1ª edición",
+        "我们使用Python语言开发了这个系统",  # Latin words amid CJK, without spaces
+        "Tシャツを買いました。",
     ],
 )
 def test_real_text_is_not_garbled(text: str) -> None:
@@ -164,6 +196,12 @@ def chars(*words: tuple[str, float, float]) -> list[Char]:
         out += [Char(ch, (x + 10 * i, y, x + 10 * i + 9, y + 20)) for i, ch in enumerate(word)]
         out.append(Char(" ", (0, 0, 0, 0), generated=True))
     return out
+
+
+def test_a_word_symbol_bullet_is_a_bullet_not_a_private_use_code() -> None:
+    cs = chars(("\uf0b7", 0, 0), ("item", 20, 0), ("one", 70, 0))
+    text = text_layer.text_of(cs, [i for i, c in enumerate(cs) if not c.blank])
+    assert text == "\u2022 item one" and text_layer.garbled(text) is None
 
 
 def test_a_region_without_characters_on_part_of_its_ink_is_ocrd() -> None:

@@ -3,7 +3,7 @@ the same code as the service, no Ray/HTTP).
 
     python -m bench.text_layer [EVALDATA_DIR] [--only SUBSTRING] [--out FILE.jsonl] [--config YAML]
 
-Pages: every evaldata page with a ``*.source.pdf`` (born-digital), and the PDFs of tests/data with
+Pages: every evaldata page with a ``*.source.pdf`` (born-digital), and the PDFs of tests/layers with
 broken layers (invisible OCR layer over a scan, cp1251 mojibake, hidden text, private-use code
 points, a mixed document).
 Each is read three ways: ``text_layer`` auto, auto without the layout model (``layout: false``: the
@@ -31,8 +31,8 @@ from serve_app.documents import Document
 from serve_app.local import LocalLayout
 from serve_app.pipeline import Options, process_document
 
-TEST_DATA = Path(__file__).parents[1] / "tests" / "data" / "text_layer"
-# tests/data PDFs: (file, dpi); the invisible-layer scan is a 24-inch-wide page.
+TEST_DATA = Path(__file__).parents[1] / "tests" / "layers"
+# tests/layers PDFs: (file, dpi); the invisible-layer scan is a 24-inch-wide page.
 BROKEN = [
     ("layer_invisible_ocr_scan.pdf", 100),
     ("layer_cp1251_no_tounicode.pdf", 200),

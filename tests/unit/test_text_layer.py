@@ -1,7 +1,9 @@
 """A PDF's text layer: read where it can be trusted, OCR'd where it cannot, on real files of each
-kind (tests/data/README.md) through the real CPU engines, and the rules on their own."""
+kind (tests/layers/README.md) through the real CPU engines, and the rules on their own."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,8 @@ from serve_app.text_layer import Char
 from tests.conftest import DATA
 from tests.unit.engines_fixture import CountingRecognizer
 
+LAYERS = DATA.parent / "layers"  # a PDF of each kind of text layer (tests/layers/README.md)
+
 
 async def read(
     engines, name: str, mode: str = "auto", dpi: int = 200, ocr_tasks: frozenset[str] = frozenset()
@@ -23,7 +27,7 @@ async def read(
 
     layout, recognizer = engines
     counting = CountingRecognizer(recognizer)
-    doc = Document((DATA / name).read_bytes(), LimitsArgs(), dpi)
+    doc = Document((DATA / name).read_bytes(), LimitsArgs(), dpi)  # a Path stays itself
     try:
         pages = await process_document(
             doc,
@@ -38,8 +42,8 @@ async def read(
     return pages, counting.calls
 
 
-def truth(name: str) -> str:
-    return (DATA / name.replace(".pdf", ".gt.txt")).read_text()
+def truth(name: str | Path) -> str:
+    return (DATA / name).with_suffix(".gt.txt").read_text()
 
 
 async def test_a_born_digital_page_is_read_from_its_layer_exactly_without_the_recognizer(engines) -> None:
@@ -59,7 +63,7 @@ async def test_off_ocrs_the_page_as_before(engines) -> None:
 
 
 async def test_an_invisible_ocr_layer_over_a_scan_is_not_trusted(engines) -> None:
-    name = "text_layer/layer_invisible_ocr_scan.pdf"  # "ТНЕ СВЕАТ ЕМСТ1$Н РОСОМЕМТ" in render mode 3
+    name = LAYERS / "layer_invisible_ocr_scan.pdf"  # "ТНЕ СВЕАТ ЕМСТ1$Н РОСОМЕМТ" in render mode 3
     pages, calls = await read(engines, name, dpi=100)
     text = page_text(pages[0])
     assert {b.source for b in pages[0].blocks} == {"ocr"} and calls == 1
@@ -68,7 +72,7 @@ async def test_an_invisible_ocr_layer_over_a_scan_is_not_trusted(engines) -> Non
 
 
 async def test_a_cyrillic_font_without_a_unicode_map_is_ocrd_not_returned_as_mojibake(engines) -> None:
-    name = "text_layer/layer_cp1251_no_tounicode.pdf"  # shows Russian, its layer says "Ïðèêàç"
+    name = LAYERS / "layer_cp1251_no_tounicode.pdf"  # shows Russian, its layer says "Ïðèêàç"
     pages, _ = await read(engines, name)
     text = page_text(pages[0])
     assert {b.source for b in pages[0].blocks} == {"ocr"}
@@ -80,7 +84,7 @@ async def test_a_cyrillic_font_without_a_unicode_map_is_ocrd_not_returned_as_moj
 
 
 async def test_private_use_code_points_are_ocrd_not_returned(engines) -> None:
-    name = "text_layer/layer_private_use.pdf"  # shows English, its ToUnicode map sends it to U+E000..
+    name = LAYERS / "layer_private_use.pdf"  # shows English, its ToUnicode map sends it to U+E000..
     pages, calls = await read(engines, name)
     text = page_text(pages[0])
     assert calls == 1 and {b.source for b in pages[0].blocks} == {"ocr"}
@@ -89,7 +93,7 @@ async def test_private_use_code_points_are_ocrd_not_returned(engines) -> None:
 
 
 async def test_white_invisible_and_off_page_text_is_not_read(engines) -> None:
-    name = "text_layer/layer_hidden_text.pdf"
+    name = LAYERS / "layer_hidden_text.pdf"
     pages, calls = await read(engines, name)
     text = page_text(pages[0])
     assert calls == 0 and {b.source for b in pages[0].blocks} == {"text_layer"}
@@ -98,14 +102,14 @@ async def test_white_invisible_and_off_page_text_is_not_read(engines) -> None:
 
 
 async def test_only_never_ocrs_even_a_scanned_page(engines) -> None:
-    pages, calls = await read(engines, "text_layer/mixed_scan_and_text.pdf", mode="only")
+    pages, calls = await read(engines, LAYERS / "mixed_scan_and_text.pdf", mode="only")
     assert calls == 0 and [bool(page_text(p).strip()) for p in pages] == [False, True]
 
 
 async def test_only_reads_a_scanners_invisible_layer_but_not_what_the_page_does_not_show(engines) -> None:
-    scan, calls = await read(engines, "text_layer/layer_invisible_ocr_scan.pdf", mode="only", dpi=100)
+    scan, calls = await read(engines, LAYERS / "layer_invisible_ocr_scan.pdf", mode="only", dpi=100)
     assert calls == 0 and "СВЕАТ" in page_text(scan[0])  # what the scanner's OCR wrote, as asked
-    hidden, _ = await read(engines, "text_layer/layer_hidden_text.pdf", mode="only")
+    hidden, _ = await read(engines, LAYERS / "layer_hidden_text.pdf", mode="only")
     text = page_text(hidden[0])
     assert "Minutes of the meeting" in text and not {"WHITE", "OUTSIDE"} & set(text.split())
 
@@ -133,7 +137,7 @@ async def test_a_vlm_reading_whole_pages_still_reads_a_born_digital_page() -> No
 
 
 async def test_each_page_of_a_mixed_document_takes_its_own_path(engines) -> None:
-    name = "text_layer/mixed_scan_and_text.pdf"  # page 1 a scan, page 2 born-digital Russian
+    name = LAYERS / "mixed_scan_and_text.pdf"  # page 1 a scan, page 2 born-digital Russian
     pages, calls = await read(engines, name)
     assert [{b.source for b in p.blocks} for p in pages] == [{"ocr"}, {"text_layer"}]
     assert calls == 1

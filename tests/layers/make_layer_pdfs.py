@@ -1,4 +1,4 @@
-"""Writes the PDFs with broken text layers that tests/data/text_layer holds (run by hand; the files are
+"""Writes the PDFs with broken text layers that tests/layers holds (run by hand; the files are
 committed, so that tests need neither this script nor fontTools):
 
 - ``layer_cp1251_no_tounicode.pdf``: Russian text in a Cyrillic TrueType font (DejaVu Sans,
@@ -10,7 +10,7 @@ committed, so that tests need neither this script nor fontTools):
 - ``layer_private_use.pdf``: English lines shown, and a ToUnicode map that sends every code to the
   private-use area (U+E000 + code), as symbol fonts and some PDF producers' subset fonts do.
 
-    .venv/bin/python tests/data/text_layer/make_layer_pdfs.py
+    .venv/bin/python tests/layers/make_layer_pdfs.py
 """
 
 from __future__ import annotations

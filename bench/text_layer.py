@@ -21,6 +21,7 @@ import asyncio
 import json
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from bench.pages import CPU_CONFIG, DEFAULT_DIR, started_engines
@@ -43,9 +44,9 @@ BROKEN = [
 
 # As the service asks (its ``ocr_tasks`` come from the config: a VLM's tables are read by the VLM).
 MODES = {
-    "auto": {"text_layer": "auto"},
-    "auto_no_layout": {"text_layer": "auto", "layout": False},
-    "off": {"text_layer": "off"},
+    "auto": Options(text_layer="auto"),
+    "auto_no_layout": Options(text_layer="auto", layout=False),
+    "off": Options(text_layer="off"),
 }
 
 
@@ -80,7 +81,7 @@ async def main() -> None:
             continue
         row: dict[str, object] = {"id": doc_id, "group": group}
         for mode, asked in MODES.items():
-            options = Options(**asked, ocr_tasks=args.text_layer_ocr_tasks)  # type: ignore[arg-type]
+            options = replace(asked, ocr_tasks=args.text_layer_ocr_tasks)
             doc = Document(path.read_bytes(), args.limits, dpi)
             indices = doc.select(None)
             started, cpu_started = time.perf_counter(), time.process_time()

@@ -132,7 +132,7 @@ def _script(ch: str) -> str | None:
     return "CJK" if first in _CJK else first if first in _SCRIPTS else None
 
 
-def coverage(chars: Sequence[Char], picked: Sequence[int], lines: Sequence[Box]) -> float:
+def _coverage(chars: Sequence[Char], picked: Sequence[int], lines: Sequence[Box]) -> float:
     """The share of the lines' width spanned by the picked characters that stand on them."""
     boxes = [chars[i].box for i in picked]
     if not lines:
@@ -167,7 +167,7 @@ def read(chars: Sequence[Char], picked: Sequence[int], lines: Sequence[Box]) -> 
     picture is not text the page shows."""
     if not picked:
         return "", "no text in the layer"
-    spanned = coverage(chars, picked, lines)
+    spanned = _coverage(chars, picked, lines)
     shown = _shown(chars, picked, lines)
     letters = [s for i, s in zip(picked, shown, strict=True) if chars[i].text.isalnum()] or shown
     text = text_of(chars, [i for i, s in zip(picked, shown, strict=True) if s])

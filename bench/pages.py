@@ -9,7 +9,8 @@ Reads ``manifest.jsonl`` of the evaldata layout; prints one line per page, then 
 half of the fixed split (bench/split.py). SROIE ground truth is upper-case and is compared
 case-insensitively. ``--bare-from`` takes the bare engines' figures from an earlier run's output
 (they do not change with the pipeline), which halves the run. ``--texts`` writes the service's
-text of each page to DIR/ID.txt, to diff against the ground truth.
+text of each page to DIR/ID.txt, to diff against the ground truth, and its blocks (order, label,
+box, engine, text) to DIR/ID.blocks.json, to try other reading orders without reading again.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ async def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--config", type=Path, default=CPU_CONFIG, help="serve config whose engines to run")
     parser.add_argument("--bare-from", type=Path, help="an earlier --out file: its bare engines' CER")
-    parser.add_argument("--texts", type=Path, help="write each page's service text to DIR/ID.txt")
+    parser.add_argument(
+        "--texts", type=Path, help="write each page's text and blocks to DIR/ID.txt, ID.blocks.json"
+    )
     opts = parser.parse_args()
     args, layout, recognizer = started_engines(opts.config)
 
@@ -97,6 +100,9 @@ async def main() -> None:
         if opts.texts:
             (opts.texts / f"{entry['id']}.txt").parent.mkdir(parents=True, exist_ok=True)
             (opts.texts / f"{entry['id']}.txt").write_text(text)
+            fields = ("order", "label", "bbox", "engine", "text")
+            blocks = [{k: getattr(b, k) for k in fields} for b in pages[0].blocks]
+            (opts.texts / f"{entry['id']}.blocks.json").write_text(json.dumps(blocks, ensure_ascii=False))
         image = doc.render(0).image
         lang = "rus" if "ru" in entry["lang"] else "eng"  # the page's language, as `tesseract -l` is run
         if entry["id"] in earlier:

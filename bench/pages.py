@@ -9,8 +9,8 @@ Reads ``manifest.jsonl`` of the evaldata layout; prints one line per page, then 
 half of the fixed split (bench/split.py). SROIE ground truth is upper-case and is compared
 case-insensitively. ``--bare-from`` takes the bare engines' figures from an earlier run's output
 (they do not change with the pipeline), which halves the run. ``--texts`` writes the service's
-text of each page to DIR/ID.txt, to diff against the ground truth, and its blocks (order, label,
-box, engine, text) to DIR/ID.blocks.json, to try other reading orders without reading again.
+text of each page to DIR/ID.txt, to diff against the ground truth, and its blocks (as the API's
+JSON has them) to DIR/ID.blocks.json, to try other reading orders without reading again.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from bench.bare import bare_rapidocr
 from bench.split import HALVES, half
 from bench.systems import config_args
 from bench.textmetrics import cer
-from serve_app.assemble import page_text
+from serve_app.assemble import page_json, page_text
 from serve_app.config import AppArgs
 from serve_app.documents import Document
 from serve_app.engines import build_layout, build_recognizer
@@ -100,8 +100,7 @@ async def main() -> None:
         if opts.texts:
             (opts.texts / f"{entry['id']}.txt").parent.mkdir(parents=True, exist_ok=True)
             (opts.texts / f"{entry['id']}.txt").write_text(text)
-            fields = ("order", "label", "bbox", "engine", "text")
-            blocks = [{k: getattr(b, k) for k in fields} for b in pages[0].blocks]
+            blocks = page_json(pages[0])["blocks"]  # as the API answers them
             (opts.texts / f"{entry['id']}.blocks.json").write_text(json.dumps(blocks, ensure_ascii=False))
         image = doc.render(0).image
         lang = "rus" if "ru" in entry["lang"] else "eng"  # the page's language, as `tesseract -l` is run

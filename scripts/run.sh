@@ -30,4 +30,7 @@ fi
 
 echo "serve_app: starting with $config; it answers at http://127.0.0.1:8000"
 echo "  readiness http://127.0.0.1:8000/ready   API docs http://127.0.0.1:8000/docs"
+if [ -z "${SERVE_APP_AUTH__API_KEYS:-}" ]; then
+  echo "  no API keys: open to anyone on this machine (127.0.0.1 only); SERVE_APP_AUTH__API_KEYS=k1,k2 asks for one"
+fi
 .venv/bin/serve run "$config"

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
-from pydantic import BaseModel
+from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
+from .auth import OPEN_ROUTES, Gate
 from .backend import Backend
 from .bodies import OcrJsonRequest, OcrOptions, read_document_request, request_body_schema, request_id
 from .chat import add_chat_routes, served_models
@@ -21,42 +23,22 @@ from .config import AppArgs
 from .errors import (
     BadRequest,
     DeadlineExceeded,
+    HeadersTooLarge,
     NotReady,
     Overloaded,
     ServeAppError,
     ServiceUnavailable,
     StorageNotConfigured,
+    Unauthorized,
 )
 from .job_routes import add_job_routes
 from .results import ResultStore
-from .schemas import HealthOut, ModelList, OcrResult, ReadyOut, ok
+from .schemas import HealthOut, LiveOut, ModelList, OcrResult, ReadyOut, ok, problems
 from .service import DocumentService
 from .storage import Storage
 
 logger = logging.getLogger("ray.serve.serve_app.api")
 
-
-class Problem(BaseModel):
-    type: str
-    title: str
-    status: int
-    detail: str
-    request_id: str | None = None
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "description": text}
-    for code, text in [
-        (400, "bad base64, page range or option"),
-        (404, "no such object (s3_uri) or job"),
-        (409, "the job is not in a state for this"),
-        (413, "document, page count or page pixels over the limit"),
-        (415, "unsupported document type"),
-        (422, "corrupt image or PDF"),
-        (503, "models not loaded yet or overloaded (see Retry-After)"),
-        (504, "deadline exceeded"),
-    ]
-}
 
 OCR_REQUEST_BODY = request_body_schema(OcrOptions, OcrJsonRequest)
 
@@ -65,6 +47,8 @@ def problem_response(exc: ServeAppError, request_id: str | None) -> JSONResponse
     headers = {}
     if exc.retry_after_s is not None:
         headers["Retry-After"] = str(math.ceil(exc.retry_after_s))
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="serve_app"'
     return JSONResponse(
         exc.problem(request_id),
         status_code=exc.status,
@@ -73,23 +57,81 @@ def problem_response(exc: ServeAppError, request_id: str | None) -> JSONResponse
     )
 
 
+# Declared for OpenAPI (Swagger's Authorize); the check itself is Gate.caller's.
+BEARER = HTTPBearer(auto_error=False)
+API_KEY_HEADER = APIKeyHeader(name="X-Api-Key", auto_error=False)
+
+
+def _masked(exc: ServeAppError, request_id: str) -> ServeAppError:
+    """A 500's problem without its cause (which can name paths, hosts, a model's internals)."""
+    masked = ServeAppError(f"{exc.title.lower()}; the server log has the cause under request id {request_id}")
+    masked.type, masked.title = exc.type, exc.title
+    return masked
+
+
+class HeaderLimit:
+    """A request whose header names and values pass ``limit`` bytes is a 431 before anything runs."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = sum(len(name) + len(value) for name, value in scope["headers"])
+            if size > self.limit:
+                err = HeadersTooLarge(f"the request's headers are {size} bytes; the limit is {self.limit}")
+                await problem_response(err, request_id(Request(scope)))(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _authenticator(gate: Gate) -> list[Any]:
+    """The app-wide dependency that names the caller (``request.state.caller``) before a body is
+    read; with keys configured, OpenAPI shows both ways to send one (Swagger's Authorize)."""
+    if not gate.enabled:
+
+        async def anonymous(request: Request) -> None:
+            request.state.caller = gate.caller(request.headers)
+
+        return [Depends(anonymous)]
+
+    async def authenticate(
+        request: Request,
+        _bearer: Annotated[Any, Security(BEARER)],
+        _header: Annotated[Any, Security(API_KEY_HEADER)],
+    ) -> None:
+        route = request.scope.get("route")
+        request.state.caller = (
+            "probe" if getattr(route, "path", None) in OPEN_ROUTES else gate.caller(request.headers)
+        )
+
+    return [Depends(authenticate)]
+
+
 def create_api(args: AppArgs, backend: Backend) -> FastAPI:
     results = ResultStore(Storage(args.storage)) if args.storage is not None else None
     service = DocumentService(args, backend, results)
+    gate = Gate(args.auth)
     in_flight = 0
     app = FastAPI(
         title="serve_app",
         version=__version__,
         description="Document OCR on Ray Serve: layout + recognizer behind one HTTP API.",
+        dependencies=_authenticator(gate),
+        responses=problems(431, 500),  # any route: the header limit, and a masked failure
     )
+    app.add_middleware(HeaderLimit, limit=args.limits.max_header_bytes)
 
     @app.exception_handler(ServeAppError)
     async def on_app_error(request: Request, exc: ServeAppError) -> JSONResponse:
+        rid = request_id(request)
         if exc.status >= 500 and not isinstance(exc, ServiceUnavailable | DeadlineExceeded):
-            logger.error("request failed: %s", exc.detail, exc_info=exc)
+            # The cause is for the operator's log, not for the client (it can name paths, hosts).
+            logger.error("request %s failed: %s", rid, exc.detail, exc_info=exc)
+            exc = _masked(exc, rid)
         else:
             logger.warning("%s: %s", exc.title, exc.detail)
-        return problem_response(exc, request_id(request))
+        return problem_response(exc, rid)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -104,11 +146,9 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unexpected error", exc_info=exc)
-        return problem_response(
-            ServeAppError("internal error; see the server log for this request id"),
-            request_id(request),
-        )
+        rid = request_id(request)
+        logger.error("request %s failed unexpectedly", rid, exc_info=exc)
+        return problem_response(_masked(ServeAppError(""), rid), rid)
 
     @app.get("/", include_in_schema=False)
     async def root(request: Request) -> RedirectResponse:
@@ -132,10 +172,19 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
         }
 
     @app.get(
+        "/livez",
+        summary="200 while this ingress process's event loop turns (no model is asked)",
+        response_model=None,
+        responses=ok(LiveOut),
+    )
+    async def livez() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get(
         "/ready",
         summary="200 only when every deployment has a replica with loaded models",
         response_model=None,
-        responses={**ok(ReadyOut), 503: ERROR_RESPONSES[503]},
+        responses={**ok(ReadyOut), **problems(503)},
     )
     async def ready() -> dict[str, Any]:
         h = await backend.health()
@@ -147,7 +196,7 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
         "/v1/models",
         summary="The models loaded in each deployment (OpenAI-compatible list)",
         response_model=None,
-        responses=ok(ModelList),
+        responses={**ok(ModelList), **problems(401)},
     )
     async def models() -> dict[str, Any]:
         h = await backend.health()
@@ -159,8 +208,8 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
         ]  # fmt: skip
         return {"object": "list", "data": data}
 
-    add_chat_routes(app, args, backend)
-    add_job_routes(app, args, backend, service, ERROR_RESPONSES)
+    add_chat_routes(app, args, backend, gate)
+    add_job_routes(app, args, backend, service, gate)
 
     @app.post(
         "/v1/ocr",
@@ -169,7 +218,7 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
         response_model=None,
         responses={
             **ok(OcrResult, "the document read"),
-            **{k: v for k, v in ERROR_RESPONSES.items() if k != 409},
+            **problems(400, 401, 404, 408, 413, 415, 422, 429, 503, 504),
         },
     )
     async def ocr(request: Request, response: Response) -> dict[str, Any]:
@@ -179,11 +228,14 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
                 f"{in_flight} documents are being read on this replica, its limit; retry shortly",
                 retry_after_s=args.ingress.deployment.retry_after_s,
             )
-        in_flight += 1
-        try:
-            return await _ocr_request(request, response)
-        finally:
-            in_flight -= 1
+        with gate.document(request.state.caller):
+            in_flight += 1
+            try:
+                body = await _ocr_request(request, response)
+            finally:
+                in_flight -= 1
+        gate.charge(request.state.caller, len(body["pages"]))
+        return body
 
     async def _ocr_request(request: Request, response: Response) -> dict[str, Any]:
         data, opts = await read_document_request(request, args, results, OcrOptions, OcrJsonRequest)

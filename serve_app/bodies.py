@@ -13,7 +13,14 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .config import AppArgs
-from .errors import BadRequest, InvalidBase64, PayloadTooLarge, StorageNotConfigured, UnsupportedMediaType
+from .errors import (
+    BadRequest,
+    BodyTimeout,
+    InvalidBase64,
+    PayloadTooLarge,
+    StorageNotConfigured,
+    UnsupportedMediaType,
+)
 from .fetch import fetch
 from .pipeline import Options
 from .results import ResultStore
@@ -28,18 +35,24 @@ def request_id(request: Request) -> str:
     return str(rid)
 
 
-async def read_bounded(request: Request, ceiling: int) -> bytes:
-    """Read the body once, refusing it as soon as it passes ``ceiling``; Starlette's ``form()`` and
-    ``body()`` then read the cached bytes."""
+async def read_bounded(request: Request, ceiling: int, timeout_s: float) -> bytes:
+    """Read the body once, refusing it as soon as it passes ``ceiling`` bytes or ``timeout_s``
+    seconds; Starlette's ``form()`` and ``body()`` then read the cached bytes."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > ceiling:
         raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {ceiling}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > ceiling:
-            raise PayloadTooLarge(f"request body passed {ceiling} bytes, the limit")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > ceiling:
+                    raise PayloadTooLarge(f"request body passed {ceiling} bytes, the limit")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout(
+            f"{size} bytes of the body arrived in {timeout_s:g} s, the limit (limits.body_timeout_s)"
+        ) from None
     request._body = b"".join(chunks)  # Starlette's own cache of the body
     return request._body
 
@@ -112,6 +125,28 @@ class JobJsonRequest(DocumentOptions, DocumentSource):
 OptionsT = TypeVar("OptionsT", bound=DocumentOptions)
 
 
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON schema with its ``$defs`` written out in place: a body declared through
+    ``openapi_extra`` is copied as it is, where a reference into ``$defs`` would point nowhere."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(defs[node["$ref"].rsplit("/", 1)[1]])
+            return {key: inline(value) for key, value in node.items()}
+        return [inline(value) for value in node] if isinstance(node, list) else node
+
+    return inline(schema)
+
+
+def json_request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` of a route that reads ``model`` as JSON (read by hand, bounded)."""
+    content = {"application/json": {"schema": inline_schema(model)}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
 def request_body_schema(options: type[DocumentOptions], json_body: type[BaseModel]) -> dict[str, Any]:
     """OpenAPI ``requestBody`` of a route that reads a document as multipart or JSON."""
     fields = {"file": {"type": "string", "format": "binary"}, **options.model_json_schema()["properties"]}
@@ -121,7 +156,7 @@ def request_body_schema(options: type[DocumentOptions], json_body: type[BaseMode
             "required": True,
             "content": {
                 "multipart/form-data": {"schema": multipart},
-                "application/json": {"schema": json_body.model_json_schema()},
+                "application/json": {"schema": inline_schema(json_body)},
             },
         }
     }
@@ -139,7 +174,7 @@ async def read_document_request(
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     # Refuse what cannot fit before reading it: base64 adds a third, framing and options little.
     ceiling = (limit * 4 // 3 if ctype == "application/json" else limit) + 1024 * 1024
-    await read_bounded(request, ceiling)
+    await read_bounded(request, ceiling, args.limits.body_timeout_s)
     if ctype == "multipart/form-data":
         form = await request.form(max_files=1, max_fields=16)
         upload = form.get("file")

@@ -22,8 +22,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .auth import Gate
 from .backend import Backend
-from .bodies import bad_request, read_bounded
+from .bodies import bad_request, json_request_body, read_bounded
 from .config import AppArgs
 from .datatypes import ChatReply, ChatTurn
 from .documents import Document
@@ -35,7 +36,7 @@ from .errors import (
     ServeAppError,
     UnsupportedMediaType,
 )
-from .schemas import ChatCompletion
+from .schemas import ChatCompletion, problems
 
 
 class ImageUrl(BaseModel):
@@ -86,22 +87,27 @@ def served_models(models: dict[str, Any]) -> list[str]:
     return [name.removeprefix("vllm:")] if name.startswith("vllm:") else []
 
 
-def add_chat_routes(app: FastAPI, args: AppArgs, backend: Backend) -> None:
+def add_chat_routes(app: FastAPI, args: AppArgs, backend: Backend, gate: Gate) -> None:
     @app.post(
         "/v1/chat/completions",
         summary="OpenAI-compatible chat about an image (streaming or not), answered by the VLM",
+        openapi_extra=json_request_body(ChatRequest),
         response_model=None,
         responses={
             200: {
                 "model": ChatCompletion,
                 "description": "the answer, or with stream: true OpenAI's server-sent chunks",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
-            }
+            },
+            **problems(400, 401, 404, 408, 413, 429, 503),
         },
     )
     async def chat_completions(request: Request) -> dict[str, Any] | StreamingResponse:
+        gate.admit(request.state.caller)
+        gate.charge(request.state.caller, 1)  # a conversation costs a page
         # An image is at most max_upload_bytes, base64 adds a third; the text around it is small.
-        raw = await read_bounded(request, args.limits.max_upload_bytes * 4 // 3 + 1024 * 1024)
+        ceiling = args.limits.max_upload_bytes * 4 // 3 + 1024 * 1024
+        raw = await read_bounded(request, ceiling, args.limits.body_timeout_s)
         try:
             body = ChatRequest.model_validate_json(raw)
         except ValidationError as exc:

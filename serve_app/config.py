@@ -7,14 +7,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
-from pydantic_settings import EnvSettingsSource
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import EnvSettingsSource, NoDecode
 from pydantic_settings.sources.utils import parse_env_vars
 
 from .datatypes import Task
 
 ENV_PREFIX = "SERVE_APP_"
 DEFAULT_TESSDATA = Path("/usr/share/tesseract-ocr/5/tessdata")
+MIN_KEY_CHARS = 16  # `openssl rand -hex 16` gives 32
 
 
 class _Strict(BaseModel):
@@ -241,12 +251,23 @@ class LimitsArgs(_Strict):
     max_pages: int = Field(200, ge=1)
     # Decompression-bomb guard: an A4 page at 600 DPI is 35 Mpx.
     max_page_pixels: int = Field(40_000_000, ge=1)
+    # A PDF's streams as PDFium would inflate them (pdf_streams.py): one stream (the largest page
+    # image at max_page_pixels is 120 MB of RGB) and all of them (a 50 MiB scan of 1-bit Flate
+    # pages inflates to about 1 GB); a bomb passes both within the first megabytes of its output.
+    max_pdf_stream_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)
+    max_pdf_inflated_bytes: int = Field(2 * 1024 * 1024 * 1024, ge=1024 * 1024)
     default_dpi: int = Field(200, ge=36, le=600)
     max_dpi: int = Field(400, ge=36, le=1200)
     # Documents by URL: fetched within this time; internal addresses (loopback, private, link-local,
     # metadata) are refused unless a host name or a network (CIDR) here allows them.
     url_timeout_s: float = Field(30.0, gt=0)
     url_allowlist: list[str] = Field(default_factory=list)
+    # A request's whole body must arrive within this (50 MiB at 4 Mbit/s takes 105 s): a client
+    # that trickles its upload does not hold one of the replica's document slots for ever.
+    body_timeout_s: float = Field(120.0, gt=0)
+    # A request's header names and values together (nginx's default buffers hold 32 KiB; a browser
+    # sends under 2). Serve's proxy itself buffers whatever it is sent: see README, Security.
+    max_header_bytes: int = Field(32 * 1024, ge=1024)
 
 
 class IngressArgs(_Strict):
@@ -320,7 +341,34 @@ class GpuArgs(_Strict):
     limit_gb: float | None = Field(None, gt=0)
 
 
+class AuthArgs(_Strict):
+    """API keys (auth.py). Set them in the environment, not in the YAML (which ``serve status`` and
+    the dashboard show): ``SERVE_APP_AUTH__API_KEYS=key1,key2``, from a Kubernetes secret."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    # Per key and ingress replica; None: no limit but the replica's own.
+    max_documents_per_key: int | None = Field(None, ge=1)
+    pages_per_minute_per_key: int | None = Field(None, ge=1)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return [k for k in (k.strip() for k in value.split(",")) if k] if isinstance(value, str) else value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _long_enough(cls, keys: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        if any(len(k.get_secret_value()) < MIN_KEY_CHARS for k in keys):
+            raise ValueError(f"an API key must have at least {MIN_KEY_CHARS} characters")
+        return keys
+
+
 class AppArgs(_Strict):
+    # Errors name the setting and what is wrong with it, not the value given: it may be a key.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
     layout: LayoutArgs = RapidLayoutArgs()
     recognizer: RecognizerArgs = CpuRecognizerArgs()
     ingress: IngressArgs = IngressArgs()
@@ -328,6 +376,7 @@ class AppArgs(_Strict):
     gpu: GpuArgs | None = None
     storage: StorageArgs | None = None
     jobs: JobsArgs = JobsArgs()
+    auth: AuthArgs = AuthArgs()
 
     @property
     def uses_layout(self) -> bool:

@@ -17,6 +17,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from .api import create_api
+from .auth import exposure_warning
 from .config import AppArgs, CpuRecognizerArgs, PaddleLayoutArgs, RapidLayoutArgs, VllmRecognizerArgs
 from .datatypes import ChatReply, ChatTurn, Recognition, RecognizeRequest, Region
 from .engines import build_layout, build_recognizer
@@ -121,6 +122,16 @@ class JobsDeployment:
         await self._runner.release()
 
 
+def _proxy_host() -> str | None:
+    """The host Serve's HTTP proxies bind. Serve has no public call for it; its controller client
+    holds the options it was started with."""
+    try:
+        client = serve.context._get_global_client(raise_if_no_controller_running=False)
+        return client.http_config.host if client is not None else None
+    except Exception:  # a changed private API costs only the warning
+        return None
+
+
 @serve.ingress()
 class IngressDeployment:
     def __init__(
@@ -132,6 +143,8 @@ class IngressDeployment:
     ):
         self._args = args
         self._backend = ServeBackend(layout, recognizer, jobs)
+        if warning := exposure_warning(_proxy_host(), args.auth):
+            logger.warning(warning)
 
     def __serve_build_asgi_app__(self) -> Any:
         return create_api(self._args, self._backend)

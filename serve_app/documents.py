@@ -23,6 +23,7 @@ from .errors import (
     UnprocessableDocument,
     UnsupportedMediaType,
 )
+from .pdf_streams import check_streams
 from .text_layer import Char
 
 logger = logging.getLogger("ray.serve.serve_app.documents")
@@ -120,6 +121,8 @@ class Document:
         # PDFium is not thread-safe even across documents; PIL's seek() is per image.
         self._lock = _PDFIUM if self.kind == "pdf" else threading.Lock()
         self._closed = False
+        if self.kind == "pdf":  # before PDFium (and outside its lock): it would inflate a bomb
+            check_streams(data, limits.max_pdf_stream_bytes, limits.max_pdf_inflated_bytes)
         with self._lock, _unreadable("the document cannot be opened"):
             if self.kind == "pdf":
                 self._pdf = _open_pdf(data)

@@ -8,13 +8,17 @@
     │   ├── ChatUnavailable          400  chat-unavailable
     │   ├── UrlNotAllowed            400  url-not-allowed       (SSRF guard)
     │   └── StorageNotConfigured     400  storage-not-configured (store, s3_uri, jobs)
+    ├── Unauthorized                 401  unauthorized         (API keys configured; WWW-Authenticate)
     ├── NotFound                     404  not-found            (an s3_uri, a job)
     │   └── ModelNotFound            404  model-not-found
+    ├── BodyTimeout                  408  body-timeout         (the body did not arrive in time)
     ├── JobConflict                  409  job-conflict         (a finished job's cancel, and so on)
     ├── PayloadTooLarge              413  payload-too-large
     │   ├── TooManyPages             413  too-many-pages
     │   └── PageTooLarge             413  page-too-large
     ├── UnsupportedMediaType         415  unsupported-media-type
+    ├── RateLimited                  429  rate-limited         (one API key's share; Retry-After)
+    ├── HeadersTooLarge              431  headers-too-large
     ├── UnprocessableDocument        422  unprocessable-document
     │   └── UnfetchableUrl           422  unfetchable-url
     ├── ServiceUnavailable           503  service-unavailable   (Retry-After)
@@ -83,12 +87,20 @@ class StorageNotConfigured(BadRequest):
     type, title = "storage-not-configured", "No object storage is configured"
 
 
+class Unauthorized(ServeAppError):
+    status, type, title = 401, "unauthorized", "API key required"
+
+
 class NotFound(ServeAppError):
     status, type, title = 404, "not-found", "Not found"
 
 
 class ModelNotFound(NotFound):
     type, title = "model-not-found", "Model not loaded"
+
+
+class BodyTimeout(ServeAppError):
+    status, type, title = 408, "body-timeout", "The request body did not arrive in time"
 
 
 class JobConflict(ServeAppError):
@@ -109,6 +121,19 @@ class PageTooLarge(PayloadTooLarge):
 
 class UnsupportedMediaType(ServeAppError):
     status, type, title = 415, "unsupported-media-type", "Unsupported document type"
+
+
+class RateLimited(ServeAppError):
+    status, type, title = 429, "rate-limited", "Too many requests for this API key"
+
+    def __init__(self, detail: str, retry_after_s: float) -> None:
+        Exception.__init__(self, detail, retry_after_s)
+        self.detail = detail
+        self.retry_after_s = retry_after_s
+
+
+class HeadersTooLarge(ServeAppError):
+    status, type, title = 431, "headers-too-large", "Request headers too large"
 
 
 class UnprocessableDocument(ServeAppError):

@@ -3,8 +3,9 @@
 The SSRF guard resolves the host and refuses loopback, private, link-local (cloud metadata at
 169.254.169.254), multicast, reserved and unspecified addresses unless the config's allowlist names
 the host or a network holding the address. Redirects are followed by hand, each hop checked again.
-The connection resolves the name once more: a DNS answer that changes between the two (rebinding)
-is not caught here; where that matters, send fetches through an egress proxy that pins addresses.
+Each hop connects to the address that was checked (the name is resolved once; the request carries
+it as ``Host`` and as TLS's SNI and certificate name), so a DNS answer that changes between the
+check and the connection (rebinding) cannot send the request inside.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ async def resolve(host: str, port: int) -> list[Address]:
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
-async def check_url(url: str, allowlist: Sequence[str]) -> None:
+async def check_url(url: str, allowlist: Sequence[str]) -> Address:
+    """The address to connect to for ``url``: every address its host resolves to is checked."""
     try:
         parsed = urlparse(url)
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
@@ -60,12 +62,28 @@ async def check_url(url: str, allowlist: Sequence[str]) -> None:
         raise BadRequest(f"not a valid URL ({exc}): {url[:200]!r}") from None
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise BadRequest(f"only http(s) URLs with a host can be fetched, not {url[:200]!r}")
-    for address in await resolve(parsed.hostname, port):
+    addresses = await resolve(parsed.hostname, port)
+    for address in addresses:
         if internal(address) and not allowed(parsed.hostname, address, allowlist):
             raise UrlNotAllowed(
                 f"{parsed.hostname} resolves to {address}, an internal address; "
                 "fetching it would reach inside the network (allow it in limits.url_allowlist)"
             )
+    if not addresses:
+        raise UnfetchableUrl(f"{parsed.hostname!r} resolves to no address")
+    return addresses[0]
+
+
+def pinned(url: str, address: Address) -> tuple[str, dict[str, str], dict[str, str]]:
+    """``url`` with its host replaced by ``address``, and the headers and extensions that keep the
+    request what it was for the server (``Host``) and for TLS (SNI and the certificate's name)."""
+    parsed = urlparse(url)
+    host = str(address) if address.version == 4 else f"[{address}]"
+    userinfo, _, host_header = parsed.netloc.rpartition("@")  # userinfo: basic auth, never in Host
+    netloc = host if parsed.port is None else f"{host}:{parsed.port}"
+    netloc = f"{userinfo}@{netloc}" if userinfo else netloc
+    extensions = {"sni_hostname": parsed.hostname or ""} if parsed.scheme == "https" else {}
+    return parsed._replace(netloc=netloc).geturl(), {"Host": host_header}, extensions
 
 
 async def fetch(url: str, limit_bytes: int, timeout_s: float, allowlist: Sequence[str]) -> bytes:
@@ -73,8 +91,8 @@ async def fetch(url: str, limit_bytes: int, timeout_s: float, allowlist: Sequenc
     try:
         async with asyncio.timeout(timeout_s), httpx.AsyncClient(follow_redirects=False) as client:
             for _ in range(MAX_REDIRECTS + 1):
-                await check_url(url, allowlist)
-                async with client.stream("GET", url) as response:
+                target, headers, extensions = pinned(url, await check_url(url, allowlist))
+                async with client.stream("GET", target, headers=headers, extensions=extensions) as response:
                     if response.is_redirect and "location" in response.headers:
                         url = urljoin(url, response.headers["location"])
                         continue

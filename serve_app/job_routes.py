@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
 
+from .auth import Gate
 from .backend import Backend
 from .bodies import DocumentOptions, JobJsonRequest, read_document_request, request_body_schema, request_id
 from .config import AppArgs
@@ -20,7 +21,7 @@ from .errors import BadRequest, JobConflict, NotFound, StorageNotConfigured, Sto
 from .job_store import JobStore
 from .jobs import JobRecord, job_view, new_job_id
 from .results import ResultStore
-from .schemas import JobView, OcrResult, ok
+from .schemas import JobView, OcrResult, ok, problems
 from .service import DocumentService
 
 
@@ -29,7 +30,7 @@ def add_job_routes(
     args: AppArgs,
     backend: Backend,
     service: DocumentService,
-    responses: dict[int | str, dict[str, Any]],
+    gate: Gate,
 ) -> None:
     results = service.results
     jobs = JobStore(results.storage) if results is not None else None
@@ -63,7 +64,7 @@ def add_job_routes(
         response_model=None,
         responses={
             **ok(JobView, "queued", 202),
-            **{k: v for k, v in responses.items() if k not in (409, 504)},
+            **problems(400, 401, 404, 408, 413, 415, 422, 429, 503),
         },
     )
     async def submit(request: Request, response: Response) -> dict[str, Any]:
@@ -73,9 +74,10 @@ def add_job_routes(
             raise StorageUnavailable(
                 f"jobs cannot be accepted while S3 is unreachable: {state}", retry_after_s
             )
-        data, opts = await read_document_request(request, args, results, DocumentOptions, JobJsonRequest)
-        async with service.opened(data, opts.dpi, opts.pages) as opened:
-            options = await service.options(opts.options(), opened.doc)
+        with gate.document(request.state.caller):
+            data, opts = await read_document_request(request, args, results, DocumentOptions, JobJsonRequest)
+            async with service.opened(data, opts.dpi, opts.pages) as opened:
+                options = await service.options(opts.options(), opened.doc)
         now = time.time()
         record = JobRecord(
             id=new_job_id(),
@@ -92,6 +94,7 @@ def add_job_routes(
             ocr_tasks=sorted(options.ocr_tasks),
         )
         await store.submit(data, record)
+        gate.charge(request.state.caller, len(record.pages))  # a job's pages count when it is queued
         backend.wake_jobs()
         response.headers["Location"] = f"{base(request)}/v1/jobs/{record.id}"
         return job_view(record, None, base(request))
@@ -100,7 +103,7 @@ def add_job_routes(
         "/v1/jobs/{job_id}",
         summary="A job's status, progress (pages done / total), and result URLs or error",
         response_model=None,
-        responses={**ok(JobView), **{k: responses[k] for k in (404, 503)}},
+        responses={**ok(JobView), **problems(400, 401, 404, 503)},
     )
     async def status(request: Request, job_id: str) -> dict[str, Any]:
         store, _ = need_storage()
@@ -115,7 +118,7 @@ def add_job_routes(
                 "description": "the result (JSON), or its Markdown with ?format=markdown",
                 "content": {"text/markdown": {"schema": {"type": "string"}}},
             },
-            **{k: responses[k] for k in (404, 409, 503)},
+            **problems(400, 401, 404, 409, 503),
         },
         response_model=None,
     )
@@ -140,7 +143,7 @@ def add_job_routes(
         "/v1/jobs/{job_id}",
         summary="Cancel a queued or running job (its runner stops within a few seconds)",
         response_model=None,
-        responses={**ok(JobView, "cancelled (or already so)"), **{k: responses[k] for k in (404, 409, 503)}},
+        responses={**ok(JobView, "cancelled (or already so)"), **problems(400, 401, 404, 409, 503)},
     )
     async def cancel(request: Request, job_id: str) -> dict[str, Any]:
         store, _ = need_storage()

@@ -110,6 +110,10 @@ class ReadyOut(_Answer):
     status: Literal["ready"]
 
 
+class LiveOut(_Answer):
+    status: Literal["alive"]
+
+
 class ModelCard(BaseModel):
     """OpenAI's model object, with what the deployment says of its model besides."""
 
@@ -157,3 +161,36 @@ class ChatCompletion(_Answer):
 def ok(model: type[BaseModel], description: str = "OK", status: int = 200) -> dict[int | str, dict[str, Any]]:
     """A route's ``responses`` entry for its answer (documented, not re-validated per request)."""
     return {status: {"model": model, "description": description}}
+
+
+class Problem(BaseModel):
+    """An error answer (``application/problem+json``, RFC 9457)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    request_id: str | None = None
+
+
+PROBLEMS = {
+    400: "bad JSON, base64, page range, language or option; or no storage for store, s3_uri or jobs",
+    401: "no API key, or a wrong one (when keys are configured)",
+    404: "no such object (s3_uri), job or model",
+    408: "the request body did not arrive within limits.body_timeout_s",
+    409: "the job is not in a state for this",
+    413: "document, page count, page pixels or a PDF's inflated streams over the limit",
+    415: "unsupported document type",
+    422: "corrupt image or PDF, or a URL that could not be fetched",
+    429: "this API key's documents at once or pages a minute (see Retry-After)",
+    431: "request headers over limits.max_header_bytes",
+    500: "an unexpected failure (its cause is in the server log under the request id)",
+    503: "models not loaded yet, overloaded or storage unreachable (see Retry-After)",
+    504: "deadline exceeded (the pending work was cancelled)",
+}
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses`` entries for the problems it may answer."""
+    content = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return {code: {"model": Problem, "description": PROBLEMS[code], "content": content} for code in codes}

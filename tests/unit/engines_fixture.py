@@ -22,6 +22,20 @@ class CountingRecognizer:
         return await self.engine.recognize(requests)
 
 
+class HeldRecognizer:
+    """A recognizer client held at its first call until the test lets it go."""
+
+    def __init__(self, inner: CountingRecognizer) -> None:
+        import asyncio
+
+        self.inner, self.entered, self.go = inner, asyncio.Event(), asyncio.Event()
+
+    async def recognize(self, requests: Sequence[RecognizeRequest]) -> list[Recognition]:
+        self.entered.set()
+        await self.go.wait()
+        return await self.inner.recognize(requests)
+
+
 class EngineBackend:
     """The API's Backend over in-process engines: what the Serve handles do, minus Ray."""
 

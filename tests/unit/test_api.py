@@ -17,7 +17,7 @@ from serve_app import documents, service
 from serve_app.api import create_api
 from serve_app.schemas import HealthOut, ModelList, OcrResult, ReadyOut
 from tests.conftest import DATA
-from tests.unit.engines_fixture import EngineBackend
+from tests.unit.engines_fixture import EngineBackend, HeldRecognizer
 
 PHOTOTEST = (DATA / "phototest.png").read_bytes()
 PDF = (DATA / "draft_federal_law_personal_data_p1.pdf").read_bytes()
@@ -153,6 +153,36 @@ def test_chunked_upload_without_length_is_cut_off_at_the_limit(client) -> None:
     c = client(limits={"max_upload_bytes": 1000})
     r = c.post("/v1/ocr", content=body(), headers={"content-type": "application/json"})
     assert_problem(r, 413, "payload-too-large")
+
+
+async def test_a_trickled_body_is_cut_off_at_its_deadline_and_frees_its_slot(make_args, backend) -> None:
+    stalled = asyncio.Event()
+
+    async def trickle():  # a few bytes, then nothing for far longer than the limit
+        yield b'{"file": "'
+        stalled.set()
+        await asyncio.sleep(60)
+        yield b'"}'
+
+    app = create_api(make_args(limits={"body_timeout_s": 0.5}, ingress={"max_documents": 1}), backend)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        headers = {"content-type": "application/json"}
+        for route in ("/v1/ocr", "/v1/chat/completions"):
+            r = await c.post(route, content=trickle(), headers=headers)
+            body = assert_problem(r, 408, "body-timeout")
+            assert stalled.is_set() and "body_timeout_s" in body["detail"]
+        ok = await c.post("/v1/ocr", files={"file": ("p.png", PHOTOTEST)})  # the one slot is free again
+        assert ok.status_code == 200, ok.text
+
+
+def test_headers_past_their_limit_are_431_before_any_route(client) -> None:
+    c = client(limits={"max_header_bytes": 4096})
+    for route in ("/v1/ocr", "/v1/models", "/no-such-route"):
+        r = c.post(route, files={"file": ("p.png", PHOTOTEST)}, headers={"x-filler": "a" * 5000})
+        assert "4096" in assert_problem(r, 431, "headers-too-large")["detail"]
+    many = [(f"x-h{i}", "v" * 40) for i in range(100)]
+    assert_problem(c.get("/health", headers=many), 431, "headers-too-large")
+    assert c.get("/health", headers={"x-filler": "a" * 3000}).status_code == 200
 
 
 def test_too_many_pages_and_pixels(client) -> None:
@@ -316,19 +346,7 @@ async def test_documents_past_the_limit_get_503_at_once_and_probes_still_answer(
 
     import httpx
 
-    class Held:
-        """The backend's recognizer, held until the test lets it go."""
-
-        def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
-            self.inner, self.entered, self.go = inner, asyncio.Event(), asyncio.Event()
-
-        async def recognize(self, requests):  # type: ignore[no-untyped-def]
-            self.entered.set()
-            await self.go.wait()
-            return await self.inner.recognize(requests)
-
-    held = Held(backend.recognizer)
-    backend.recognizer = held
+    held = backend.recognizer = HeldRecognizer(backend.recognizer)
     app = create_api(make_args(ingress={"max_documents": 1}), backend)
     files = {"file": ("p.png", PHOTOTEST, "image/png")}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:

@@ -23,6 +23,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("content-length", str(len(BODY)))
             self.end_headers()
             self.wfile.write(BODY)
+        elif self.path == "/host":  # what the server was asked for
+            host = self.headers["Host"].encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(host)))
+            self.end_headers()
+            self.wfile.write(host)
         elif self.path == "/to-metadata":
             self.send_response(302)
             self.send_header("location", "http://169.254.169.254/latest/meta-data/")
@@ -91,3 +97,39 @@ def test_fetch_is_bounded_and_follows_checked_redirects(server: str) -> None:
         asyncio.run(fetch(server + "/to-metadata", 10_000, 5, allow))
     with pytest.raises(UrlNotAllowed):  # and without the allowlist, not even the first hop
         asyncio.run(fetch(server + "/doc.pdf", 10_000, 5, []))
+
+
+def test_each_hop_connects_to_the_address_that_was_checked(server: str, monkeypatch) -> None:
+    """A name is resolved once per hop and the connection goes to that answer: a rebinding DNS
+    server that answers 'public' to the check and 'internal' to the connection has no second ask.
+    ``docs.example`` resolves nowhere, so only a pinned connection can reach the server."""
+    from serve_app import fetch as fetch_module
+
+    port = int(server.rsplit(":", 1)[1])
+    answers = iter([[ipaddress.ip_address("127.0.0.1")]])
+    asked: list[str] = []
+
+    async def rebinding(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        asked.append(host)
+        return next(answers)  # a second question would find this DNS server's answers run out
+
+    monkeypatch.setattr(fetch_module, "resolve", rebinding)
+    url = f"http://docs.example:{port}/host"
+    assert asyncio.run(fetch(url, 10_000, 5, ["docs.example"])) == f"docs.example:{port}".encode()
+    assert asked == ["docs.example"]
+
+
+def test_a_pinned_request_keeps_its_host_for_the_server_and_for_tls() -> None:
+    from serve_app.fetch import pinned
+
+    v4, v6 = ipaddress.ip_address("93.184.216.34"), ipaddress.ip_address("2606:2800:220:1::1")
+    assert pinned("https://u:p@docs.example/a.pdf?x=1", v4) == (
+        "https://u:p@93.184.216.34/a.pdf?x=1",
+        {"Host": "docs.example"},
+        {"sni_hostname": "docs.example"},
+    )
+    assert pinned("http://docs.example:8080/a", v6) == (
+        "http://[2606:2800:220:1::1]:8080/a",
+        {"Host": "docs.example:8080"},
+        {},
+    )

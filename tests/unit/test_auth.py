@@ -1,0 +1,187 @@
+"""API keys and per-key limits: the Gate alone (a virtual clock), then through the HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from serve_app.api import create_api
+from serve_app.auth import Gate, exposure_warning, fingerprint
+from serve_app.config import AuthArgs, load_args
+from serve_app.errors import ModelError, RateLimited, Unauthorized
+from tests.conftest import DATA
+from tests.unit.engines_fixture import EngineBackend, HeldRecognizer
+from tests.unit.test_api import assert_problem
+
+KEY, OTHER = "k" * 16 + "-first-key", "o" * 16 + "-second-key"
+PHOTOTEST = (DATA / "phototest.png").read_bytes()
+FILES = {"file": ("p.png", PHOTOTEST, "image/png")}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def gate(clock: Clock | None = None, **limits: int) -> Gate:
+    return Gate(AuthArgs.model_validate({"api_keys": [KEY, OTHER], **limits}), clock or Clock())
+
+
+def test_keys_come_from_the_environment_as_a_comma_list_and_short_ones_are_refused() -> None:
+    args = load_args({}, environ={"SERVE_APP_AUTH__API_KEYS": f"{KEY}, {OTHER}"})
+    assert [k.get_secret_value() for k in args.auth.api_keys] == [KEY, OTHER]
+    assert KEY not in repr(args) and KEY not in str(args.model_dump_json())
+    short = "too-short-secret"[:12]
+    with pytest.raises(ValueError, match="at least 16 characters") as err:
+        load_args({"auth": {"api_keys": [short]}}, environ={})
+    assert short not in str(err.value)  # a config error names the setting, never the value
+
+
+def test_listening_beyond_loopback_without_keys_is_warned_about() -> None:
+    keys = AuthArgs.model_validate({"api_keys": [KEY]})
+    assert "0.0.0.0" in (exposure_warning("0.0.0.0", AuthArgs()) or "")
+    assert exposure_warning("0.0.0.0", keys) is None
+    assert exposure_warning("127.0.0.1", AuthArgs()) is None
+
+
+def test_a_caller_is_named_by_its_key_fingerprint_from_either_header() -> None:
+    g = gate()
+    assert g.caller({"authorization": f"Bearer {KEY}"}) == fingerprint(KEY)
+    assert g.caller({"x-api-key": OTHER}) == fingerprint(OTHER) != fingerprint(KEY)
+    for headers in ({}, {"authorization": f"Basic {KEY}"}, {"x-api-key": KEY[:-1]}, {"x-api-key": KEY + "x"}):
+        with pytest.raises(Unauthorized):
+            g.caller(headers)
+    assert Gate(AuthArgs()).caller({}) == "anonymous"
+
+
+def test_documents_at_once_per_key() -> None:
+    g = gate(max_documents_per_key=1)
+    me, other = fingerprint(KEY), fingerprint(OTHER)
+    with g.document(me):
+        with pytest.raises(RateLimited) as err, g.document(me):
+            pass
+        assert err.value.retry_after_s
+        with g.document(other):  # another key is not held back
+            pass
+    with g.document(me):  # the slot is free again
+        pass
+
+
+def test_pages_a_minute_per_key_is_a_leaky_bucket() -> None:
+    clock = Clock()
+    g, me = gate(clock, pages_per_minute_per_key=10), fingerprint(KEY)
+    g.admit(me)
+    g.charge(me, 25)  # one large document may go over once...
+    with pytest.raises(RateLimited) as err:
+        g.admit(me)
+    assert err.value.retry_after_s == 96  # ...and the next waits until 9 are owed (room for one)
+    g.admit(fingerprint(OTHER))
+    clock.now += 95
+    with pytest.raises(RateLimited):
+        g.admit(me)
+    clock.now += 2
+    g.admit(me)
+    g.charge(me, 1)
+    clock.now += 60
+    g.admit(me)
+
+
+@pytest.fixture
+def backend(engines) -> EngineBackend:
+    return EngineBackend(*engines)
+
+
+def keyed(backend: EngineBackend, **auth: object) -> TestClient:
+    args = load_args({"auth": {"api_keys": [KEY, OTHER], **auth}}, environ={})
+    return TestClient(create_api(args, backend))
+
+
+def test_with_keys_every_route_but_the_probes_needs_one(backend, caplog) -> None:
+    c = keyed(backend)
+    for method, path in [("post", "/v1/ocr"), ("get", "/v1/models"), ("post", "/v1/chat/completions")]:
+        r = getattr(c, method)(path)
+        body = assert_problem(r, 401, "unauthorized")
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        assert "X-Api-Key" in body["detail"]
+    wrong = c.post("/v1/ocr", files=FILES, headers={"X-Api-Key": KEY[::-1]})
+    assert_problem(wrong, 401, "unauthorized")
+    assert KEY[::-1] not in wrong.text and KEY[::-1] not in caplog.text
+    for path in ["/health", "/ready", "/livez"]:
+        assert c.get(path).status_code == 200, path
+    assert c.get("/", follow_redirects=False).status_code in (302, 307)
+    assert c.get("/openapi.json").status_code == 200
+    ok = c.post("/v1/ocr", files=FILES, headers={"Authorization": f"Bearer {KEY}"})
+    assert ok.status_code == 200, ok.text
+    assert "quick brown dog" in ok.json()["text"]
+    assert c.get("/v1/models", headers={"X-Api-Key": OTHER}).status_code == 200
+    assert KEY not in caplog.text and OTHER not in caplog.text
+
+
+def test_the_schema_offers_both_ways_to_send_a_key_only_when_keys_are_set(backend, make_args) -> None:
+    schemes = keyed(backend).get("/openapi.json").json()["components"]["securitySchemes"]
+    assert {s["type"] for s in schemes.values()} == {"http", "apiKey"}
+    open_spec = TestClient(create_api(make_args(), backend)).get("/openapi.json").json()
+    assert "securitySchemes" not in open_spec.get("components", {})
+
+
+def test_pages_a_minute_answer_429_with_retry_after(backend) -> None:
+    c = keyed(backend, pages_per_minute_per_key=1)
+    mine, others = {"X-Api-Key": KEY}, {"X-Api-Key": OTHER}
+    assert c.post("/v1/ocr", files=FILES, headers=mine).status_code == 200
+    r = c.post("/v1/ocr", files=FILES, headers=mine)
+    assert_problem(r, 429, "rate-limited")
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+    assert fingerprint(KEY) in r.json()["detail"] and KEY not in r.text
+    assert c.post("/v1/ocr", files=FILES, headers=others).status_code == 200
+
+
+async def test_documents_at_once_per_key_answer_429_while_another_key_is_served(backend) -> None:
+    held = backend.recognizer = HeldRecognizer(backend.recognizer)
+    args = load_args({"auth": {"api_keys": [KEY, OTHER], "max_documents_per_key": 1}}, environ={})
+    transport = httpx.ASGITransport(app=create_api(args, backend))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        first = asyncio.ensure_future(c.post("/v1/ocr", files=FILES, headers={"X-Api-Key": KEY}))
+        await asyncio.wait_for(held.entered.wait(), 30)
+        second = await c.post("/v1/ocr", files=FILES, headers={"X-Api-Key": KEY})
+        assert_problem(second, 429, "rate-limited")
+        assert second.headers["retry-after"]
+        others = asyncio.ensure_future(c.post("/v1/ocr", files=FILES, headers={"X-Api-Key": OTHER}))
+        held.go.set()
+        assert (await first).status_code == 200
+        assert (await others).status_code == 200
+
+
+def test_a_model_error_is_masked_for_the_client_and_logged_once(backend, make_args, caplog) -> None:
+    class Failing:
+        async def recognize(self, requests):  # type: ignore[no-untyped-def]
+            raise ModelError("model replica failed: OSError('/models/secret-path/weights.onnx')")
+
+    backend.recognizer = Failing()
+    with caplog.at_level(logging.ERROR, logger="serve_app"):
+        r = TestClient(create_api(make_args(), backend)).post("/v1/ocr", files=FILES)
+    body = assert_problem(r, 500, "model-error")
+    assert "secret-path" not in r.text
+    assert body["request_id"] in body["detail"]
+    failures = [rec for rec in caplog.records if body["request_id"] in rec.getMessage()]
+    assert len(failures) == 1 and "secret-path" in failures[0].getMessage()
+
+
+def test_an_unexpected_error_is_masked_too(backend, make_args, caplog) -> None:
+    class Broken:
+        async def recognize(self, requests):  # type: ignore[no-untyped-def]
+            raise KeyError("/etc/internal-host:5432")
+
+    backend.recognizer = Broken()
+    client = TestClient(create_api(make_args(), backend), raise_server_exceptions=False)
+    with caplog.at_level(logging.ERROR, logger="serve_app"):
+        r = client.post("/v1/ocr", files=FILES)
+    body = assert_problem(r, 500, "internal")
+    assert "internal-host" not in r.text and body["request_id"] in body["detail"]
+    assert "internal-host" in caplog.text

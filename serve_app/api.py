@@ -108,6 +108,22 @@ def _authenticator(gate: Gate) -> list[Any]:
     return [Depends(authenticate)]
 
 
+def _probes_without_security(app: FastAPI) -> None:
+    """The app-wide key dependency puts a security requirement on every operation; the open
+    routes' are taken out of the schema, so that it says what is enforced."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            for path, operations in generate()["paths"].items():
+                if path in OPEN_ROUTES:
+                    for operation in operations.values():
+                        operation.pop("security", None)
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_api(args: AppArgs, backend: Backend) -> FastAPI:
     results = ResultStore(Storage(args.storage)) if args.storage is not None else None
     service = DocumentService(args, backend, results)
@@ -121,6 +137,7 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
         responses=problems(431, 500),  # any route: the header limit, and a masked failure
     )
     app.add_middleware(HeaderLimit, limit=args.limits.max_header_bytes)
+    _probes_without_security(app)
 
     @app.exception_handler(ServeAppError)
     async def on_app_error(request: Request, exc: ServeAppError) -> JSONResponse:

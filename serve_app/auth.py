@@ -44,11 +44,15 @@ def fingerprint(key: str) -> str:
     return "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
-def _presented(headers: Mapping[str, str]) -> str | None:
+def _presented(headers: Mapping[str, str]) -> list[str]:
+    """Every key the request carries: a Bearer token, an X-Api-Key, or both."""
+    keys = []
     scheme, _, token = headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return headers.get("x-api-key") or None
+        keys.append(token.strip())
+    if headers.get("x-api-key"):
+        keys.append(headers["x-api-key"])
+    return keys
 
 
 class Gate:
@@ -71,14 +75,18 @@ class Gate:
         if not self._keys:
             return ANONYMOUS
         given = _presented(headers)
-        if given is None:
+        if not given:
             raise Unauthorized(f"this service needs an API key: {ASK}")
+        names = {self._name(key) for key in given}  # a request with two keys is held to both
+        if None in names or len(names) > 1:
+            raise Unauthorized("the API key was not accepted")
+        return names.pop()  # type: ignore[return-value]
+
+    def _name(self, given: str) -> str | None:
         found = None
         for key, name in self._keys:  # every key compared: the time taken tells nothing
             if hmac.compare_digest(key, given.encode()):
                 found = name
-        if found is None:
-            raise Unauthorized("the API key was not accepted")
         return found
 
     @contextmanager

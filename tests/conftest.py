@@ -1,4 +1,5 @@
-"""Shared test data locations and helpers (no Ray here)."""
+"""Shared test data locations and helpers, and the Serve and S3 fixtures (Ray imported only when
+a test asks for them)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from tests.serve_fixtures import base_url, client, ray_session, s3  # noqa: F401 (shared fixtures)
 
 DATA = Path(__file__).parent / "data"  # whole pages: also the bench smoke tests' corpus
 CROPS = Path(__file__).parent / "crops"  # parts of pages, for tests that read one region

@@ -66,7 +66,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_serve_deploy_places_both_models_on_one_gpu_and_refuses_an_over_budget_config() -> None:
-    from tests.integration.conftest import free_port
+    from tests.serve_fixtures import free_port
 
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ""}
     done = subprocess.run(

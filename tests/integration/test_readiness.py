@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import DATA
-from tests.integration.conftest import answers_200, cpu_args, wait_for
+from tests.serve_fixtures import answers_200, cpu_args, wait_for
 
 PNG = (DATA / "phototest.png").read_bytes()
 

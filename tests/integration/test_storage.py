@@ -13,7 +13,7 @@ import pytest
 from scripts.s3_dev import SeaweedFS
 from serve_app.schemas import JobView, OcrResult
 from tests.conftest import DATA, phototest_tiff, reads_phototest
-from tests.integration.conftest import S3_CREDENTIALS, answers_200, cpu_args, wait_for
+from tests.serve_fixtures import S3_CREDENTIALS, answers_200, cpu_args, wait_for
 
 
 @pytest.fixture(scope="module")

@@ -131,7 +131,7 @@ def test_missing_model_folder_is_a_startup_error(tmp_path: Path) -> None:
 def test_check_health_fails_when_the_engine_process_dies(tiny_model: Path) -> None:
     import psutil
 
-    from tests.integration.conftest import wait_for
+    from tests.serve_fixtures import wait_for
 
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}

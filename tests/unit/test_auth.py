@@ -58,6 +58,12 @@ def test_a_caller_is_named_by_its_key_fingerprint_from_either_header() -> None:
     for headers in ({}, {"authorization": f"Basic {KEY}"}, {"x-api-key": KEY[:-1]}, {"x-api-key": KEY + "x"}):
         with pytest.raises(Unauthorized):
             g.caller(headers)
+    both = {"authorization": f"Bearer {KEY}", "x-api-key": KEY}
+    assert g.caller(both) == fingerprint(KEY)
+    wrong_one = [{**both, "x-api-key": KEY[::-1]}, {**both, "authorization": "Bearer wrong-key-wrong-key"}]
+    for mixed in [*wrong_one, {**both, "x-api-key": OTHER}]:
+        with pytest.raises(Unauthorized):  # every key a request carries must be right, and the same
+            g.caller(mixed)
     assert Gate(AuthArgs()).caller({}) == "anonymous"
 
 
@@ -125,8 +131,11 @@ def test_with_keys_every_route_but_the_probes_needs_one(backend, caplog) -> None
 
 
 def test_the_schema_offers_both_ways_to_send_a_key_only_when_keys_are_set(backend, make_args) -> None:
-    schemes = keyed(backend).get("/openapi.json").json()["components"]["securitySchemes"]
-    assert {s["type"] for s in schemes.values()} == {"http", "apiKey"}
+    spec = keyed(backend).get("/openapi.json").json()
+    assert {s["type"] for s in spec["components"]["securitySchemes"].values()} == {"http", "apiKey"}
+    for path, operations in spec["paths"].items():  # the schema says which routes need a key
+        for operation in operations.values():
+            assert ("security" in operation) == (path not in ("/health", "/ready", "/livez")), path
     open_spec = TestClient(create_api(make_args(), backend)).get("/openapi.json").json()
     assert "securitySchemes" not in open_spec.get("components", {})
 

@@ -1,4 +1,6 @@
-"""One real Ray + Serve instance per test session, serving the CPU config on 127.0.0.1."""
+"""One real Ray + Serve instance per test session, serving the CPU config on 127.0.0.1, and a real
+S3 per module: the fixtures of tests/integration and tests/reliability (tests/conftest.py shares
+them, so that both folders see the one session)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import yaml
 
 from scripts.s3_dev import SeaweedFS
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[1]
 
 # vLLM on CPU in tests: keep the engine core in-process (it starts in half the time, and a spawned
 # core under pytest can outlive a failed test). Set before anything imports vllm.

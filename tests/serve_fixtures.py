@@ -45,6 +45,21 @@ def answers_200(url: str) -> bool:
         return False
 
 
+def wait_job(url: str, job_id: str, until: Callable[[dict], bool], timeout_s: float = 180) -> dict:
+    seen: dict = {}
+
+    def check() -> bool:
+        seen.update(httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json())
+        return until(seen)
+
+    wait_for(check, timeout_s=timeout_s, every_s=0.3)
+    return seen
+
+
+def finished(job: dict) -> bool:
+    return job["status"] in ("succeeded", "failed", "cancelled")
+
+
 def cpu_args(**overrides: dict) -> dict:
     """The embedded default's args, with per-section overrides."""
     config = yaml.safe_load((ROOT / "serve_config.cpu.yaml").read_text())

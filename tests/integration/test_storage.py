@@ -4,7 +4,7 @@ jobs that survive their runner's death, and what happens when S3 goes away."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -13,7 +13,7 @@ import pytest
 from scripts.s3_dev import SeaweedFS
 from serve_app.schemas import JobView, OcrResult
 from tests.conftest import DATA, phototest_tiff, reads_phototest
-from tests.serve_fixtures import S3_CREDENTIALS, answers_200, cpu_args, wait_for
+from tests.serve_fixtures import S3_CREDENTIALS, answers_200, cpu_args, finished, wait_for, wait_job
 
 
 @pytest.fixture(scope="module")
@@ -112,21 +112,6 @@ def test_documents_by_url_and_by_s3_uri(url: str, s3: SeaweedFS, files: str) -> 
     assert gone.status_code == 404 and gone.json()["type"].endswith("/not-found")
     both = httpx.post(f"{url}/v1/ocr", json={"s3_uri": "s3://a/b", "url": f"{files}/x"}, timeout=30)
     assert both.status_code == 400
-
-
-def wait_job(url: str, job_id: str, until: Callable[[dict], bool], timeout_s: float = 180) -> dict:
-    seen: dict = {}
-
-    def check() -> bool:
-        seen.update(httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json())
-        return until(seen)
-
-    wait_for(check, timeout_s=timeout_s, every_s=0.3)
-    return seen
-
-
-def finished(job: dict) -> bool:
-    return job["status"] in ("succeeded", "failed", "cancelled")
 
 
 def test_jobs_are_queued_followed_fetched_and_cancelled(url: str) -> None:

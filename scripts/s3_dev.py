@@ -68,6 +68,7 @@ class SeaweedFS:
         self.data_dir, self.bucket = data_dir, bucket
         self.endpoint_url = ""
         self._proc: subprocess.Popen[bytes] | None = None
+        self._ports: dict[str, int] | None = None
 
     def start(self, timeout_s: float = 60, attempts: int = 3) -> str:
         """Starts weed and waits for the bucket. Ports are chosen free but another process (a Ray
@@ -79,13 +80,17 @@ class SeaweedFS:
                 continue
         return self._start(timeout_s)
 
-    def _start(self, timeout_s: float) -> str:
+    def start_again(self, timeout_s: float = 60) -> str:
+        """After ``stop()``: the same ports and data again (the end of an S3 outage)."""
+        return self._start(timeout_s, self._ports)
+
+    def _start(self, timeout_s: float, ports: dict[str, int] | None = None) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             weed_binary(), "mini", f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-bucket={self.bucket}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false",
         ]  # fmt: skip
-        ports = dict(zip(PORTS, _free_ports(len(PORTS)), strict=True))
+        ports = self._ports = ports or dict(zip(PORTS, _free_ports(len(PORTS)), strict=True))
         for name, port in ports.items():
             args += [f"-{name}.port={port}", f"-{name}.port.grpc={port + 10000}"]
         log = (self.data_dir / "weed.log").open("ab")

@@ -1,0 +1,151 @@
+"""Soak: many requests over mixed real pages against one service, with the resident memory (RSS)
+of every Serve process (replicas, proxy, controller) sampled as it goes. A process whose RSS after
+the run is more than 5 % over its RSS after warm-up grows: a leak, whatever its rate.
+
+    .venv/bin/python -m bench.soak --requests 2000 --clients 4 --corpus tests/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import corpus
+from bench.report import figure
+from bench.systems import REQUEST_TIMEOUT_S, ROOT, Service
+
+SERVE_PROCESSES = ("ray::ServeReplica", "ray::ProxyActor", "ray::ServeController")
+GROWTH_LIMIT = 0.05
+
+
+def serve_rss() -> dict[str, float]:
+    """MiB resident per Serve process on this machine, by its title (``ray::ServeReplica:app:Name``)."""
+    import psutil
+
+    rss: dict[str, float] = {}
+    for proc in psutil.process_iter(["cmdline", "memory_info"]):
+        title = " ".join(proc.info["cmdline"] or [])
+        if title.startswith(SERVE_PROCESSES) and proc.info["memory_info"] is not None:
+            name = title.split()[0].split(".")[0]  # the title names the method running, if any
+            rss[name] = rss.get(name, 0.0) + proc.info["memory_info"].rss / 2**20
+    return rss
+
+
+def growth(samples: list[dict[str, Any]], warmup: int) -> dict[str, dict[str, float]]:
+    """Per process: median RSS of the samples in the first tenth after ``warmup`` requests, of the
+    last tenth of the run, and the growth between them (a fraction)."""
+    after = [s for s in samples if s["done"] >= warmup]
+    if len(after) < 2:
+        return {}
+    tenth = max(1, len(after) // 10)
+    out = {}
+    for name in sorted({n for s in after for n in s["rss_mib"]}):
+        first = [s["rss_mib"][name] for s in after[:tenth] if name in s["rss_mib"]]
+        last = [s["rss_mib"][name] for s in after[-tenth:] if name in s["rss_mib"]]
+        if first and last:
+            begin, end = statistics.median(first), statistics.median(last)
+            out[name] = {"after_warmup_mib": round(begin, 1), "end_mib": round(end, 1),
+                         "growth": round(end / begin - 1, 4)}  # fmt: skip
+    return out
+
+
+async def run(url: str, pages: list[corpus.Page], opts: argparse.Namespace) -> dict[str, Any]:
+    done, statuses = 0, Counter[int]()
+    samples: list[dict[str, Any]] = []
+    start = time.perf_counter()
+
+    async def sample(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            rss = await asyncio.to_thread(serve_rss)
+            samples.append({"t": round(time.perf_counter() - start, 1), "done": done, "rss_mib": rss})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), opts.every_s)
+
+    async def client(k: int, http: httpx.AsyncClient) -> None:
+        nonlocal done
+        i = k
+        while i < opts.requests:
+            page = pages[i % len(pages)]
+            i += opts.clients
+            try:
+                r = await http.post(url + "/v1/ocr", files={"file": (page.name, page.data, page.media_type)})
+                statuses[r.status_code] += 1
+            except httpx.HTTPError:
+                statuses[0] += 1
+            done += 1
+
+    stop = asyncio.Event()
+    sampler = asyncio.ensure_future(sample(stop))
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as http:
+        await asyncio.gather(*(client(k, http) for k in range(opts.clients)))
+    stop.set()
+    await sampler
+    samples.append({"t": round(time.perf_counter() - start, 1), "done": done, "rss_mib": serve_rss()})
+    return {"statuses": {str(k): v for k, v in sorted(statuses.items())}, "samples": samples,
+            "wall_s": round(time.perf_counter() - start, 1)}  # fmt: skip
+
+
+def write(results: dict[str, Any], out: Path) -> None:
+    (out / "soak.json").write_text(json.dumps(results, indent=1))
+    rows = [f"| `{name}` | {g['after_warmup_mib']} | {g['end_mib']} | {g['growth'] * 100:+.1f} % |"
+            for name, g in results["growth"].items()]  # fmt: skip
+    worst = max((g["growth"] for g in results["growth"].values()), default=0.0)
+    verdict = "PASS" if worst <= GROWTH_LIMIT else "FAIL"
+    (out / "report.md").write_text(
+        f"# Soak ({results['started']})\n\n`{results['command']}`\n\n"
+        f"{results['run']['wall_s']} s, answers by status {results['run']['statuses']}\n\n"
+        "| process | RSS after warm-up (MiB) | RSS at the end (MiB) | growth |\n|---|---|---|---|\n"
+        + "\n".join(rows)
+        + f"\n\nLargest growth {worst * 100:+.1f} % (limit {GROWTH_LIMIT * 100:.0f} %): {verdict}\n"
+    )
+    with figure(out / "rss.png") as ax:
+        samples = results["run"]["samples"]
+        for name in sorted({n for s in samples for n in s["rss_mib"]}):
+            points = [(s["done"], s["rss_mib"][name]) for s in samples if name in s["rss_mib"]]
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=name.removeprefix("ray::"))
+        ax.axvline(results["warmup"], color="grey", linestyle=":")
+        ax.set(xlabel="requests answered", ylabel="RSS (MiB)", title="Resident memory of each Serve process")
+
+
+def main(argv: list[str] | None = None) -> Path:
+    p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", type=Path, default=ROOT / "serve_config.cpu.yaml")
+    p.add_argument("--url", help="a service already running at this 127.0.0.1 URL")
+    p.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "evaldata")
+    p.add_argument("--limit", type=int, default=12, help="pages of the corpus, sent round-robin")
+    p.add_argument("--requests", type=int, default=2000)
+    p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--every-s", type=float, default=5.0, help="RSS sampled this often")
+    p.add_argument("--out", type=Path)
+    opts = p.parse_args(argv)
+    pages = corpus.load(opts.corpus, opts.limit)
+    started = time.strftime("%Y%m%d-%H%M%S")
+    out = opts.out or ROOT / "bench" / "results" / f"soak-{started}"
+    out.mkdir(parents=True, exist_ok=True)
+    service = Service(opts.config, opts.url)
+    service.start()
+    try:
+        run_ = asyncio.run(run(service.url, pages, opts))
+    finally:
+        service.stop()
+    warmup = max(1, opts.requests // 10)
+    command = "python -m bench.soak " + " ".join(sys.argv[1:] if argv is None else argv)
+    results = {"started": started, "command": command,
+               "warmup": warmup, "run": run_, "growth": growth(run_["samples"], warmup)}  # fmt: skip
+    write(results, out)
+    print(f"report: {out / 'report.md'}")
+    return out
+
+
+if __name__ == "__main__":
+    main()

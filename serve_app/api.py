@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response, Security
@@ -248,11 +249,9 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
         with gate.document(request.state.caller):
             in_flight += 1
             try:
-                body = await _ocr_request(request, response)
+                return await _ocr_request(request, response)
             finally:
                 in_flight -= 1
-        gate.charge(request.state.caller, len(body["pages"]))
-        return body
 
     async def _ocr_request(request: Request, response: Response) -> dict[str, Any]:
         data, opts = await read_document_request(request, args, results, OcrOptions, OcrJsonRequest)
@@ -265,7 +264,8 @@ def create_api(args: AppArgs, backend: Backend) -> FastAPI:
         timeout_s = opts.timeout_s or args.ingress.request_timeout_s
         try:
             async with asyncio.timeout(timeout_s):
-                body, cache = await service.read(data, opts.options(), opts.store, request_id(request))
+                admit = partial(gate.take, request.state.caller)
+                body, cache = await service.read(data, opts.options(), opts.store, request_id(request), admit)
         except TimeoutError:
             raise DeadlineExceeded(
                 f"not done within {timeout_s:g} s; pending work was cancelled "

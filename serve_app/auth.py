@@ -91,8 +91,14 @@ class Gate:
 
     @contextmanager
     def document(self, caller: str) -> Iterator[None]:
-        """One document of ``caller`` being read (admitted under its limits)."""
-        self.admit(caller)
+        """One document of ``caller`` being read: ``RateLimited`` at once when it is at its
+        documents at once or owes a minute's pages, before its body is read."""
+        if caller != ANONYMOUS and self._max_documents and self._running[caller] >= self._max_documents:
+            raise RateLimited(
+                f"{caller} has {self._running[caller]} documents being read, its limit on this replica",
+                retry_after_s=2.0,
+            )
+        self._check_pages(caller)
         self._running[caller] += 1
         try:
             yield
@@ -101,24 +107,20 @@ class Gate:
             if not self._running[caller]:
                 del self._running[caller]
 
-    def admit(self, caller: str) -> None:
-        """``RateLimited`` when ``caller`` is at its documents at once or owes a minute's pages."""
-        if caller != ANONYMOUS:
-            if self._max_documents and self._running[caller] >= self._max_documents:
-                raise RateLimited(
-                    f"{caller} has {self._running[caller]} documents being read, its limit on this replica",
-                    retry_after_s=2.0,
-                )
-            if (wait := self._wait_s(caller)) > 0:
-                raise RateLimited(f"{caller} has used its pages for this minute", retry_after_s=wait)
+    def take(self, caller: str, pages: int) -> None:
+        """``pages`` about to be read (or queued) for ``caller``, charged before any model works on
+        them and not given back if the reading fails; ``RateLimited`` when it owes a minute's
+        pages already (another document of its own may have been charged since it was admitted).
+        A leaky bucket that empties at the per-minute rate: a document is taken while a minute's
+        pages hold room for one more, so one large document may go over once and the next waits
+        until it is paid back."""
+        self._check_pages(caller)
+        if caller != ANONYMOUS and self._pages_per_s is not None:
+            self._pages[caller] = (self._owed(caller) + pages, self._clock())
 
-    def charge(self, caller: str, pages: int) -> None:
-        """Pages read (or queued) for ``caller``: a leaky bucket that empties at the per-minute rate;
-        a document is admitted while a minute's pages hold room for one more, so one large document
-        may go over once and the next waits until it is paid back."""
-        if caller == ANONYMOUS or self._pages_per_s is None:
-            return
-        self._pages[caller] = (self._owed(caller) + pages, self._clock())
+    def _check_pages(self, caller: str) -> None:
+        if caller != ANONYMOUS and (wait := self._wait_s(caller)) > 0:
+            raise RateLimited(f"{caller} has used its pages for this minute", retry_after_s=wait)
 
     def _owed(self, caller: str) -> float:
         owed, at = self._pages.get(caller, (0.0, self._clock()))

@@ -103,8 +103,7 @@ def add_chat_routes(app: FastAPI, args: AppArgs, backend: Backend, gate: Gate) -
         },
     )
     async def chat_completions(request: Request) -> dict[str, Any] | StreamingResponse:
-        gate.admit(request.state.caller)
-        gate.charge(request.state.caller, 1)  # a conversation costs a page
+        gate.take(request.state.caller, 1)  # a conversation costs a page
         # An image is at most max_upload_bytes, base64 adds a third; the text around it is small.
         ceiling = args.limits.max_upload_bytes * 4 // 3 + 1024 * 1024
         raw = await read_bounded(request, ceiling, args.limits.body_timeout_s)

@@ -5,7 +5,8 @@ The SSRF guard resolves the host and refuses loopback, private, link-local (clou
 the host or a network holding the address. Redirects are followed by hand, each hop checked again.
 Each hop connects to the address that was checked (the name is resolved once; the request carries
 it as ``Host`` and as TLS's SNI and certificate name), so a DNS answer that changes between the
-check and the connection (rebinding) cannot send the request inside.
+check and the connection (rebinding) cannot send the request inside. Fetches go out directly:
+proxy settings in the environment are not used (a proxy would connect where it resolves).
 """
 
 from __future__ import annotations
@@ -24,13 +25,20 @@ MAX_REDIRECTS = 3
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # an IPv4 address reached through a NAT64 gateway
+
+
 def internal(address: Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return internal(address.ipv4_mapped)
-    return (
-        address.is_loopback or address.is_private or address.is_link_local or address.is_multicast
-        or address.is_reserved or address.is_unspecified
-    )  # fmt: skip
+    """Anything but a public unicast address: loopback, private, link-local (cloud metadata),
+    shared (100.64/10: Alibaba's metadata), site-local, reserved, multicast, unspecified."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return internal(address.ipv4_mapped)
+        if address in NAT64:
+            return internal(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if address.is_site_local:
+            return True
+    return not address.is_global or address.is_multicast or address.is_private or address.is_loopback
 
 
 def allowed(host: str, address: Address, allowlist: Sequence[str]) -> bool:
@@ -78,21 +86,32 @@ def pinned(url: str, address: Address) -> tuple[str, dict[str, str], dict[str, s
     """``url`` with its host replaced by ``address``, and the headers and extensions that keep the
     request what it was for the server (``Host``) and for TLS (SNI and the certificate's name)."""
     parsed = urlparse(url)
+    try:
+        name = (parsed.hostname or "").encode("idna").decode("ascii")  # a Host header is ASCII
+    except UnicodeError:
+        raise BadRequest(f"not a valid host name: {parsed.hostname!r}") from None
+    name = f"[{name}]" if ":" in name else name
     host = str(address) if address.version == 4 else f"[{address}]"
-    userinfo, _, host_header = parsed.netloc.rpartition("@")  # userinfo: basic auth, never in Host
-    netloc = host if parsed.port is None else f"{host}:{parsed.port}"
-    netloc = f"{userinfo}@{netloc}" if userinfo else netloc
-    extensions = {"sni_hostname": parsed.hostname or ""} if parsed.scheme == "https" else {}
-    return parsed._replace(netloc=netloc).geturl(), {"Host": host_header}, extensions
+    userinfo = parsed.netloc.rpartition("@")[0]  # basic auth, kept in the URL, never in Host
+    port = "" if parsed.port is None else f":{parsed.port}"
+    netloc = f"{userinfo}@{host}{port}" if userinfo else f"{host}{port}"
+    extensions = {"sni_hostname": name.strip("[]")} if parsed.scheme == "https" else {}
+    return parsed._replace(netloc=netloc).geturl(), {"Host": name + port}, extensions
 
 
 async def fetch(url: str, limit_bytes: int, timeout_s: float, allowlist: Sequence[str]) -> bytes:
     """The document's bytes; refused before the first byte past ``limit_bytes``."""
     try:
-        async with asyncio.timeout(timeout_s), httpx.AsyncClient(follow_redirects=False) as client:
+        async with asyncio.timeout(timeout_s):
             for _ in range(MAX_REDIRECTS + 1):
                 target, headers, extensions = pinned(url, await check_url(url, allowlist))
-                async with client.stream("GET", target, headers=headers, extensions=extensions) as response:
+                # A client per hop: a pooled connection is named by the address, and another host
+                # there must not get the first one's TLS session. No proxy from the environment:
+                # through one, the connection would go where the proxy resolves, not where we checked.
+                async with (
+                    httpx.AsyncClient(follow_redirects=False, trust_env=False) as client,
+                    client.stream("GET", target, headers=headers, extensions=extensions) as response,
+                ):
                     if response.is_redirect and "location" in response.headers:
                         url = urljoin(url, response.headers["location"])
                         continue

@@ -93,8 +93,8 @@ def add_job_routes(
             text_layer=options.text_layer,
             ocr_tasks=sorted(options.ocr_tasks),
         )
+        gate.take(request.state.caller, len(record.pages))  # a job's pages count when it is queued
         await store.submit(data, record)
-        gate.charge(request.state.caller, len(record.pages))  # a job's pages count when it is queued
         backend.wake_jobs()
         response.headers["Location"] = f"{base(request)}/v1/jobs/{record.id}"
         return job_view(record, None, base(request))

@@ -124,12 +124,20 @@ class DocumentService:
         return [page_json(p, page_image_name(p.page) if save is not None else None) for p in pages]
 
     async def read(
-        self, data: bytes, options: Options, store: bool, request_id: str | None
+        self,
+        data: bytes,
+        options: Options,
+        store: bool,
+        request_id: str | None,
+        admit: Callable[[int], None] = lambda pages: None,
     ) -> tuple[dict[str, Any], Cache | None]:
         """A document read now (a sync request): its answer, and whether it came from the store
-        (None without one). ``store``: write the result and page images, answer with their URLs."""
+        (None without one). ``store``: write the result and page images, answer with their URLs.
+        ``admit`` is told the pages chosen once the document is open, before anything reads them
+        (it may refuse them by raising)."""
         started = time.perf_counter()
         async with self.opened(data, options.dpi, options.pages) as opened:
+            admit(len(opened.indices))
             models = await self.ready_models()
             options = await self.options(options, opened.doc)
             key = None

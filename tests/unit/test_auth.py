@@ -83,20 +83,20 @@ def test_documents_at_once_per_key() -> None:
 def test_pages_a_minute_per_key_is_a_leaky_bucket() -> None:
     clock = Clock()
     g, me = gate(clock, pages_per_minute_per_key=10), fingerprint(KEY)
-    g.admit(me)
-    g.charge(me, 25)  # one large document may go over once...
+    g.take(me, 25)  # one large document may go over once...
     with pytest.raises(RateLimited) as err:
-        g.admit(me)
+        g.take(me, 1)
     assert err.value.retry_after_s == 96  # ...and the next waits until 9 are owed (room for one)
-    g.admit(fingerprint(OTHER))
+    with pytest.raises(RateLimited), g.document(me):  # refused before its body is read, too
+        pass
+    g.take(fingerprint(OTHER), 10)
     clock.now += 95
     with pytest.raises(RateLimited):
-        g.admit(me)
+        g.take(me, 1)
     clock.now += 2
-    g.admit(me)
-    g.charge(me, 1)
+    g.take(me, 1)
     clock.now += 60
-    g.admit(me)
+    g.take(me, 5)
 
 
 @pytest.fixture
@@ -149,6 +149,23 @@ def test_pages_a_minute_answer_429_with_retry_after(backend) -> None:
     assert 1 <= int(r.headers["retry-after"]) <= 60
     assert fingerprint(KEY) in r.json()["detail"] and KEY not in r.text
     assert c.post("/v1/ocr", files=FILES, headers=others).status_code == 200
+
+
+async def test_pages_are_charged_when_a_document_opens_and_not_given_back(backend) -> None:
+    """Two documents of one key at once: the first is charged as soon as it is opened, so the
+    second is refused when it opens (not after both were read); a request that then fails
+    (here: past its deadline) has used its pages all the same."""
+    held = backend.recognizer = HeldRecognizer(backend.recognizer)
+    args = load_args({"auth": {"api_keys": [KEY], "pages_per_minute_per_key": 1}}, environ={})
+    transport = httpx.ASGITransport(app=create_api(args, backend))
+    mine = {"X-Api-Key": KEY}
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        first = asyncio.ensure_future(c.post("/v1/ocr", files=FILES, data={"timeout_s": "2"}, headers=mine))
+        await asyncio.wait_for(held.entered.wait(), 30)
+        assert_problem(await c.post("/v1/ocr", files=FILES, headers=mine), 429, "rate-limited")
+        assert_problem(await first, 504, "deadline-exceeded")
+        held.go.set()
+        assert_problem(await c.post("/v1/ocr", files=FILES, headers=mine), 429, "rate-limited")
 
 
 async def test_documents_at_once_per_key_answer_429_while_another_key_is_served(backend) -> None:

@@ -55,7 +55,8 @@ def server() -> Iterator[str]:
 
 @pytest.mark.parametrize(
     "ip", ["127.0.0.1", "10.1.2.3", "172.16.0.9", "192.168.1.1", "169.254.169.254", "0.0.0.0", "::1",
-           "fd00::1", "::ffff:10.0.0.1", "224.0.0.1"],
+           "fd00::1", "::ffff:10.0.0.1", "224.0.0.1", "100.100.100.200", "fec0::1", "64:ff9b::a00:1",
+           "192.0.2.7"],
 )  # fmt: skip
 def test_internal_addresses_are_recognised(ip: str) -> None:
     assert internal(ipaddress.ip_address(ip))
@@ -127,6 +128,10 @@ def test_a_pinned_request_keeps_its_host_for_the_server_and_for_tls() -> None:
         "https://u:p@93.184.216.34/a.pdf?x=1",
         {"Host": "docs.example"},
         {"sni_hostname": "docs.example"},
+    )
+    assert pinned("https://пример.рф/a", v4)[1:] == (
+        {"Host": "xn--e1afmkfd.xn--p1ai"},
+        {"sni_hostname": "xn--e1afmkfd.xn--p1ai"},
     )
     assert pinned("http://docs.example:8080/a", v6) == (
         "http://[2606:2800:220:1::1]:8080/a",

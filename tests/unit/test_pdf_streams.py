@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import zlib
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import pytest
 
 from serve_app.config import LimitsArgs
 from serve_app.documents import Document
-from serve_app.errors import PayloadTooLarge
+from serve_app.errors import PayloadTooLarge, UnprocessableDocument
 from serve_app.pdf_streams import check_streams
 from tests.conftest import DATA
 
@@ -17,7 +19,7 @@ MIB = 1024 * 1024
 REAL_PDFS = sorted(DATA.glob("*.pdf")) + sorted((DATA.parent / "layers").glob("*.pdf"))
 
 
-def pdf(*streams: tuple[bytes, str]) -> bytes:
+def pdf(*streams: tuple[bytes, str], keyword: bytes = b"stream\n") -> bytes:
     """A one-page PDF whose page draws ``streams`` (content bytes as stored, and their /Filter)."""
     count = len(streams)
     contents = " ".join(f"{4 + i} 0 R" for i in range(count))
@@ -26,7 +28,7 @@ def pdf(*streams: tuple[bytes, str]) -> bytes:
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents [{contents}] >>".encode(),
         *(
-            f"<< /Length {len(data)} /Filter {filters} >>\nstream\n".encode() + data + b"\nendstream"
+            f"<< /Length {len(data)} /Filter {filters} >>\n".encode() + keyword + data + b"\nendstream"
             for data, filters in streams
         ),
     ]
@@ -65,6 +67,29 @@ def test_a_bomb_inside_a_second_flate_layer_is_measured_at_its_inner_size() -> N
     assert len(twice) < 1 * MIB
     with pytest.raises(PayloadTooLarge, match="max_pdf_stream_bytes"):
         check_streams(pdf((twice, "[/FlateDecode /FlateDecode]")), 16 * MIB, 1024 * MIB)
+
+
+@pytest.mark.parametrize(
+    "keyword, stored, filters",
+    [
+        (b"stream \n", lambda z: z, "/FlateDecode"),  # PDFium reads on from the next line
+        (b"stream % note\r\n", lambda z: z, "/FlateDecode"),
+        (b"stream\n", lambda z: binascii.hexlify(z) + b">", "[/ASCIIHexDecode /FlateDecode]"),
+        (b"stream\n", lambda z: base64.a85encode(z) + b"~>", "[/A85 /Fl]"),
+        (b"stream\n", lambda z: z[:-1] + bytes([z[-1] ^ 1]), "/FlateDecode"),  # a bad checksum
+    ],
+)
+def test_bombs_in_the_other_shapes_pdfium_reads_are_refused(keyword: bytes, stored, filters: str) -> None:
+    with pytest.raises(PayloadTooLarge, match="max_pdf_stream_bytes"):
+        check_streams(pdf((stored(spaces(64 * MIB)), filters), keyword=keyword), 16 * MIB, 1024 * MIB)
+
+
+def test_a_file_whose_streams_overlap_is_refused_at_once() -> None:
+    """Each keyword opens a zlib stream of empty stored blocks whose last block holds the next
+    keyword: every one runs to the end of the file, so 50 MiB would take minutes to scan."""
+    period = b"stream\n\x78\x01" + b"\x00\x00\x00\xff\xff" * 600 + b"\x00\x09\x00\xf6\xff"
+    with pytest.raises(UnprocessableDocument, match="overlap"):
+        check_streams(b"%PDF-1.7\n" + period * 3000, 256 * MIB, 2048 * MIB)
 
 
 def test_many_streams_under_their_limit_are_refused_together() -> None:

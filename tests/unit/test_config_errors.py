@@ -58,6 +58,10 @@ def test_serve_options_carry_backpressure_and_scaling() -> None:
     assert opts["num_replicas"] == 1 and "autoscaling_config" not in opts
     assert "max_replicas_per_node" not in opts and "graceful_shutdown_timeout_s" not in opts  # Serve's own
     placed = DeploymentOptions(max_replicas_per_node=1, graceful_shutdown_timeout_s=90).serve_options()
+    assert placed["ray_actor_options"]["runtime_env"] == {"env_vars": {"MALLOC_ARENA_MAX": "2"}}
+    own = {"num_cpus": 1, "runtime_env": {"env_vars": {"MALLOC_ARENA_MAX": "4", "OMP_THREAD_LIMIT": "1"}}}
+    kept = DeploymentOptions(ray_actor_options=own).serve_options()["ray_actor_options"]
+    assert kept["runtime_env"]["env_vars"] == {"MALLOC_ARENA_MAX": "4", "OMP_THREAD_LIMIT": "1"}
     assert placed["max_replicas_per_node"] == 1 and placed["graceful_shutdown_timeout_s"] == 90
 
 

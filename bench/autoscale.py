@@ -23,7 +23,7 @@ import httpx
 
 from bench import corpus
 from bench.report import figure
-from bench.systems import REQUEST_TIMEOUT_S, ROOT, Service
+from bench.systems import REQUEST_TIMEOUT_S, ROOT, run_against_service
 
 DEFAULT_CONFIG = ROOT / "bench" / "serve_config.autoscale.yaml"
 
@@ -164,20 +164,11 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--out", type=Path)
     opts = p.parse_args(argv)
     pages = corpus.load(opts.corpus, opts.limit)
-    started = time.strftime("%Y%m%d-%H%M%S")
-    out = opts.out or ROOT / "bench" / "results" / f"autoscale-{started}"
-    out.mkdir(parents=True, exist_ok=True)
-    service = Service(opts.config, opts.url)
-    service.start()
-    try:
-        run = asyncio.run(run_phases(service.url, pages, opts))
-    finally:
-        service.stop()
-    results = {"started": started, "command": "python -m bench.autoscale " + " ".join(argv or []),
-               "run": run, "analysis": analyse(run)}  # fmt: skip
-    write(results, out)
-    print(f"report: {out / 'report.md'}")
-    return out
+    run, meta = run_against_service("autoscale", opts, argv, lambda url: run_phases(url, pages, opts))
+    results = {"started": meta.started, "command": meta.command, "run": run, "analysis": analyse(run)}
+    write(results, meta.out)
+    print(f"report: {meta.out / 'report.md'}")
+    return meta.out
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,7 +20,7 @@ import httpx
 
 from bench import corpus
 from bench.loadgen import _pct
-from bench.systems import REQUEST_TIMEOUT_S, ROOT, Service
+from bench.systems import REQUEST_TIMEOUT_S, ROOT, run_against_service
 
 OVERLOAD = 4.0
 P95_LIMIT = 2.0
@@ -129,20 +128,11 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--out", type=Path)
     opts = p.parse_args(argv)
     pages = corpus.load(opts.corpus, opts.limit)
-    started = time.strftime("%Y%m%d-%H%M%S")
-    out = opts.out or ROOT / "bench" / "results" / f"overload-{started}"
-    out.mkdir(parents=True, exist_ok=True)
-    service = Service(opts.config, opts.url)
-    service.start()
-    try:
-        run_ = asyncio.run(run(service.url, pages, opts))
-    finally:
-        service.stop()
-    command = "python -m bench.overload " + " ".join(sys.argv[1:] if argv is None else argv)
-    results = {"started": started, "command": command, "analysis": analyse(run_), "run": run_}
-    (out / "overload.json").write_text(json.dumps(results, indent=1))
+    run_, meta = run_against_service("overload", opts, argv, lambda url: run(url, pages, opts))
+    results = {"started": meta.started, "command": meta.command, "analysis": analyse(run_), "run": run_}
+    (meta.out / "overload.json").write_text(json.dumps(results, indent=1))
     print(json.dumps(results["analysis"], indent=1))
-    return out
+    return meta.out
 
 
 if __name__ == "__main__":

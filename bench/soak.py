@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import statistics
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,7 +21,7 @@ import httpx
 
 from bench import corpus
 from bench.report import figure
-from bench.systems import REQUEST_TIMEOUT_S, ROOT, Service
+from bench.systems import REQUEST_TIMEOUT_S, ROOT, run_against_service
 
 SERVE_PROCESSES = ("ray::ServeReplica", "ray::ProxyActor", "ray::ServeController")
 GROWTH_LIMIT = 0.05
@@ -129,22 +128,13 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--out", type=Path)
     opts = p.parse_args(argv)
     pages = corpus.load(opts.corpus, opts.limit)
-    started = time.strftime("%Y%m%d-%H%M%S")
-    out = opts.out or ROOT / "bench" / "results" / f"soak-{started}"
-    out.mkdir(parents=True, exist_ok=True)
-    service = Service(opts.config, opts.url)
-    service.start()
-    try:
-        run_ = asyncio.run(run(service.url, pages, opts))
-    finally:
-        service.stop()
+    run_, meta = run_against_service("soak", opts, argv, lambda url: run(url, pages, opts))
     warmup = max(1, opts.requests // 10)
-    command = "python -m bench.soak " + " ".join(sys.argv[1:] if argv is None else argv)
-    results = {"started": started, "command": command,
-               "warmup": warmup, "run": run_, "growth": growth(run_["samples"], warmup)}  # fmt: skip
-    write(results, out)
-    print(f"report: {out / 'report.md'}")
-    return out
+    results = {"started": meta.started, "command": meta.command, "warmup": warmup, "run": run_,
+               "growth": growth(run_["samples"], warmup)}  # fmt: skip
+    write(results, meta.out)
+    print(f"report: {meta.out / 'report.md'}")
+    return meta.out
 
 
 if __name__ == "__main__":

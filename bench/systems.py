@@ -19,8 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 import httpx
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).parents[1]
 VENV_BIN = Path(sys.executable).parent
 REQUEST_TIMEOUT_S = 600.0
+T = TypeVar("T")
 
 
 def config_args(config: Path) -> AppArgs:
@@ -177,6 +180,33 @@ class Service(HttpSystem):
                 stages[k] = stages.get(k, 0.0) + v
         stages["request_total"] = body["timings_ms"]["total"]
         return Answer(200, len(body["pages"]), stages)
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a harness records of its run besides its figures."""
+
+    started: str
+    command: str
+    out: Path
+
+
+def run_against_service(
+    prog: str, opts: Any, argv: list[str] | None, work: Callable[[str], Coroutine[Any, Any, T]]
+) -> tuple[T, Run]:
+    """``work(url)`` against the service ``opts.config`` starts (or ``opts.url``), which is stopped
+    after; the run's start, its command line and its output folder (``opts.out`` or a new one)."""
+    started = time.strftime("%Y%m%d-%H%M%S")
+    out = opts.out or ROOT / "bench" / "results" / f"{prog}-{started}"
+    out.mkdir(parents=True, exist_ok=True)
+    service = Service(opts.config, opts.url)
+    service.start()
+    try:
+        result = asyncio.run(work(service.url))
+    finally:
+        service.stop()
+    command = f"python -m bench.{prog} " + " ".join(sys.argv[1:] if argv is None else argv)
+    return result, Run(started, command, out)
 
 
 class Naive(HttpSystem):

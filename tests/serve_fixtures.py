@@ -72,6 +72,38 @@ def cpu_args(**overrides: dict) -> dict:
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "serve-app-test", "AWS_SECRET_ACCESS_KEY": "serve-app-test"}
 
 
+def small_app_args(s3: SeaweedFS | None = None, **sections: dict) -> dict:
+    """The CPU app with one small replica per deployment (beside the session's app on 2 cores);
+    with ``s3``, storage there and a Jobs deployment, the replicas that talk to it given its
+    credentials. ``sections`` are merged over that, as ``cpu_args`` does."""
+    small = {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1}
+    with_s3 = {
+        "ray_actor_options": {"num_cpus": 0.05, "runtime_env": {"env_vars": S3_CREDENTIALS}},
+        "num_replicas": 1,
+    }
+    front = with_s3 if s3 is not None else small
+    args = cpu_args(
+        layout={"deployment": small}, recognizer={"deployment": small}, ingress={"deployment": front}
+    )
+    if s3 is not None:
+        args["jobs"] = {"deployment": with_s3}
+        args["storage"] = {"endpoint_url": s3.endpoint_url, "bucket": "ocr-results", "timeout_s": 2}
+    for section, values in sections.items():
+        args[section] = {**args.get(section, {}), **values}
+    return args
+
+
+def deploy(base_url: str, name: str, args: dict) -> str:
+    """``args`` deployed beside the session's app as ``name`` (at ``/name``), ready: its URL."""
+    from ray import serve
+
+    from serve_app.app import build_app
+
+    serve.run(build_app(args), name=name, route_prefix=f"/{name}")
+    wait_for(lambda: answers_200(f"{base_url}/{name}/ready"), timeout_s=180)
+    return f"{base_url}/{name}"
+
+
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
     """A real S3 (SeaweedFS on 127.0.0.1) for one test module, with bucket ``ocr-results``."""

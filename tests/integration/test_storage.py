@@ -13,35 +13,21 @@ import pytest
 from scripts.s3_dev import SeaweedFS
 from serve_app.schemas import JobView, OcrResult
 from tests.conftest import DATA, phototest_tiff, reads_phototest
-from tests.serve_fixtures import S3_CREDENTIALS, answers_200, cpu_args, finished, wait_for, wait_job
+from tests.serve_fixtures import deploy, finished, small_app_args, wait_for, wait_job
 
 
 @pytest.fixture(scope="module")
 def url(base_url: str, s3: SeaweedFS) -> Iterator[str]:
     from ray import serve
 
-    from serve_app.app import build_app
-
-    small = {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1}
-    with_s3 = {
-        "ray_actor_options": {"num_cpus": 0.05, "runtime_env": {"env_vars": S3_CREDENTIALS}},
-        "num_replicas": 1,
-    }
-    args = cpu_args(
-        layout={"deployment": small}, recognizer={"deployment": small}, ingress={"deployment": with_s3}
-    )
     # Short leases and one page a slice: a killed runner is replaced within seconds, mid-document.
-    args["jobs"] = {"lease_s": 4, "poll_s": 0.5, "slice_pages": 1, "deployment": with_s3}
-    args["storage"] = {
-        "endpoint_url": s3.endpoint_url,
-        "bucket": "ocr-results",
-        "timeout_s": 2,
-        "retry_after_s": 7,
-    }
-    args["limits"] = {**args["limits"], "url_allowlist": ["127.0.0.1"]}  # the test's own file server
-    serve.run(build_app(args), name="stored", route_prefix="/stored")
-    wait_for(lambda: answers_200(f"{base_url}/stored/ready"), timeout_s=180)
-    yield f"{base_url}/stored"
+    args = small_app_args(
+        s3,
+        jobs={"lease_s": 4, "poll_s": 0.5, "slice_pages": 1},
+        storage={"retry_after_s": 7},
+        limits={"url_allowlist": ["127.0.0.1"]},  # the test's own file server
+    )
+    yield deploy(base_url, "stored", args)
     serve.delete("stored")
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import phototest_tiff
-from tests.serve_fixtures import answers_200, cpu_args, wait_for
+from tests.serve_fixtures import deploy, small_app_args, wait_for
 
 APP = "deadlines"
 PAGES = 24  # 20 s and more of reading on 2 cores: far longer than the deadlines below
@@ -21,15 +21,7 @@ LONG = {"file": ("long.tif", phototest_tiff(PAGES))}
 def url(base_url: str) -> Iterator[str]:
     from ray import serve
 
-    from serve_app.app import build_app
-
-    small = {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1}
-    args = cpu_args(
-        layout={"deployment": small}, recognizer={"deployment": small}, ingress={"deployment": small}
-    )
-    serve.run(build_app(args), name=APP, route_prefix=f"/{APP}")
-    wait_for(lambda: answers_200(f"{base_url}/{APP}/ready"), timeout_s=180)
-    yield f"{base_url}/{APP}"
+    yield deploy(base_url, APP, small_app_args())
     serve.delete(APP)
 
 

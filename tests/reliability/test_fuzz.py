@@ -12,7 +12,7 @@ import pytest
 
 from scripts.s3_dev import SeaweedFS
 from tests.conftest import DATA, reads_phototest
-from tests.serve_fixtures import S3_CREDENTIALS, answers_200, cpu_args, wait_for
+from tests.serve_fixtures import deploy, small_app_args
 
 KEY = "fuzz-test-key-" + "k" * 16
 EXAMPLES = 180  # per operation that takes input (six of them): over 1,000 requests in all
@@ -23,22 +23,7 @@ def url(base_url: str, s3: SeaweedFS) -> Iterator[str]:
     """The CPU app with storage (so the job routes do their work) and an API key."""
     from ray import serve
 
-    from serve_app.app import build_app
-
-    small = {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1}
-    with_s3 = {
-        "ray_actor_options": {"num_cpus": 0.05, "runtime_env": {"env_vars": S3_CREDENTIALS}},
-        "num_replicas": 1,
-    }
-    args = cpu_args(
-        layout={"deployment": small}, recognizer={"deployment": small}, ingress={"deployment": with_s3}
-    )
-    args["jobs"] = {"deployment": with_s3}
-    args["storage"] = {"endpoint_url": s3.endpoint_url, "bucket": "ocr-results", "timeout_s": 2}
-    args["auth"] = {"api_keys": [KEY]}
-    serve.run(build_app(args), name="fuzz", route_prefix="/fuzz")
-    wait_for(lambda: answers_200(f"{base_url}/fuzz/ready"), timeout_s=180)
-    yield f"{base_url}/fuzz"
+    yield deploy(base_url, "fuzz", small_app_args(s3, auth={"api_keys": [KEY]}))
     serve.delete("fuzz")
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from scripts.s3_dev import SeaweedFS
 from tests.conftest import DATA, phototest_tiff, reads_phototest
-from tests.serve_fixtures import S3_CREDENTIALS, answers_200, cpu_args, finished, wait_for, wait_job
+from tests.serve_fixtures import answers_200, deploy, finished, small_app_args, wait_for, wait_job
 
 APP = "faults"
 CLIENTS = 16
@@ -25,24 +25,9 @@ JOB_PAGES = 6
 def url(base_url: str, s3: SeaweedFS) -> Iterator[str]:
     from ray import serve
 
-    from serve_app.app import build_app
-
-    small = {"ray_actor_options": {"num_cpus": 0.05}, "num_replicas": 1}
-    with_s3 = {
-        "ray_actor_options": {"num_cpus": 0.05, "runtime_env": {"env_vars": S3_CREDENTIALS}},
-        "num_replicas": 1,
-    }
-    args = cpu_args(
-        layout={"deployment": small},
-        recognizer={"deployment": small},
-        ingress={"deployment": with_s3, "request_timeout_s": 60},
-    )
     # Short leases and one page a slice: a job is mid-document when a replica dies under it.
-    args["jobs"] = {"lease_s": 4, "poll_s": 0.5, "slice_pages": 1, "deployment": with_s3}
-    args["storage"] = {"endpoint_url": s3.endpoint_url, "bucket": "ocr-results", "timeout_s": 2}
-    serve.run(build_app(args), name=APP, route_prefix=f"/{APP}")
-    wait_for(lambda: answers_200(f"{base_url}/{APP}/ready"), timeout_s=180)
-    yield f"{base_url}/{APP}"
+    jobs = {"lease_s": 4, "poll_s": 0.5, "slice_pages": 1}
+    yield deploy(base_url, APP, small_app_args(s3, ingress={"request_timeout_s": 60}, jobs=jobs))
     serve.delete(APP)
 
 

@@ -23,7 +23,7 @@ import httpx
 
 from bench import corpus
 from bench.report import figure
-from bench.systems import REQUEST_TIMEOUT_S, ROOT, run_against_service
+from bench.systems import REQUEST_TIMEOUT_S, ROOT, run_against_service, service_arguments
 
 DEFAULT_CONFIG = ROOT / "bench" / "serve_config.autoscale.yaml"
 
@@ -153,15 +153,11 @@ def _plot(results: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(prog="python -m bench.autoscale", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
-    p.add_argument("--url", help="a service already running at this 127.0.0.1 URL")
-    p.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "evaldata")
-    p.add_argument("--limit", type=int, default=8)
+    service_arguments(p, DEFAULT_CONFIG)
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--low-s", type=float, default=20)
     p.add_argument("--high-s", type=float, default=60)
     p.add_argument("--idle-s", type=float, default=60)
-    p.add_argument("--out", type=Path)
     opts = p.parse_args(argv)
     pages = corpus.load(opts.corpus, opts.limit)
     run, meta = run_against_service("autoscale", opts, argv, lambda url: run_phases(url, pages, opts))

@@ -20,7 +20,7 @@ import httpx
 
 from bench import corpus
 from bench.loadgen import _pct
-from bench.systems import REQUEST_TIMEOUT_S, ROOT, run_against_service
+from bench.systems import REQUEST_TIMEOUT_S, run_against_service, service_arguments
 
 OVERLOAD = 4.0
 P95_LIMIT = 2.0
@@ -117,15 +117,11 @@ def analyse(run_: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(prog="python -m bench.overload", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", type=Path, default=ROOT / "serve_config.cpu.yaml")
-    p.add_argument("--url", help="a service already running at this 127.0.0.1 URL")
-    p.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "evaldata")
-    p.add_argument("--limit", type=int, default=8)
+    service_arguments(p)
     p.add_argument("--unloaded-s", type=float, default=30)
     p.add_argument("--capacity-clients", type=int, default=8)
     p.add_argument("--capacity-s", type=float, default=30)
     p.add_argument("--seconds", type=float, default=60)
-    p.add_argument("--out", type=Path)
     opts = p.parse_args(argv)
     pages = corpus.load(opts.corpus, opts.limit)
     run_, meta = run_against_service("overload", opts, argv, lambda url: run(url, pages, opts))

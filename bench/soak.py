@@ -21,7 +21,7 @@ import httpx
 
 from bench import corpus
 from bench.report import figure
-from bench.systems import REQUEST_TIMEOUT_S, ROOT, run_against_service
+from bench.systems import REQUEST_TIMEOUT_S, run_against_service, service_arguments
 
 SERVE_PROCESSES = ("ray::ServeReplica", "ray::ProxyActor", "ray::ServeController")
 GROWTH_LIMIT = 0.05
@@ -118,14 +118,10 @@ def write(results: dict[str, Any], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", type=Path, default=ROOT / "serve_config.cpu.yaml")
-    p.add_argument("--url", help="a service already running at this 127.0.0.1 URL")
-    p.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "evaldata")
-    p.add_argument("--limit", type=int, default=12, help="pages of the corpus, sent round-robin")
+    service_arguments(p, limit=12)
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--every-s", type=float, default=5.0, help="RSS sampled this often")
-    p.add_argument("--out", type=Path)
     opts = p.parse_args(argv)
     pages = corpus.load(opts.corpus, opts.limit)
     run_, meta = run_against_service("soak", opts, argv, lambda url: run(url, pages, opts))

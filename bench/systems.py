@@ -11,6 +11,7 @@ Only 127.0.0.1 is ever contacted.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import shutil
@@ -189,6 +190,17 @@ class Run:
     started: str
     command: str
     out: Path
+
+
+def service_arguments(
+    p: argparse.ArgumentParser, config: Path = ROOT / "serve_config.cpu.yaml", limit: int = 8
+) -> None:
+    """The options of a harness that runs against the service (``run_against_service``)."""
+    p.add_argument("--config", type=Path, default=config)
+    p.add_argument("--url", help="a service already running at this 127.0.0.1 URL")
+    p.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "evaldata")
+    p.add_argument("--limit", type=int, default=limit, help="pages of the corpus, sent round-robin")
+    p.add_argument("--out", type=Path)
 
 
 def run_against_service(

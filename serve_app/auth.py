@@ -60,8 +60,7 @@ class Gate:
         keys = [k.get_secret_value() for k in args.api_keys]
         self._keys = [(k.encode(), fingerprint(k)) for k in keys]
         self._max_documents = args.max_documents_per_key
-        self._pages_per_s = args.pages_per_minute_per_key / 60 if args.pages_per_minute_per_key else None
-        self._capacity = float(args.pages_per_minute_per_key or 0)
+        self._per_minute = args.pages_per_minute_per_key
         self._clock = clock
         self._running: dict[str, int] = defaultdict(int)
         self._pages: dict[str, tuple[float, float]] = {}  # caller -> (pages owed, when)
@@ -115,7 +114,7 @@ class Gate:
         pages hold room for one more, so one large document may go over once and the next waits
         until it is paid back."""
         self._check_pages(caller)
-        if caller != ANONYMOUS and self._pages_per_s is not None:
+        if caller != ANONYMOUS and self._per_minute is not None:
             self._pages[caller] = (self._owed(caller) + pages, self._clock())
 
     def _check_pages(self, caller: str) -> None:
@@ -124,11 +123,11 @@ class Gate:
 
     def _owed(self, caller: str) -> float:
         owed, at = self._pages.get(caller, (0.0, self._clock()))
-        assert self._pages_per_s is not None
-        return max(0.0, owed - (self._clock() - at) * self._pages_per_s)
+        assert self._per_minute is not None
+        return max(0.0, owed - (self._clock() - at) * self._per_minute / 60)
 
     def _wait_s(self, caller: str) -> float:
-        if self._pages_per_s is None:
+        if self._per_minute is None:
             return 0.0
-        over = self._owed(caller) + 1 - self._capacity  # room for one more page, or how long until
-        return 0.0 if over <= 0 else max(1.0, math.ceil(over / self._pages_per_s))
+        over = self._owed(caller) + 1 - self._per_minute  # room for one more page, or how long until
+        return 0.0 if over <= 0 else max(1.0, math.ceil(over * 60 / self._per_minute))

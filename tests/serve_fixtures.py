@@ -56,6 +56,31 @@ def wait_job(url: str, job_id: str, until: Callable[[dict], bool], timeout_s: fl
     return seen
 
 
+def queue_pages(url: str, pages: int) -> str:
+    """A job of ``pages`` phototest pages (English) queued: its id."""
+    from tests.conftest import phototest_tiff
+
+    r = httpx.post(
+        f"{url}/v1/jobs", files={"file": ("p.tif", phototest_tiff(pages))}, data={"lang": "en"}, timeout=30
+    )
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])
+
+
+def stored_files(s3: SeaweedFS, key: str) -> list[str]:
+    """The files of the result ``key`` in the test bucket, by their names under it."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1")
+    listed = client.list_objects_v2(Bucket="ocr-results", Prefix=f"serve-app/results/{key}/")
+    return sorted(o["Key"].rsplit(f"{key}/", 1)[1] for o in listed.get("Contents", []))
+
+
+def complete_result(pages: int) -> list[str]:
+    """The files of a whole stored result of ``pages`` pages, as ``stored_files`` names them."""
+    return [f"pages/{n:04d}.jpg" for n in range(1, pages + 1)] + ["result.json", "result.md"]
+
+
 def finished(job: dict) -> bool:
     return job["status"] in ("succeeded", "failed", "cancelled")
 

@@ -13,7 +13,16 @@ import pytest
 from scripts.s3_dev import SeaweedFS
 from serve_app.schemas import JobView, OcrResult
 from tests.conftest import DATA, phototest_tiff, reads_phototest
-from tests.serve_fixtures import deploy, finished, small_app_args, wait_for, wait_job
+from tests.serve_fixtures import (
+    complete_result,
+    deploy,
+    finished,
+    queue_pages,
+    small_app_args,
+    stored_files,
+    wait_for,
+    wait_job,
+)
 
 
 @pytest.fixture(scope="module")
@@ -184,13 +193,9 @@ def test_bad_jobs_are_refused_when_submitted(url: str) -> None:
 def test_a_job_survives_the_death_of_its_runner_replica_with_exactly_one_result(
     url: str, s3: SeaweedFS
 ) -> None:
-    import boto3
     import ray
 
-    r = httpx.post(
-        f"{url}/v1/jobs", files={"file": ("p.tif", phototest_tiff(10))}, data={"lang": "en"}, timeout=30
-    )
-    job_id = r.json()["id"]
+    job_id = queue_pages(url, 10)
     wait_job(url, job_id, lambda j: j["progress"]["pages_done"] >= 2 or finished(j))
     runners = [a for a in ray.util.list_named_actors(all_namespaces=True) if "stored#Jobs#" in a["name"]]
     assert len(runners) == 1, runners
@@ -200,10 +205,7 @@ def test_a_job_survives_the_death_of_its_runner_replica_with_exactly_one_result(
     assert done["attempts"] == 2  # claimed again by the replica Serve started in its place
     assert done["progress"] == {"pages_done": 10, "pages_total": 10}
     key = done["result"]["key"]
-    client = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1")
-    listed = client.list_objects_v2(Bucket="ocr-results", Prefix=f"serve-app/results/{key}/")
-    names = sorted(o["Key"].rsplit(f"{key}/", 1)[1] for o in listed["Contents"])
-    assert names == [f"pages/{n:04d}.jpg" for n in range(1, 11)] + ["result.json", "result.md"]
+    assert stored_files(s3, key) == complete_result(10)
     result = httpx.get(done["result"]["json_url"], timeout=10).json()
     assert [p["page"] for p in result["pages"]] == list(range(1, 11))
     assert all(reads_phototest(p["text"]) for p in result["pages"])

@@ -12,8 +12,18 @@ import httpx
 import pytest
 
 from scripts.s3_dev import SeaweedFS
-from tests.conftest import DATA, phototest_tiff, reads_phototest
-from tests.serve_fixtures import answers_200, deploy, finished, small_app_args, wait_for, wait_job
+from tests.conftest import DATA, reads_phototest
+from tests.serve_fixtures import (
+    answers_200,
+    complete_result,
+    deploy,
+    finished,
+    queue_pages,
+    small_app_args,
+    stored_files,
+    wait_for,
+    wait_job,
+)
 
 APP = "faults"
 CLIENTS = 16
@@ -87,17 +97,9 @@ class Load:
 def test_a_model_replica_killed_under_load_loses_no_request_and_no_job(
     url: str, s3: SeaweedFS, deployment: str
 ) -> None:
-    import boto3
     import ray
 
-    job = httpx.post(
-        f"{url}/v1/jobs",
-        files={"file": ("p.tif", phototest_tiff(JOB_PAGES))},
-        data={"lang": "en"},
-        timeout=30,
-    )
-    assert job.status_code == 202, job.text
-    job_id = job.json()["id"]
+    job_id = queue_pages(url, JOB_PAGES)
     (victim,) = replicas(deployment)
     with Load(url) as load:
         wait_for(lambda: load.ok_since(0) >= 3, timeout_s=120)
@@ -120,9 +122,6 @@ def test_a_model_replica_killed_under_load_loses_no_request_and_no_job(
     assert done["status"] == "succeeded", done
     assert done["progress"] == {"pages_done": JOB_PAGES, "pages_total": JOB_PAGES}
     key = done["result"]["key"]
-    client = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1")
-    listed = client.list_objects_v2(Bucket="ocr-results", Prefix=f"serve-app/results/{key}/")
-    names = sorted(o["Key"].rsplit(f"{key}/", 1)[1] for o in listed["Contents"])
-    assert names == [f"pages/{n:04d}.jpg" for n in range(1, JOB_PAGES + 1)] + ["result.json", "result.md"]
+    assert stored_files(s3, key) == complete_result(JOB_PAGES)
     result = httpx.get(done["result"]["json_url"], timeout=10).json()
     assert all(reads_phototest(p["text"]) for p in result["pages"])

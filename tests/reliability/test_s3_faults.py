@@ -10,8 +10,17 @@ import httpx
 import pytest
 
 from scripts.s3_dev import SeaweedFS
-from tests.conftest import DATA, phototest_tiff, reads_phototest
-from tests.serve_fixtures import deploy, finished, small_app_args, wait_for, wait_job
+from tests.conftest import DATA, reads_phototest
+from tests.serve_fixtures import (
+    complete_result,
+    deploy,
+    finished,
+    queue_pages,
+    small_app_args,
+    stored_files,
+    wait_for,
+    wait_job,
+)
 
 APP = "s3faults"
 PNG = (DATA / "phototest.png").read_bytes()
@@ -27,25 +36,8 @@ def url(base_url: str, s3: SeaweedFS) -> Iterator[str]:
     serve.delete(APP)
 
 
-def stored_files(s3: SeaweedFS, key: str) -> list[str]:
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1")
-    listed = client.list_objects_v2(Bucket="ocr-results", Prefix=f"serve-app/results/{key}/")
-    return sorted(o["Key"].rsplit(f"{key}/", 1)[1] for o in listed.get("Contents", []))
-
-
 def test_an_s3_outage_during_jobs_and_stored_reads_loses_and_doubles_nothing(url: str, s3: SeaweedFS) -> None:
-    jobs = {}
-    for pages in (4, 5):  # two documents, two jobs, two results
-        r = httpx.post(
-            f"{url}/v1/jobs",
-            files={"file": ("p.tif", phototest_tiff(pages))},
-            data={"lang": "en"},
-            timeout=30,
-        )
-        assert r.status_code == 202, r.text
-        jobs[r.json()["id"]] = pages
+    jobs = {queue_pages(url, pages): pages for pages in (4, 5)}  # two documents, two jobs, two results
     first = next(iter(jobs))
     wait_job(url, first, lambda j: j["progress"]["pages_done"] >= 1 or finished(j))
 
@@ -82,7 +74,7 @@ def test_an_s3_outage_during_jobs_and_stored_reads_loses_and_doubles_nothing(url
             assert reads_phototest(r.json()["text"]) and r.json()["storage"]["json_url"]
     last = stored[-1].json()["storage"]
     assert httpx.get(last["json_url"], timeout=10).json()["text"] == stored[-1].json()["text"]
-    assert stored_files(s3, last["key"]) == ["pages/0001.jpg", "result.json", "result.md"]
+    assert stored_files(s3, last["key"]) == complete_result(1)
 
     # Jobs: each succeeded once, with one complete result.
     keys = set()
@@ -92,8 +84,7 @@ def test_an_s3_outage_during_jobs_and_stored_reads_loses_and_doubles_nothing(url
         assert done["progress"] == {"pages_done": pages, "pages_total": pages}
         key = done["result"]["key"]
         keys.add(key)
-        expected = [f"pages/{n:04d}.jpg" for n in range(1, pages + 1)] + ["result.json", "result.md"]
-        assert stored_files(s3, key) == expected
+        assert stored_files(s3, key) == complete_result(pages)
         result = httpx.get(done["result"]["json_url"], timeout=10).json()
         assert [p["page"] for p in result["pages"]] == list(range(1, pages + 1))
         assert all(reads_phototest(p["text"]) for p in result["pages"])

@@ -61,6 +61,14 @@ async def resolve(host: str, port: int) -> list[Address]:
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
+def ascii_host(host: str) -> str:
+    """``host`` as DNS and a ``Host`` header want it (IDNA: ``пример.рф`` -> ``xn--e1afmkfd.xn--p1ai``)."""
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise BadRequest(f"not a valid host name: {host[:200]!r}") from None
+
+
 async def check_url(url: str, allowlist: Sequence[str]) -> Address:
     """The address to connect to for ``url``: every address its host resolves to is checked."""
     try:
@@ -70,7 +78,7 @@ async def check_url(url: str, allowlist: Sequence[str]) -> Address:
         raise BadRequest(f"not a valid URL ({exc}): {url[:200]!r}") from None
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise BadRequest(f"only http(s) URLs with a host can be fetched, not {url[:200]!r}")
-    addresses = await resolve(parsed.hostname, port)
+    addresses = await resolve(ascii_host(parsed.hostname), port)
     for address in addresses:
         if internal(address) and not allowed(parsed.hostname, address, allowlist):
             raise UrlNotAllowed(
@@ -86,10 +94,7 @@ def pinned(url: str, address: Address) -> tuple[str, dict[str, str], dict[str, s
     """``url`` with its host replaced by ``address``, and the headers and extensions that keep the
     request what it was for the server (``Host``) and for TLS (SNI and the certificate's name)."""
     parsed = urlparse(url)
-    try:
-        name = (parsed.hostname or "").encode("idna").decode("ascii")  # a Host header is ASCII
-    except UnicodeError:
-        raise BadRequest(f"not a valid host name: {parsed.hostname!r}") from None
+    name = ascii_host(parsed.hostname or "")  # a Host header is ASCII
     name = f"[{name}]" if ":" in name else name
     host = str(address) if address.version == 4 else f"[{address}]"
     userinfo = parsed.netloc.rpartition("@")[0]  # basic auth, kept in the URL, never in Host

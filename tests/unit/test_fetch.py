@@ -80,7 +80,7 @@ def test_urls_to_internal_addresses_and_names_resolving_to_them_are_refused(url:
 
 def test_only_http_urls_are_fetched() -> None:
     for url in ("file:///etc/passwd", "ftp://example.org/a", "gopher://x", "http:///nohost", "http://[::1",
-                "http://a.example:99999/x"):  # fmt: skip
+                "http://a.example:99999/x", f"http://{'a' * 70}.example/x", "http://a..b/x"):  # fmt: skip
         with pytest.raises(Exception) as info:
             asyncio.run(check_url(url, []))
         assert getattr(info.value, "status", None) == 400

@@ -30,12 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench.bare import bare_rapidocr
 from bench.report import figure
 from bench.systems import REQUEST_TIMEOUT_S, ROOT, Service
 from bench.textmetrics import cer, order_error, wer
+from serve_app.client import Client
 
 DEFAULT_DIR = ROOT.parent / "shared" / "evaldata"
 SYSTEMS = ("service", "rapidocr", "tesseract")
@@ -107,17 +106,14 @@ class Readers:
     """The three readers of one run."""
 
     def __init__(self, service_url: str, installed_langs: set[str]) -> None:
-        self._url = service_url
+        self._service = Client(service_url, timeout_s=REQUEST_TIMEOUT_S)
         self._rapid = bare_rapidocr()
         self._langs = installed_langs
 
     def service(self, doc: Doc) -> str:
-        media = "application/pdf" if doc.path.suffix.lower() == ".pdf" else "image/png"
-        files = {"file": (doc.path.name, doc.path.read_bytes(), media)}
-        r = httpx.post(self._url + "/v1/ocr", files=files, data={"pages": "1"}, timeout=REQUEST_TIMEOUT_S)
-        r.raise_for_status()
-        self.last_page: dict[str, Any] = r.json()["pages"][0]
-        return str(r.json()["text"])
+        body = self._service.ocr(doc.path, pages="1")
+        self.last_page: dict[str, Any] = body["pages"][0]
+        return str(body["text"])
 
     def rapidocr(self, doc: Doc) -> str:
         import numpy as np

@@ -23,7 +23,8 @@ import httpx
 
 from bench import corpus
 from bench.report import figure
-from bench.systems import REQUEST_TIMEOUT_S, ROOT, run_against_service, service_arguments
+from bench.systems import REQUEST_TIMEOUT_S, ROOT, run_against_service, service_arguments, timed_ocr
+from serve_app.client import AsyncClient, ServiceError
 
 DEFAULT_CONFIG = ROOT / "bench" / "serve_config.autoscale.yaml"
 
@@ -34,42 +35,31 @@ async def run_phases(url: str, pages: list[corpus.Page], opts: argparse.Namespac
     answers: list[dict[str, Any]] = []
     phases = [("low", 1, opts.low_s), ("high", opts.clients, opts.high_s), ("idle", 0, opts.idle_s)]
 
-    async def watch(client: httpx.AsyncClient, stop: asyncio.Event) -> None:
+    async def watch(client: AsyncClient, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                health = (await client.get(url + "/health", timeout=5)).json()
+                health = await asyncio.wait_for(client.health(), 5)
                 running = {n: d["replicas"].get("RUNNING", 0) for n, d in health["deployments"].items()}
-            except (httpx.HTTPError, ValueError, KeyError):
+            except (httpx.HTTPError, ServiceError, TimeoutError, KeyError):
                 running = {}
             samples.append({"t": round(time.perf_counter() - start, 2), "replicas": running})
             await asyncio.sleep(1.0)
 
-    async def load(client: httpx.AsyncClient, clients: int, until: float, phase: str) -> None:
+    async def load(client: AsyncClient, clients: int, until: float, phase: str) -> None:
         async def one_client(k: int) -> None:
             i = k
             while time.perf_counter() < until:
-                page = pages[i % len(pages)]
+                t = round(time.perf_counter() - start, 2)
+                answer = await timed_ocr(client, pages[i % len(pages)])
                 i += clients
-                t = time.perf_counter()
-                try:
-                    r = await client.post(
-                        url + "/v1/ocr", files={"file": (page.name, page.data, page.media_type)}
-                    )
-                    status, retry = r.status_code, r.headers.get("retry-after")
-                except httpx.HTTPError:
-                    status, retry = 0, None
-                latency = round(time.perf_counter() - t, 3)
-                answers.append(
-                    {"t": round(t - start, 2), "phase": phase, "status": status, "retry_after": retry,
-                     "latency_s": latency}
-                )  # fmt: skip
-                if status == 503 and retry:
-                    await asyncio.sleep(float(retry))  # a well-behaved client honours Retry-After
+                answers.append({"t": t, "phase": phase, **answer})
+                if answer["status"] == 503 and answer["retry_after"]:
+                    await asyncio.sleep(answer["retry_after"])  # a well-behaved client honours Retry-After
 
         await asyncio.gather(*(one_client(k) for k in range(clients)))
 
     stop = asyncio.Event()
-    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as client:
+    async with AsyncClient(url, timeout_s=REQUEST_TIMEOUT_S, max_connections=None) as client:
         watcher = asyncio.ensure_future(watch(client, stop))
         bounds = {}
         for phase, clients, seconds in phases:

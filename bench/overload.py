@@ -20,23 +20,14 @@ import httpx
 
 from bench import corpus
 from bench.loadgen import _pct
-from bench.systems import REQUEST_TIMEOUT_S, run_against_service, service_arguments
+from bench.systems import REQUEST_TIMEOUT_S, run_against_service, service_arguments, timed_ocr
+from serve_app.client import AsyncClient
 
 OVERLOAD = 4.0
 P95_LIMIT = 2.0
 
 
-async def send(http: httpx.AsyncClient, url: str, page: corpus.Page) -> dict[str, Any]:
-    t = time.perf_counter()
-    try:
-        r = await http.post(url + "/v1/ocr", files={"file": (page.name, page.data, page.media_type)})
-        status, retry = r.status_code, r.headers.get("retry-after")
-    except httpx.HTTPError:
-        status, retry = 0, None
-    return {"status": status, "retry_after": retry, "latency_s": round(time.perf_counter() - t, 3)}
-
-
-async def closed(http: httpx.AsyncClient, url: str, pages: list[corpus.Page], clients: int, seconds: float):
+async def closed(service: AsyncClient, pages: list[corpus.Page], clients: int, seconds: float):
     """``clients`` clients one request after another for ``seconds``: the answers, and requests/s."""
     answers: list[dict[str, Any]] = []
     until = time.perf_counter() + seconds
@@ -45,7 +36,7 @@ async def closed(http: httpx.AsyncClient, url: str, pages: list[corpus.Page], cl
     async def client(k: int) -> None:
         i = k
         while time.perf_counter() < until:
-            answers.append(await send(http, url, pages[i % len(pages)]))
+            answers.append(await timed_ocr(service, pages[i % len(pages)]))
             i += clients
 
     await asyncio.gather(*(client(k) for k in range(clients)))
@@ -68,11 +59,13 @@ async def probe(http: httpx.AsyncClient, url: str, stop: asyncio.Event, out: lis
 
 
 async def run(url: str, pages: list[corpus.Page], opts: argparse.Namespace) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=None)
-    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, limits=limits) as http:
-        await closed(http, url, pages, 1, 5)  # warm-up
-        unloaded, _ = await closed(http, url, pages, 1, opts.unloaded_s)
-        _, capacity = await closed(http, url, pages, opts.capacity_clients, opts.capacity_s)
+    async with (
+        AsyncClient(url, timeout_s=REQUEST_TIMEOUT_S, max_connections=None) as service,
+        httpx.AsyncClient() as http,
+    ):
+        await closed(service, pages, 1, 5)  # warm-up
+        unloaded, _ = await closed(service, pages, 1, opts.unloaded_s)
+        _, capacity = await closed(service, pages, opts.capacity_clients, opts.capacity_s)
         rate = OVERLOAD * capacity
         probes: list[dict[str, Any]] = []
         stop = asyncio.Event()
@@ -81,7 +74,7 @@ async def run(url: str, pages: list[corpus.Page], opts: argparse.Namespace) -> d
 
         async def one(i: int) -> dict[str, Any]:
             await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-            return await send(http, url, pages[i % len(pages)])
+            return await timed_ocr(service, pages[i % len(pages)])
 
         loaded = await asyncio.gather(*(one(i) for i in range(int(rate * opts.seconds))))
         stop.set()

@@ -17,11 +17,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench import corpus
 from bench.report import figure
-from bench.systems import REQUEST_TIMEOUT_S, run_against_service, service_arguments
+from bench.systems import REQUEST_TIMEOUT_S, run_against_service, service_arguments, timed_ocr
+from serve_app.client import AsyncClient
 
 SERVE_PROCESSES = ("ray::ServeReplica", "ray::ProxyActor", "ray::ServeController")
 GROWTH_LIMIT = 0.05
@@ -70,23 +69,18 @@ async def run(url: str, pages: list[corpus.Page], opts: argparse.Namespace) -> d
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), opts.every_s)
 
-    async def client(k: int, http: httpx.AsyncClient) -> None:
+    async def client(k: int, service: AsyncClient) -> None:
         nonlocal done
         i = k
         while i < opts.requests:
-            page = pages[i % len(pages)]
+            statuses[(await timed_ocr(service, pages[i % len(pages)]))["status"]] += 1
             i += opts.clients
-            try:
-                r = await http.post(url + "/v1/ocr", files={"file": (page.name, page.data, page.media_type)})
-                statuses[r.status_code] += 1
-            except httpx.HTTPError:
-                statuses[0] += 1
             done += 1
 
     stop = asyncio.Event()
     sampler = asyncio.ensure_future(sample(stop))
-    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as http:
-        await asyncio.gather(*(client(k, http) for k in range(opts.clients)))
+    async with AsyncClient(url, timeout_s=REQUEST_TIMEOUT_S) as service:
+        await asyncio.gather(*(client(k, service) for k in range(opts.clients)))
     stop.set()
     await sampler
     samples.append({"t": round(time.perf_counter() - start, 1), "done": done, "rss_mib": serve_rss()})

@@ -31,6 +31,7 @@ import yaml
 
 from bench.corpus import Page
 from bench.loadgen import Answer
+from serve_app.client import AsyncClient, ServiceError
 
 if TYPE_CHECKING:
     from serve_app.config import AppArgs
@@ -116,17 +117,23 @@ class HttpSystem:
         self._proc = None
 
     async def call(self, page: Page) -> Answer:
+        try:
+            return self.read(await self.send(page))
+        except ServiceError as exc:
+            return Answer(exc.status, 0)
+        except httpx.HTTPError:
+            return Answer(0, 0)
+
+    async def send(self, page: Page) -> Any:
+        """A page's answer (JSON); ServiceError for an error status."""
         if self._client is None:
             self._client = httpx.AsyncClient(
                 timeout=REQUEST_TIMEOUT_S, limits=httpx.Limits(max_connections=None)
             )
-        try:
-            response = await self.post(self._client, page)
-        except httpx.HTTPError:
-            return Answer(0, 0)
+        response = await self.post(self._client, page)
         if response.status_code != 200:
-            return Answer(response.status_code, 0)
-        return self.read(response.json())
+            raise ServiceError(response.status_code, {})
+        return response.json()
 
     async def post(self, client: httpx.AsyncClient, page: Page) -> httpx.Response:
         raise NotImplementedError
@@ -148,6 +155,7 @@ class Service(HttpSystem):
         super().__init__()
         self.config = config
         self.external = url is not None
+        self._service: AsyncClient | None = None
         if url:
             self.url = local_only(url)
 
@@ -169,10 +177,16 @@ class Service(HttpSystem):
         # `serve run` started a local Ray of its own; leave nothing behind for the next system.
         subprocess.run([str(VENV_BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120)
 
-    async def post(self, client: httpx.AsyncClient, page: Page) -> httpx.Response:
-        return await client.post(
-            self.url + "/v1/ocr", files={"file": (page.name, page.data, page.media_type)}
-        )
+    async def send(self, page: Page) -> Any:
+        if self._service is None:
+            self._service = AsyncClient(self.url, timeout_s=REQUEST_TIMEOUT_S, max_connections=None)
+        return await self._service.ocr((page.name, page.data))
+
+    async def close(self) -> None:
+        await super().close()
+        if self._service is not None:
+            await self._service.aclose()
+            self._service = None
 
     def read(self, body: Any) -> Answer:
         stages: dict[str, float] = {}
@@ -181,6 +195,19 @@ class Service(HttpSystem):
                 stages[k] = stages.get(k, 0.0) + v
         stages["request_total"] = body["timings_ms"]["total"]
         return Answer(200, len(body["pages"]), stages)
+
+
+async def timed_ocr(client: AsyncClient, page: Page) -> dict[str, Any]:
+    """One page sent to the service: its status (0: no answer), Retry-After and latency."""
+    t = time.perf_counter()
+    status, retry = 200, None
+    try:
+        await client.ocr((page.name, page.data))
+    except ServiceError as exc:
+        status, retry = exc.status, exc.retry_after_s
+    except httpx.HTTPError:
+        status = 0
+    return {"status": status, "retry_after": retry, "latency_s": round(time.perf_counter() - t, 3)}
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from scripts.s3_dev import SeaweedFS
+from serve_app.client import Client
 
 ROOT = Path(__file__).parents[1]
 
@@ -47,12 +48,13 @@ def answers_200(url: str) -> bool:
 
 def wait_job(url: str, job_id: str, until: Callable[[dict], bool], timeout_s: float = 180) -> dict:
     seen: dict = {}
+    with Client(url, timeout_s=10) as c:
 
-    def check() -> bool:
-        seen.update(httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json())
-        return until(seen)
+        def check() -> bool:
+            seen.update(c.job(job_id))
+            return until(seen)
 
-    wait_for(check, timeout_s=timeout_s, every_s=0.3)
+        wait_for(check, timeout_s=timeout_s, every_s=0.3)
     return seen
 
 
@@ -60,11 +62,8 @@ def queue_pages(url: str, pages: int) -> str:
     """A job of ``pages`` phototest pages (English) queued: its id."""
     from tests.conftest import phototest_tiff
 
-    r = httpx.post(
-        f"{url}/v1/jobs", files={"file": ("p.tif", phototest_tiff(pages))}, data={"lang": "en"}, timeout=30
-    )
-    assert r.status_code == 202, r.text
-    return str(r.json()["id"])
+    with Client(url, timeout_s=30) as c:
+        return str(c.submit(("p.tif", phototest_tiff(pages)), lang="en")["id"])
 
 
 def stored_files(s3: SeaweedFS, key: str) -> list[str]:

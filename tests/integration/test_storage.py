@@ -155,6 +155,35 @@ def test_jobs_are_queued_followed_fetched_and_cancelled(url: str) -> None:
     assert pending.status_code == 409 and pending.json()["type"].endswith("/job-conflict")
 
 
+def test_the_cli_submits_follows_fetches_and_cancels_jobs(url: str, tmp_path: Path, capsys) -> None:
+    import json
+
+    from serve_app import cli
+
+    tif = tmp_path / "three.tif"
+    tif.write_bytes(phototest_tiff(3))
+    assert cli.main(["--url", url, "jobs", "submit", str(tif), "--lang", "en"]) == 0
+    job_id = capsys.readouterr().out.strip()
+    assert cli.main(["--url", url, "jobs", "wait", job_id]) == 0
+    assert capsys.readouterr().out == "succeeded\n"
+    assert cli.main(["--url", url, "jobs", "result", job_id, "--format", "txt", "--out", str(tmp_path)]) == 0
+    assert reads_phototest((tmp_path / f"{job_id}.txt").read_text())
+    assert cli.main(["--url", url, "jobs", "status", job_id]) == 0
+    assert json.loads(capsys.readouterr().out)["progress"] == {"pages_done": 3, "pages_total": 3}
+    # A finished job cannot be cancelled: exit 1 and the service's reason on one line.
+    assert cli.main(["--url", url, "jobs", "cancel", job_id]) == 1
+    assert (
+        capsys.readouterr().err
+        == f"serve-app: 409 job-conflict: job {job_id} has already succeeded; there is nothing to cancel\n"
+    )
+    # `ocr --job`: submitted, followed and fetched in one command.
+    assert cli.main(["--url", url, "ocr", str(tif), "--job", "--format", "json", "--lang", "en"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert (
+        body["job_id"] and len(body["pages"]) == 3 and all(reads_phototest(p["text"]) for p in body["pages"])
+    )
+
+
 def test_jobs_read_documents_by_s3_uri_url_and_base64(url: str, s3: SeaweedFS, files: str) -> None:
     import base64
 

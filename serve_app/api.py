@@ -33,6 +33,7 @@ from .errors import (
     Unauthorized,
 )
 from .job_routes import add_job_routes
+from .metrics import Meter
 from .results import ResultStore
 from .schemas import HealthOut, LiveOut, ModelList, OcrResult, ReadyOut, ok, problems
 from .service import DocumentService
@@ -125,9 +126,9 @@ def _probes_without_security(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_api(args: AppArgs, backend: Backend) -> FastAPI:
+def create_api(args: AppArgs, backend: Backend, meter: Meter | None = None) -> FastAPI:
     results = ResultStore(Storage(args.storage)) if args.storage is not None else None
-    service = DocumentService(args, backend, results)
+    service = DocumentService(args, backend, results, meter)
     gate = Gate(args.auth)
     in_flight = 0
     app = FastAPI(

@@ -82,6 +82,7 @@ class Recognition:
     error: str | None = None
     # A whole-page reader's own blocks, in reading order; empty for readers of single regions.
     blocks: tuple[ReadBlock, ...] = ()
+    tokens: int = 0  # what a generative reader wrote, over all its tries (0: not one)
 
 
 @dataclass(frozen=True)

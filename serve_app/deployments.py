@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from ray import serve
+from ray.serve import metrics
 from ray.serve.handle import DeploymentHandle
 
 from .api import create_api
@@ -23,6 +24,7 @@ from .datatypes import ChatReply, ChatTurn, Recognition, RecognizeRequest, Regio
 from .engines import build_layout, build_recognizer
 from .job_runner import JobRunner
 from .local import LocalLayout
+from .metrics import BOUNDARIES, METRICS, Meter
 from .serve_backend import ServeBackend
 from .storage import Storage
 
@@ -30,6 +32,30 @@ logger = logging.getLogger("ray.serve.serve_app")
 
 STREAM_FLUSH_S = 0.05
 JOB_LOOP_STOP_S = 10.0
+
+
+class ServeMeter(Meter):
+    """``ray.serve.metrics``, made once per replica (Ray registers a metric per process)."""
+
+    def __init__(self) -> None:
+        self._metrics: dict[str, Any] = {}
+        for m in METRICS.values():
+            tags: Any = m.tags  # Ray's hint says tuple[str], any length is meant
+            if m.kind == "histogram":
+                self._metrics[m.name] = metrics.Histogram(m.name, m.description, BOUNDARIES[m.name], tags)
+            else:
+                kind = metrics.Counter if m.kind == "counter" else metrics.Gauge
+                self._metrics[m.name] = kind(m.name, m.description, tags)
+
+    def record(self, name: str, value: float, tags: dict[str, str] | None = None) -> None:
+        super().record(name, value, tags)
+        metric, kind = self._metrics[name], METRICS[name].kind
+        if kind == "counter":
+            metric.inc(value, tags)
+        elif kind == "gauge":
+            metric.set(value, tags)
+        else:
+            metric.observe(value, tags)
 
 
 class LayoutDeployment:
@@ -55,13 +81,18 @@ class RecognizerDeployment:
         started = time.perf_counter()
         self._engine = build_recognizer(args)
         self._engine.start()
+        self._meter = ServeMeter()
         logger.info("recognizer models loaded in %.1f s", time.perf_counter() - started)
 
     def check_health(self) -> None:
         self._engine.check_health()
 
     async def recognize(self, requests: list[RecognizeRequest]) -> list[Recognition]:
-        return await self._engine.recognize(requests)
+        recognitions = await self._engine.recognize(requests)
+        for r in recognitions:
+            if r.tokens:
+                self._meter.record("serve_app_vlm_completion_tokens", r.tokens)
+        return recognitions
 
     def check_lang(self, lang: str) -> str:
         return self._engine.check_lang(lang)
@@ -99,7 +130,7 @@ class JobsDeployment:
         self, layout: DeploymentHandle | None, recognizer: DeploymentHandle, args: AppArgs
     ):
         assert args.storage is not None
-        self._runner = JobRunner(args, Storage(args.storage), ServeBackend(layout, recognizer))
+        self._runner = JobRunner(args, Storage(args.storage), ServeBackend(layout, recognizer), ServeMeter())
         self._loop = asyncio.create_task(self._runner.run_forever())
 
     def check_health(self) -> None:
@@ -147,4 +178,4 @@ class IngressDeployment:
             logger.warning(warning)
 
     def __serve_build_asgi_app__(self) -> Any:
-        return create_api(self._args, self._backend)
+        return create_api(self._args, self._backend, ServeMeter())

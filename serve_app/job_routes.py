@@ -95,6 +95,7 @@ def add_job_routes(
         )
         gate.take(request.state.caller, len(record.pages))  # a job's pages count when it is queued
         await store.submit(data, record)
+        service.meter.record("serve_app_jobs", 1, {"event": "submitted"})
         backend.wake_jobs()
         response.headers["Location"] = f"{base(request)}/v1/jobs/{record.id}"
         return job_view(record, None, base(request))
@@ -151,4 +152,6 @@ def add_job_routes(
         record, cancelled = await store.cancel(job_id, args.storage.retention_s)
         if not cancelled and record.status != "cancelled":
             raise JobConflict(f"job {job_id} has already {record.status}; there is nothing to cancel")
+        if cancelled:
+            service.meter.record("serve_app_jobs", 1, {"event": "cancelled"})
         return await view(request, record)

@@ -25,6 +25,7 @@ from .config import AppArgs
 from .errors import DeadlineExceeded, ServeAppError, StorageUnavailable
 from .job_store import JobStore
 from .jobs import JobRecord, Lease, claim_decision, gave_up, progress, released, requeued
+from .metrics import Meter
 from .pipeline import Options
 from .results import ResultStore
 from .service import DocumentService, Opened
@@ -49,12 +50,13 @@ class _Claim:
 class JobRunner:
     """Claims queued jobs and reads them, ``jobs.max_running`` at a time, over ``engines``."""
 
-    def __init__(self, args: AppArgs, storage: Storage, engines: Engines) -> None:
+    def __init__(self, args: AppArgs, storage: Storage, engines: Engines, meter: Meter | None = None) -> None:
         assert args.storage is not None
         self._args, self._conf, self._retention_s = args, args.jobs, args.storage.retention_s
         self.store, self.results = JobStore(storage), ResultStore(storage)
         self._engines = engines
-        self._service = DocumentService(args, engines, self.results)
+        self._service = DocumentService(args, engines, self.results, meter)
+        self.meter = self._service.meter
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._running: dict[str, asyncio.Task[None]] = {}
         self._claims: dict[str, _Claim] = {}
@@ -85,6 +87,7 @@ class JobRunner:
 
     async def step(self) -> None:
         """One round: sweep when due, then claim what there is room for."""
+        self.meter.record("serve_app_jobs_running", len(self._running))
         if time.monotonic() - self._swept > self._conf.sweep_s or not self._swept:
             self._swept = time.monotonic()
             jobs = await self.store.sweep(self._retention_s)
@@ -95,7 +98,9 @@ class JobRunner:
             return
         if (await self._engines.health()).status != "ready":
             return  # claimed now, the job would only wait, or fail its attempt
-        for job_id, queued_at in await self.store.queued():
+        queued = await self.store.queued()
+        self.meter.record("serve_app_jobs_queued", len(queued))
+        for job_id, queued_at in queued:
             if len(self._running) >= self._conf.max_running or self._stopping:
                 break
             if job_id not in self._running:
@@ -240,6 +245,7 @@ class JobRunner:
                 logger.warning("job %s failed: %s", claim.record.id, exc)
                 await self._update(claim, lambda r: r.finish("failed", self._retention_s, error=problem))
                 claim.finishing = True
+                self.meter.record("serve_app_jobs", 1, {"event": "failed"})
                 await self.store.unqueue(claim.record.id)
         except (LeaseLost, StorageUnavailable) as lost:
             logger.warning("job %s: outcome not written (%s); its lease will run out", claim.record.id, lost)
@@ -296,5 +302,7 @@ class JobRunner:
             lambda r: r.finish("succeeded", self._retention_s, result_key=key, cache=cache, pages_done=total),
         )
         claim.finishing = True
+        self.meter.record("serve_app_jobs", 1, {"event": "succeeded"})
+        self.meter.record("serve_app_cache", 1, {"result": cache})
         await self.store.unqueue(claim.record.id)
         await self.store.drop_slices(claim.record.id)

@@ -24,6 +24,7 @@ from .backend import Engines
 from .config import AppArgs, LimitsArgs
 from .documents import Document
 from .errors import BadRequest, NotReady, StorageUnavailable
+from .metrics import Meter
 from .pipeline import Options, process_document
 from .results import ResultStore, page_image_name
 
@@ -61,8 +62,11 @@ class Opened:
 
 
 class DocumentService:
-    def __init__(self, args: AppArgs, engines: Engines, results: ResultStore | None) -> None:
+    def __init__(
+        self, args: AppArgs, engines: Engines, results: ResultStore | None, meter: Meter | None = None
+    ) -> None:
         self._args, self._engines, self.results = args, engines, results
+        self.meter = meter or Meter()
 
     @asynccontextmanager
     async def opened(
@@ -121,7 +125,9 @@ class DocumentService:
             concurrency,
             on_page=save,
         )
-        return [page_json(p, page_image_name(p.page) if save is not None else None) for p in pages]
+        answered = [page_json(p, page_image_name(p.page) if save is not None else None) for p in pages]
+        self.meter.pages(answered)
+        return answered
 
     async def read(
         self,
@@ -144,6 +150,7 @@ class DocumentService:
             if self.results is not None:  # hashing a 50 MiB upload costs ~0.1 s: only with a store to ask
                 key = await self.key(data, opened, opened.indices, options, models)
                 cached = await self._cached(key, store)
+                self.meter.record("serve_app_cache", 1, {"result": "miss" if cached is None else "hit"})
                 if cached is not None:
                     cached["request_id"] = request_id
                     if store:

@@ -139,14 +139,49 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
     server.stop()
 
 
+METRICS_PORT = free_port()  # where the session's Ray metrics agent serves Prometheus' text
+
+
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
     os.environ["RAY_AUTH_MODE"] = "disabled"
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        configure_logging=False,
+        log_to_driver=False,
+        _metrics_export_port=METRICS_PORT,
+    )
     yield
     ray.shutdown()
+
+
+def scraped(
+    until: Callable[[dict[str, list[tuple[dict[str, str], float]]]], bool], timeout_s: float = 60
+) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The samples Ray's metrics agent serves (name -> [(labels, value)]), scraped as Prometheus
+    does until ``until`` holds of them (the agent exports every few seconds)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    seen: dict[str, list[tuple[dict[str, str], float]]] = {}
+
+    def scrape() -> bool:
+        text = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).text
+        seen.clear()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                seen.setdefault(sample.name, []).append((sample.labels, sample.value))
+        return until(seen)
+
+    wait_for(scrape, timeout_s=timeout_s, every_s=1)
+    return seen
+
+
+def metric_total(seen: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels``."""
+    return sum(v for have, v in seen.get(name, []) if labels.items() <= have.items())
 
 
 @pytest.fixture(scope="session")

@@ -196,9 +196,10 @@ class VllmRecognizer(RecognizerEngine):
         }
         task = "page" if req.whole_page else req.task
         sampling = self._args.sampling
-        text, error = "", None
+        text, error, tokens = "", None, 0
         for temperature in [sampling.temperature, *sampling.retry_temperatures]:
-            text, error = await self._generate(prompt, task, temperature)
+            text, error, written = await self._generate(prompt, task, temperature)
+            tokens += written
             if error is None:
                 break
         reading = self._profile.parse(req.task, text, req.whole_page)
@@ -207,12 +208,13 @@ class VllmRecognizer(RecognizerEngine):
             ReadBlock(scale_box(b.bbox, sx, sy, width, height), b.label, b.text) for b in reading.blocks
         )
         error = error or reading.error
-        return Recognition(reading.text, 1.0 if error is None else 0.0, engine, error, blocks)
+        return Recognition(reading.text, 1.0 if error is None else 0.0, engine, error, blocks, tokens)
 
     async def _generate(
         self, prompt: dict[str, Any], task: str, temperature: float
-    ) -> tuple[str, str | None]:
-        """One generation with the repetition guard: (text, None) if accepted, else (text, why)."""
+    ) -> tuple[str, str | None, int]:
+        """One generation with the repetition guard: (text, None) if accepted, else (text, why);
+        and the tokens it wrote."""
         from vllm import SamplingParams
 
         s = self._args.sampling
@@ -221,21 +223,21 @@ class VllmRecognizer(RecognizerEngine):
             max_tokens=s.max_tokens.get(task, s.max_tokens["text"]),
             seed=self._args.seed,
         )
-        text, finish, checked = "", None, 0
+        text, finish, checked, written = "", None, 0, 0
         request_id = uuid.uuid4().hex
         # Leaving the loop early closes the generator, and vLLM aborts the request; so does our
         # own cancellation (deadline, client gone).
         async for out in self._engine.generate(prompt, params, request_id):
             completion = out.outputs[0]
-            text, finish = completion.text, completion.finish_reason
+            text, finish, written = completion.text, completion.finish_reason, len(completion.token_ids)
             if len(completion.token_ids) - checked >= CHECK_EVERY_TOKENS or finish is not None:
                 checked = len(completion.token_ids)
                 cut = find_loop(text, s.repeat_min_chars, s.repeat_max_unit)
                 if cut is not None:
-                    return text[:cut], "repetition"
+                    return text[:cut], "repetition", written
         if finish != "stop":
-            return text, f"generation stopped: {finish}"
-        return text, None
+            return text, f"generation stopped: {finish}", written
+        return text, None, written
 
     async def chat_stream(
         self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float

@@ -17,7 +17,9 @@ from tests.serve_fixtures import (
     complete_result,
     deploy,
     finished,
+    metric_total,
     queue_pages,
+    scraped,
     small_app_args,
     stored_files,
     wait_for,
@@ -181,6 +183,15 @@ def test_the_cli_submits_follows_fetches_and_cancels_jobs(url: str, tmp_path: Pa
     body = json.loads(capsys.readouterr().out)
     assert (
         body["job_id"] and len(body["pages"]) == 3 and all(reads_phototest(p["text"]) for p in body["pages"])
+    )
+    # Jobs counted by the ingress (submitted) and the Jobs replica (how they ended, the cache).
+    scraped(
+        lambda seen: (
+            metric_total(seen, "ray_serve_app_jobs_total", event="submitted", application="stored") >= 2
+            and metric_total(seen, "ray_serve_app_jobs_total", event="succeeded", deployment="Jobs") >= 2
+            and metric_total(seen, "ray_serve_app_cache_total", result="hit", deployment="Jobs") >= 1
+            and "ray_serve_app_jobs_queued" in seen
+        )
     )
 
 

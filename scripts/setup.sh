@@ -46,3 +46,10 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+
+# tests/unit/test_paddlex.py checks /layout-parsing against PaddleX's own request and answer models,
+# read from its wheel (downloaded here, not vendored, not installed: no dependency of ours).
+paddlex_wheel=.cache/wheels/paddlex-3.7.0-py3-none-any.whl
+if [[ ",$extras," == *",test,"* ]] && [ ! -f "$paddlex_wheel" ]; then
+  .venv/bin/python -m pip download -q --no-deps -d .cache/wheels paddlex==3.7.0
+fi

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Annotated, Any
 
@@ -15,12 +17,24 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import __version__
+from . import __version__, paddlex
 from .auth import OPEN_ROUTES, Gate
 from .backend import Backend
-from .bodies import OcrJsonRequest, OcrOptions, read_document_request, request_body_schema, request_id
+from .bodies import (
+    OcrJsonRequest,
+    OcrOptions,
+    json_document,
+    json_request_body,
+    parse_json,
+    read_bounded,
+    read_document_request,
+    request_body_schema,
+    request_id,
+    within_limit,
+)
 from .chat import add_chat_routes, served_models
 from .config import AppArgs
+from .documents import MEDIA_TYPES, sniff
 from .errors import (
     BadRequest,
     DeadlineExceeded,
@@ -31,12 +45,14 @@ from .errors import (
     ServiceUnavailable,
     StorageNotConfigured,
     Unauthorized,
+    UnsupportedMediaType,
 )
 from .job_routes import add_job_routes
 from .metrics import Meter
+from .pipeline import Options
 from .results import ResultStore
 from .schemas import HealthOut, LiveOut, ModelList, OcrResult, ReadyOut, ok, problems
-from .service import DocumentService
+from .service import Cache, DocumentService
 from .storage import Storage
 
 logger = logging.getLogger("ray.serve.serve_app.api")
@@ -45,18 +61,27 @@ logger = logging.getLogger("ray.serve.serve_app.api")
 OCR_REQUEST_BODY = request_body_schema(OcrOptions, OcrJsonRequest)
 
 
-def problem_response(exc: ServeAppError, request_id: str | None) -> JSONResponse:
+def problem_response(exc: ServeAppError, request_id: str | None, route: str | None = None) -> JSONResponse:
+    """``exc`` as problem+json; on the PaddleX route, with PaddleX's error fields besides."""
+    body = exc.problem(request_id)
+    if route == paddlex.ENDPOINT:
+        body.update(paddlex.error_fields(request_id or "", exc.status, exc.detail))
     headers = {}
     if exc.retry_after_s is not None:
         headers["Retry-After"] = str(math.ceil(exc.retry_after_s))
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="serve_app"'
     return JSONResponse(
-        exc.problem(request_id),
+        body,
         status_code=exc.status,
         headers=headers,
         media_type="application/problem+json",
     )
+
+
+def _route(request: Request) -> str | None:
+    """The path of the route that took the request (as declared, without the app's prefix)."""
+    return getattr(request.scope.get("route"), "path", None)
 
 
 # Declared for OpenAPI (Swagger's Authorize); the check itself is Gate.caller's.
@@ -150,24 +175,24 @@ def create_api(args: AppArgs, backend: Backend, meter: Meter | None = None) -> F
             exc = _masked(exc, rid)
         else:
             logger.warning("%s: %s", exc.title, exc.detail)
-        return problem_response(exc, rid)
+        return problem_response(exc, rid, _route(request))
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return problem_response(BadRequest(str(exc.errors())), request_id(request))
+        return problem_response(BadRequest(str(exc.errors())), request_id(request), _route(request))
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         err = ServeAppError(str(exc.detail))
         err.status, err.title = exc.status_code, str(exc.detail)
         err.type = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        return problem_response(err, request_id(request))
+        return problem_response(err, request_id(request), _route(request))
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         rid = request_id(request)
         logger.error("request %s failed unexpectedly", rid, exc_info=exc)
-        return problem_response(_masked(ServeAppError(""), rid), rid)
+        return problem_response(_masked(ServeAppError(""), rid), rid, _route(request))
 
     @app.get("/", include_in_schema=False)
     async def root(request: Request) -> RedirectResponse:
@@ -241,6 +266,20 @@ def create_api(args: AppArgs, backend: Backend, meter: Meter | None = None) -> F
         },
     )
     async def ocr(request: Request, response: Response) -> dict[str, Any]:
+        with admitted(request):
+            data, opts = await read_document_request(request, args, results, OcrOptions, OcrJsonRequest)
+            if opts.store and results is None:
+                raise StorageNotConfigured(
+                    "store: true needs S3 storage, and none is configured (storage: in the config)"
+                )
+            body, cache = await read_now(request, data, opts.options(), opts.store, opts.timeout_s)
+        if cache is not None:
+            response.headers["x-cache"] = cache
+        return body
+
+    @contextmanager
+    def admitted(request: Request) -> Iterator[None]:
+        """A slot among this replica's documents at once (503 when full), and the caller's (429)."""
         nonlocal in_flight
         if in_flight >= args.ingress.max_documents:
             raise Overloaded(
@@ -250,30 +289,47 @@ def create_api(args: AppArgs, backend: Backend, meter: Meter | None = None) -> F
         with gate.document(request.state.caller):
             in_flight += 1
             try:
-                return await _ocr_request(request, response)
+                yield
             finally:
                 in_flight -= 1
 
-    async def _ocr_request(request: Request, response: Response) -> dict[str, Any]:
-        data, opts = await read_document_request(request, args, results, OcrOptions, OcrJsonRequest)
-        if opts.store and results is None:
-            raise StorageNotConfigured(
-                "store: true needs S3 storage, and none is configured (storage: in the config)"
-            )
+    async def read_now(
+        request: Request, data: bytes, options: Options, store: bool, timeout_s: float | None
+    ) -> tuple[dict[str, Any], Cache | None]:
         # The x-request-timeout-seconds header is Serve's own: its proxy answers 408 and
         # cancels the request. The body's timeout_s and the configured default land here.
-        timeout_s = opts.timeout_s or args.ingress.request_timeout_s
+        timeout_s = timeout_s or args.ingress.request_timeout_s
         try:
             async with asyncio.timeout(timeout_s):
                 admit = partial(gate.take, request.state.caller)
-                body, cache = await service.read(data, opts.options(), opts.store, request_id(request), admit)
+                return await service.read(data, options, store, request_id(request), admit)
         except TimeoutError:
             raise DeadlineExceeded(
                 f"not done within {timeout_s:g} s; pending work was cancelled "
                 "(raise timeout_s, send fewer pages, or use an async job)"
             ) from None
-        if cache is not None:
-            response.headers["x-cache"] = cache
-        return body
+
+    @app.post(
+        paddlex.ENDPOINT,
+        summary="PaddleX's PaddleOCR-VL serving protocol (file as URL or base64; layoutParsingResults)",
+        openapi_extra=json_request_body(paddlex.LayoutParsingRequest),
+        response_model=None,
+        responses={
+            **ok(paddlex.LayoutParsingAnswer, "PaddleX's envelope: logId, errorCode 0, errorMsg, result"),
+            **problems(400, 401, 408, 413, 415, 422, 429, 503, 504),
+        },
+    )
+    async def layout_parsing(request: Request) -> dict[str, Any]:
+        with admitted(request):
+            if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+                raise UnsupportedMediaType("send the PaddleX request as application/json")
+            limit = args.limits.max_upload_bytes
+            raw = await read_bounded(request, limit * 4 // 3 + 1024 * 1024, args.limits.body_timeout_s)
+            asked = await parse_json(raw, paddlex.LayoutParsingRequest)
+            source, options = asked.checked()
+            data = within_limit(await json_document(source, args, results), limit)
+            paddlex.check_file_type(asked.fileType, MEDIA_TYPES[sniff(data)])
+            body, _ = await read_now(request, data, options, False, None)
+        return paddlex.infer_response(body, asked, asked.logId or request_id(request))
 
     return app

@@ -187,24 +187,36 @@ async def read_document_request(
         except ValidationError as exc:
             raise bad_request(exc) from None
     elif ctype == "application/json":
-        raw = await request.body()
-        try:  # a 50 MiB document is 67 MiB of JSON: parsed (and decoded) off the event loop
-            body = await asyncio.to_thread(json_body.model_validate_json, raw)
-        except ValidationError as exc:
-            raise bad_request(exc) from None
+        body = await parse_json(await request.body(), json_body)
         assert isinstance(body, DocumentSource)
-        data = await _json_document(body, args, results)
+        data = await json_document(body, args, results)
         opts = body
     else:
         raise UnsupportedMediaType(
             f"send multipart/form-data with a 'file' part or application/json, not {ctype!r}"
         )
+    return within_limit(data, limit), opts
+
+
+def within_limit(data: bytes, limit: int) -> bytes:
     if len(data) > limit:
         raise PayloadTooLarge(f"document is {len(data)} bytes; the limit is {limit}")
-    return data, opts
+    return data
 
 
-async def _json_document(body: DocumentSource, args: AppArgs, results: ResultStore | None) -> bytes:
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+async def parse_json(raw: bytes, model: type[ModelT]) -> ModelT:
+    """``raw`` as ``model``, or one 400. A 50 MiB document is 67 MiB of JSON: parsed (and
+    decoded) off the event loop."""
+    try:
+        return await asyncio.to_thread(model.model_validate_json, raw)
+    except ValidationError as exc:
+        raise bad_request(exc) from None
+
+
+async def json_document(body: DocumentSource, args: AppArgs, results: ResultStore | None) -> bytes:
     limits = args.limits
     if body.url is not None:
         return await fetch(body.url, limits.max_upload_bytes, limits.url_timeout_s, limits.url_allowlist)

@@ -45,6 +45,8 @@ def test_generated_requests_get_declared_answers_and_no_server_error(url: str) -
         if isinstance(case.body, dict):
             if isinstance(case.body.get("url"), str):
                 case.body["url"] = f"{url}/no-such.pdf"  # fetches stay on this machine (and are refused)
+            if str(case.body.get("file")).startswith(("http://", "https://")):  # /layout-parsing's URL
+                case.body["file"] = f"{url}/no-such.pdf"
             if case.body.get("timeout_s") is not None:
                 # A deadline the client sets shorter than the work is a 504 by design, not a fault.
                 case.body["timeout_s"] = 120

@@ -61,11 +61,13 @@ logger = logging.getLogger("ray.serve.serve_app.api")
 OCR_REQUEST_BODY = request_body_schema(OcrOptions, OcrJsonRequest)
 
 
-def problem_response(exc: ServeAppError, request_id: str | None, route: str | None = None) -> JSONResponse:
+def problem_response(
+    exc: ServeAppError, request_id: str | None, route: str | None = None, log_id: str | None = None
+) -> JSONResponse:
     """``exc`` as problem+json; on the PaddleX route, with PaddleX's error fields besides."""
     body = exc.problem(request_id)
     if route == paddlex.ENDPOINT:
-        body.update(paddlex.error_fields(request_id or "", exc.status, exc.detail))
+        body.update(paddlex.error_fields(log_id or request_id or "", exc.status, exc.detail))
     headers = {}
     if exc.retry_after_s is not None:
         headers["Retry-After"] = str(math.ceil(exc.retry_after_s))
@@ -175,7 +177,7 @@ def create_api(args: AppArgs, backend: Backend, meter: Meter | None = None) -> F
             exc = _masked(exc, rid)
         else:
             logger.warning("%s: %s", exc.title, exc.detail)
-        return problem_response(exc, rid, _route(request))
+        return problem_response(exc, rid, _route(request), getattr(request.state, "log_id", None))
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -326,6 +328,7 @@ def create_api(args: AppArgs, backend: Backend, meter: Meter | None = None) -> F
             limit = args.limits.max_upload_bytes
             raw = await read_bounded(request, limit * 4 // 3 + 1024 * 1024, args.limits.body_timeout_s)
             asked = await parse_json(raw, paddlex.LayoutParsingRequest)
+            request.state.log_id = asked.logId  # errors from here on echo it, as PaddleX's do
             source, options = asked.checked()
             data = within_limit(await json_document(source, args, results), limit)
             paddlex.check_file_type(asked.fileType, MEDIA_TYPES[sniff(data)])

@@ -56,11 +56,13 @@ class Bar:
         """A job's view: its pages done of its pages."""
         self.update(view["progress"]["pages_done"], view["progress"]["pages_total"])
 
-    def note(self, line: str) -> None:
-        """``line`` on stderr, above the bar."""
+    def note(self, line: str, out: TextIO | None = None) -> None:
+        """``line`` on stderr (or ``out``), above the bar."""
         if self.shown:
             self.stream.write("\r\033[K")
-        print(line, file=sys.stderr)
+            self.stream.flush()
+        (out or sys.stderr).write(line if line.endswith("\n") else line + "\n")
+        (out or sys.stderr).flush()
         if self.shown:
             self.update(self.done)
 
@@ -85,7 +87,10 @@ def inputs(specs: list[str]) -> Iterator[str]:
         elif Path(spec).is_dir():
             found = sorted(str(p) for p in Path(spec).rglob("*") if p.suffix.lower() in DOCUMENT_SUFFIXES)
         elif not Path(spec).exists() and glob.has_magic(spec):
-            found = sorted(glob.glob(spec, recursive=True))
+            found = sorted(
+                p for p in glob.glob(spec, recursive=True) if Path(p).suffix.lower() in DOCUMENT_SUFFIXES
+            )
+            found = found or [spec]  # a pattern that matches no document fails with its own line
         else:
             found = [spec]  # a missing file fails when it is read, with its own line
         for name in found:
@@ -149,6 +154,8 @@ async def read_one(
 def reason(exc: Exception, url: str) -> str:
     if isinstance(exc, httpx.TransportError):
         return f"no answer from {url}: {exc or type(exc).__name__}"
+    if isinstance(exc, httpx.HTTPError):
+        return f"a bad answer from {url}: {exc or type(exc).__name__}"
     return str(exc)
 
 
@@ -173,7 +180,7 @@ async def ocr(client: AsyncClient, args: argparse.Namespace) -> int:
     for name, task in zip(names, tasks, strict=True):
         try:
             text = render(await task, args.format)
-        except (ServiceError, httpx.TransportError, Failed) as exc:
+        except (ServiceError, httpx.HTTPError, Failed) as exc:
             failures += 1
             bar.note(f"serve-app: {name}: {reason(exc, client.url)}")
             continue
@@ -184,7 +191,7 @@ async def ocr(client: AsyncClient, args: argparse.Namespace) -> int:
         if out:
             output_path(out, name, args.format, taken).write_text(text, encoding="utf-8")
         else:
-            sys.stdout.write(text if len(names) == 1 else f"==> {name} <==\n{text}")
+            bar.note(text if len(names) == 1 else f"==> {name} <==\n{text}", sys.stdout)
     bar.close()
     return 1 if failures else 0
 
@@ -307,10 +314,13 @@ def main(argv: list[str] | None = None) -> int:
             f"serve-app: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}",
             file=sys.stderr,
         )
-    except httpx.TransportError as exc:
+    except httpx.HTTPError as exc:
         print(f"serve-app: {reason(exc, args.url)}", file=sys.stderr)
     except KeyboardInterrupt:
-        print("serve-app: interrupted", file=sys.stderr)
+        print(
+            "serve-app: interrupted (jobs already submitted go on: serve-app jobs cancel ID)", file=sys.stderr
+        )
+        return 130
     return 1
 
 

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -60,9 +61,16 @@ class ServiceError(Exception):
 
 
 def _json(response: httpx.Response) -> Any:
-    if response.status_code >= 400:
+    """A 2xx answer's JSON; anything else (an error, a redirect, a page that is not the service's)
+    is a ServiceError."""
+    if not 200 <= response.status_code < 300:
         raise ServiceError.of(response)
-    return response.json()
+    try:
+        return response.json()
+    except ValueError:
+        raise ServiceError(
+            response.status_code, {"detail": "the answer is not JSON: is --url the service?"}
+        ) from None
 
 
 def _is_ready(response: httpx.Response) -> bool:
@@ -83,10 +91,11 @@ class Call:
     path: str
     read: Callable[[httpx.Response], Any] = _json
     kwargs: dict[str, Any] = field(default_factory=dict)
+    retry: bool = True  # 429s and 503s are sent again (up to the client's retries)
 
     def retry_in(self, response: httpx.Response, attempt: int, retries: int) -> float | None:
         """Seconds to wait before sending again, or None to read this answer."""
-        if response.status_code not in (429, 503) or attempt >= retries:
+        if not self.retry or response.status_code not in (429, 503) or attempt >= retries:
             return None
         retry = response.headers.get("retry-after", "")
         return min(float(retry) if retry.isdigit() else 2.0**attempt, MAX_RETRY_WAIT_S)
@@ -132,21 +141,21 @@ class _Api:
 
     def job(self, job_id: str) -> Any:
         """A job's view: status, progress (pages done / total), result URLs or error."""
-        return self._send(Call("GET", f"/v1/jobs/{job_id}"))
+        return self._send(Call("GET", f"/v1/jobs/{quote(job_id, safe='')}"))
 
     def result(self, job_id: str) -> Any:
         """A succeeded job's result: the JSON of ``/v1/ocr``."""
-        return self._send(Call("GET", f"/v1/jobs/{job_id}/result"))
+        return self._send(Call("GET", f"/v1/jobs/{quote(job_id, safe='')}/result"))
 
     def cancel(self, job_id: str) -> Any:
-        return self._send(Call("DELETE", f"/v1/jobs/{job_id}"))
+        return self._send(Call("DELETE", f"/v1/jobs/{quote(job_id, safe='')}"))
 
     def health(self) -> Any:
         return self._send(Call("GET", "/health"))
 
     def ready(self) -> Any:
         """True when every deployment has a replica with its models loaded."""
-        return self._send(Call("GET", "/ready", read=_is_ready))
+        return self._send(Call("GET", "/ready", read=_is_ready, retry=False))  # its 503 is the answer
 
     def models(self) -> Any:
         return self._send(Call("GET", "/v1/models"))

@@ -88,6 +88,8 @@ class JobRunner:
     async def step(self) -> None:
         """One round: sweep when due, then claim what there is room for."""
         self.meter.record("serve_app_jobs_running", len(self._running))
+        queued = await self.store.queued()  # listed before any early return: a backlog shows
+        self.meter.record("serve_app_jobs_queued", len(queued))
         if time.monotonic() - self._swept > self._conf.sweep_s or not self._swept:
             self._swept = time.monotonic()
             jobs = await self.store.sweep(self._retention_s)
@@ -98,8 +100,6 @@ class JobRunner:
             return
         if (await self._engines.health()).status != "ready":
             return  # claimed now, the job would only wait, or fail its attempt
-        queued = await self.store.queued()
-        self.meter.record("serve_app_jobs_queued", len(queued))
         for job_id, queued_at in queued:
             if len(self._running) >= self._conf.max_running or self._stopping:
                 break
@@ -142,6 +142,7 @@ class JobRunner:
             failed = record.finish("failed", self._retention_s, error=record.last_error or gave_up(record))
             try:
                 await self.store.write(failed, etag)
+                self.meter.record("serve_app_jobs", 1, {"event": "failed"})
                 await self.store.unqueue(job_id)
             except Conflict:
                 pass

@@ -8,7 +8,7 @@ here from the answer's own JSON, so that a metric counts what the client was sen
 
     name (Prometheus: ray_<name>, counters ray_<name>_total)  kind       tags
     serve_app_pages                     counter    source: text_layer | ocr
-    serve_app_regions                   counter    engine: tesseract:rus+eng, rapidocr, vllm:..., ...
+    serve_app_regions                   counter    engine: tesseract, rapidocr, vllm, text_layer, ...
     serve_app_flagged_blocks            counter    reason: repetition, generation stopped: length, ...
     serve_app_stage_seconds             histogram  stage: render | layout | recognize | page
     serve_app_cache                     counter    result: hit | miss
@@ -20,6 +20,7 @@ here from the answer's own JSON, so that a metric counts what the client was sen
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -60,6 +61,18 @@ BOUNDARIES = {"serve_app_stage_seconds": SECONDS, "serve_app_vlm_completion_toke
 STAGES = ("render", "layout", "recognize")
 
 
+def engine_family(engine: str) -> str:
+    """``tesseract:rus+eng`` -> ``tesseract``: a tag must not take a value per client's language."""
+    return engine.split(":", 1)[0] or "none"
+
+
+def reason_kind(error: str) -> str:
+    """A flag's kind: its leading words (``repetition``, ``generation stopped: length``,
+    ``RuntimeError``), never the arguments of an exception (paths, messages)."""
+    kind = re.match(r"[A-Za-z_ :-]*", error)
+    return (kind.group(0) if kind else "").strip(" :")[:REASON_CHARS] or "other"
+
+
 def page_observations(pages: Iterable[dict[str, Any]]) -> list[tuple[str, float, dict[str, str]]]:
     """(metric, value, tags) for pages as ``assemble.page_json`` writes them."""
     seen: list[tuple[str, float, dict[str, str]]] = []
@@ -68,9 +81,9 @@ def page_observations(pages: Iterable[dict[str, Any]]) -> list[tuple[str, float,
         source = "text_layer" if blocks and all(b["source"] == "text_layer" for b in blocks) else "ocr"
         seen.append(("serve_app_pages", 1, {"source": source}))
         for block in blocks:
-            seen.append(("serve_app_regions", 1, {"engine": block["engine"] or "none"}))
+            seen.append(("serve_app_regions", 1, {"engine": engine_family(block["engine"])}))
             if block.get("error"):
-                seen.append(("serve_app_flagged_blocks", 1, {"reason": str(block["error"])[:REASON_CHARS]}))
+                seen.append(("serve_app_flagged_blocks", 1, {"reason": reason_kind(str(block["error"]))}))
         timings = page["timings_ms"]
         for stage in (*STAGES, "total"):
             if stage in timings:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .assemble import NOT_IN_MARKDOWN
 from .bodies import DocumentSource
 from .errors import BadRequest
 from .pipeline import Options
@@ -29,8 +30,9 @@ PADDLEX_LABELS = {
     "table": "table", "table_caption": "figure_title", "header": "header", "footer": "footer",
     "reference": "reference", "equation": "display_formula", "chart": "chart",
 }  # fmt: skip
-# PaddleOCR-VL gives these no place in the reading order (block_order null).
-UNORDERED = {"header", "footer"}
+# PaddleOCR-VL gives these no place in the reading order (block_order null): SKIP_ORDER_LABELS of
+# pipelines/paddleocr_vl/result.py.
+UNORDERED = {"figure_title", "image", "chart", "table", "header", "footer"}
 
 
 class LayoutParsingRequest(BaseModel):
@@ -87,20 +89,21 @@ class LayoutParsingRequest(BaseModel):
         if unsupported:
             raise BadRequest("not supported by this service: " + ", ".join(unsupported) + " (leave them out)")
         url = self.file.startswith(("http://", "https://"))
-        source = DocumentSource(url=self.file) if url else DocumentSource(file=self.file)
+        # PaddleX decodes base64 leniently: the line breaks of `base64` and encodebytes are fine.
+        source = DocumentSource(url=self.file) if url else DocumentSource(file="".join(self.file.split()))
         return source, Options(layout=self.useLayoutDetection is not False)
 
 
 class MarkdownOut(BaseModel):
     text: str
-    images: dict[str, str] | None
+    images: dict[str, str] | None = None
 
 
 class LayoutParsingResultOut(BaseModel):
     prunedResult: dict[str, Any]
     markdown: MarkdownOut
-    outputImages: dict[str, str] | None
-    inputImage: str | None
+    outputImages: dict[str, str] | None = None
+    inputImage: str | None = None
 
 
 class InferResultOut(BaseModel):
@@ -123,8 +126,8 @@ class LayoutParsingAnswer(BaseModel):
 def _left_at(value: Any, default: Any) -> bool:
     """``value`` asks for nothing beyond ``default``: it is the default, or a feature that is off
     by default is turned off (false) or given nothing (an empty list)."""
-    if default is None:
-        return value is None or value is False or value == []
+    if default is None:  # markdownIgnoreLabels: [] asks for headers and footers: not "off"
+        return value is None or value is False
     return bool(value == default and type(value) is type(default))
 
 
@@ -163,7 +166,7 @@ def pruned_result(page: dict[str, Any], page_count: int, layout: bool) -> dict[s
         "use_ocr_for_image_block": False,
         "format_block_content": False,
         "merge_layout_blocks": False,
-        "markdown_ignore_labels": sorted(UNORDERED),
+        "markdown_ignore_labels": sorted(NOT_IN_MARKDOWN),
     }
     result: dict[str, Any] = {
         "page_count": page_count,
@@ -200,12 +203,13 @@ def infer_response(body: dict[str, Any], request: LayoutParsingRequest, log_id: 
     """Our ``/v1/ocr`` answer in PaddleX's envelope and ``InferResult``."""
     layout = request.useLayoutDetection is not False
     page_count = body["document"]["page_count"]
+    # PaddleX leaves out what is null, and its client iterates outputImages: an empty dict.
+    markdown_images: dict[str, Any] = {"images": {}} if request.returnMarkdownImages else {}
     results = [
         {
             "prunedResult": pruned_result(page, page_count, layout),
-            "markdown": {"text": page["markdown"], "images": {} if request.returnMarkdownImages else None},
-            "outputImages": None,
-            "inputImage": None,
+            "markdown": {"text": page["markdown"], **markdown_images},
+            "outputImages": {},
         }
         for page in body["pages"]
     ]

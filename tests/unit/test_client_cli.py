@@ -85,6 +85,9 @@ def test_cli_reads_a_folder_and_a_glob_into_files(url: str, tmp_path: Path, caps
     assert sorted(p.name for p in out.iterdir()) == ["a-2.txt", "a.txt"]
     assert all(cer(p.read_text(), TRUTH) < 0.05 for p in out.iterdir())
     assert capsys.readouterr().err == ""
+    # A pattern takes only documents, and one that matches none fails with its own line.
+    assert cli.main(["--url", url, "ocr", str(docs / "*"), str(docs / "*.jpg"), "--out", str(out)]) == 1
+    assert capsys.readouterr().err == f"serve-app: {docs / '*.jpg'}: No such file or directory\n"
 
 
 def test_cli_prints_one_document_to_stdout_in_each_format(url: str, capsys) -> None:

@@ -33,7 +33,7 @@ def test_an_answer_is_counted_by_page_source_region_engine_and_stage(make_args, 
     assert names["serve_app_pages"] == 1 and names["serve_app_regions"] == len(blocks) > 3
     assert ("serve_app_pages", 1, {"source": "ocr"}) in meter.seen
     engines_seen = Counter(tags["engine"] for name, _, tags in meter.seen if name == "serve_app_regions")
-    assert engines_seen == Counter(b["engine"] for b in blocks)
+    assert engines_seen == Counter(b["engine"].split(":")[0] for b in blocks)  # tesseract:rus -> tesseract
     stages = {tags["stage"]: v for name, v, tags in meter.seen if name == "serve_app_stage_seconds"}
     assert set(stages) == {"render", "layout", "recognize", "page"}
     assert stages["page"] == body["pages"][0]["timings_ms"]["total"] / 1000 >= stages["layout"] > 0
@@ -48,14 +48,17 @@ def test_flagged_blocks_are_counted_by_a_bounded_reason() -> None:
             {"source": "ocr", "engine": "vllm:tiny", "error": "repetition"},
             {"source": "ocr", "engine": "vllm:tiny", "error": "generation stopped: length " + "x" * 500},
             {"source": "ocr", "engine": "vllm:tiny", "error": None},
+            {"source": "ocr", "engine": "rapidocr", "error": "RuntimeError('/secret/path failed')"},
+            {"source": "ocr", "engine": "rapidocr", "error": "/tmp/x: odd"},
         ],
         "timings_ms": {"total": 10.0},
     }
     flagged = [
         tags["reason"] for name, _, tags in page_observations([page]) if name == "serve_app_flagged_blocks"
     ]
-    assert flagged[0] == "repetition" and flagged[1].startswith("generation stopped: length")
-    assert len(flagged) == 2 and len(flagged[1]) == 40
+    assert flagged[0] == "repetition" and len(flagged) == 4
+    assert flagged[1].startswith("generation stopped: length") and len(flagged[1]) == 40
+    assert flagged[2:] == ["RuntimeError", "other"]  # never an exception's arguments
 
 
 def test_a_metric_is_recorded_only_by_its_name_and_tags() -> None:

@@ -4,6 +4,7 @@ scrapes it (jobs' metrics: tests/integration/test_storage.py; a VLM's tokens: te
 from __future__ import annotations
 
 from serve_app.client import Client
+from serve_app.metrics import engine_family
 from tests.conftest import DATA
 from tests.serve_fixtures import metric_total, scraped
 
@@ -11,7 +12,7 @@ from tests.serve_fixtures import metric_total, scraped
 def test_a_read_page_shows_up_in_prometheus_with_its_replica_tags(base_url: str) -> None:
     with Client(base_url) as c:
         body = c.ocr(DATA / "phototest.png", lang="en")
-    engine = body["pages"][0]["blocks"][0]["engine"]
+    engine = engine_family(body["pages"][0]["blocks"][0]["engine"])  # tesseract:eng -> tesseract
 
     def exported(seen) -> bool:
         return (

@@ -23,6 +23,7 @@ from .backend import Backend
 from .bodies import (
     OcrJsonRequest,
     OcrOptions,
+    json_ceiling,
     json_document,
     json_request_body,
     parse_json,
@@ -326,7 +327,7 @@ def create_api(args: AppArgs, backend: Backend, meter: Meter | None = None) -> F
             if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
                 raise UnsupportedMediaType("send the PaddleX request as application/json")
             limit = args.limits.max_upload_bytes
-            raw = await read_bounded(request, limit * 4 // 3 + 1024 * 1024, args.limits.body_timeout_s)
+            raw = await read_bounded(request, json_ceiling(limit), args.limits.body_timeout_s)
             asked = await parse_json(raw, paddlex.LayoutParsingRequest)
             request.state.log_id = asked.logId  # errors from here on echo it, as PaddleX's do
             source, options = asked.checked()

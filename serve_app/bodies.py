@@ -57,6 +57,12 @@ async def read_bounded(request: Request, ceiling: int, timeout_s: float) -> byte
     return request._body
 
 
+def json_ceiling(limit: int) -> int:
+    """The most a JSON body carrying a ``limit``-byte document in base64 can take: base64 adds a
+    third, framing and options little."""
+    return limit * 4 // 3 + 1024 * 1024
+
+
 def bad_request(exc: ValidationError) -> BadRequest:
     problems = (f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
     return BadRequest("; ".join(problems))
@@ -173,7 +179,7 @@ async def read_document_request(
     limit = args.limits.max_upload_bytes
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     # Refuse what cannot fit before reading it: base64 adds a third, framing and options little.
-    ceiling = (limit * 4 // 3 if ctype == "application/json" else limit) + 1024 * 1024
+    ceiling = json_ceiling(limit) if ctype == "application/json" else limit + 1024 * 1024
     await read_bounded(request, ceiling, args.limits.body_timeout_s)
     if ctype == "multipart/form-data":
         form = await request.form(max_files=1, max_fields=16)

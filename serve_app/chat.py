@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .auth import Gate
 from .backend import Backend
-from .bodies import bad_request, json_request_body, read_bounded
+from .bodies import bad_request, json_ceiling, json_request_body, read_bounded
 from .config import AppArgs
 from .datatypes import ChatReply, ChatTurn
 from .documents import Document
@@ -105,7 +105,7 @@ def add_chat_routes(app: FastAPI, args: AppArgs, backend: Backend, gate: Gate) -
     async def chat_completions(request: Request) -> dict[str, Any] | StreamingResponse:
         gate.take(request.state.caller, 1)  # a conversation costs a page
         # An image is at most max_upload_bytes, base64 adds a third; the text around it is small.
-        ceiling = args.limits.max_upload_bytes * 4 // 3 + 1024 * 1024
+        ceiling = json_ceiling(args.limits.max_upload_bytes)
         raw = await read_bounded(request, ceiling, args.limits.body_timeout_s)
         try:
             body = ChatRequest.model_validate_json(raw)

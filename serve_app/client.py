@@ -160,12 +160,6 @@ class _Api:
     def models(self) -> Any:
         return self._send(Call("GET", "/v1/models"))
 
-    def chat(self, messages: list[dict[str, Any]], **params: Any) -> Any:
-        """``POST /v1/chat/completions`` (OpenAI's body; no streaming here)."""
-        return self._send(
-            Call("POST", "/v1/chat/completions", kwargs={"json": {"messages": messages, **params}})
-        )
-
 
 class Client(_Api):
     """Blocking calls over one connection pool; use as a context manager or ``close()`` it."""

@@ -7,9 +7,11 @@ extras="${1:-cpu}"
 
 # Every program the code, the tests, bench/ and the README call that pip does not install: tesseract
 # (the CLI that bench/ and the accuracy test compare against), its eng/rus data for tesserocr, and
-# curl for the README's examples.
+# curl for the README's examples; with the test extra, chromium: the web page's tests' browser.
 # tests/unit/test_setup.py checks that each executable the code calls comes from here or the venv.
 debian_packages=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-rus curl)
+test_debian_packages=(chromium)
+if [[ ",$extras," == *",test,"* ]]; then debian_packages+=("${test_debian_packages[@]}"); fi
 if ! command -v dpkg-query >/dev/null; then
   command -v tesseract >/dev/null || {
     echo "serve_app needs the tesseract CLI and its eng and rus language data: install them with your" >&2

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import APIKeyHeader, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -60,6 +63,7 @@ logger = logging.getLogger("ray.serve.serve_app.api")
 
 
 OCR_REQUEST_BODY = request_body_schema(OcrOptions, OcrJsonRequest)
+UI = Path(__file__).parent / "ui"  # the web page at /: plain HTML, CSS and JS, nothing fetched from elsewhere
 
 
 def problem_response(
@@ -155,6 +159,7 @@ def _probes_without_security(app: FastAPI) -> None:
 
 
 def create_api(args: AppArgs, backend: Backend, meter: Meter | None = None) -> FastAPI:
+    index = (UI / "index.html").read_text()
     results = ResultStore(Storage(args.storage)) if args.storage is not None else None
     service = DocumentService(args, backend, results, meter)
     gate = Gate(args.auth)
@@ -198,8 +203,11 @@ def create_api(args: AppArgs, backend: Backend, meter: Meter | None = None) -> F
         return problem_response(_masked(ServeAppError(""), rid), rid, _route(request))
 
     @app.get("/", include_in_schema=False)
-    async def root(request: Request) -> RedirectResponse:
-        return RedirectResponse(request.scope.get("root_path", "") + "/docs")
+    async def page(request: Request) -> HTMLResponse:
+        """The web page; its links are relative to <base href>, the app's route prefix."""
+        return HTMLResponse(index.replace("{{BASE}}", html.escape(request.scope.get("root_path", ""))))
+
+    app.mount("/ui", StaticFiles(directory=UI), name="ui")  # the page's script and style, open to all
 
     @app.get(
         "/health",
@@ -275,7 +283,9 @@ def create_api(args: AppArgs, backend: Backend, meter: Meter | None = None) -> F
                 raise StorageNotConfigured(
                     "store: true needs S3 storage, and none is configured (storage: in the config)"
                 )
-            body, cache = await read_now(request, data, opts.options(), opts.store, opts.timeout_s)
+            body, cache = await read_now(
+                request, data, opts.options(), opts.store, opts.timeout_s, opts.page_images
+            )
         if cache is not None:
             response.headers["x-cache"] = cache
         return body
@@ -297,7 +307,12 @@ def create_api(args: AppArgs, backend: Backend, meter: Meter | None = None) -> F
                 in_flight -= 1
 
     async def read_now(
-        request: Request, data: bytes, options: Options, store: bool, timeout_s: float | None
+        request: Request,
+        data: bytes,
+        options: Options,
+        store: bool,
+        timeout_s: float | None,
+        page_images: bool = False,
     ) -> tuple[dict[str, Any], Cache | None]:
         # The x-request-timeout-seconds header is Serve's own: its proxy answers 408 and
         # cancels the request. The body's timeout_s and the configured default land here.
@@ -305,7 +320,7 @@ def create_api(args: AppArgs, backend: Backend, meter: Meter | None = None) -> F
         try:
             async with asyncio.timeout(timeout_s):
                 admit = partial(gate.take, request.state.caller)
-                return await service.read(data, options, store, request_id(request), admit)
+                return await service.read(data, options, store, request_id(request), admit, page_images)
         except TimeoutError:
             raise DeadlineExceeded(
                 f"not done within {timeout_s:g} s; pending work was cancelled "

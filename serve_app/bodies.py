@@ -106,6 +106,11 @@ class OcrOptions(DocumentOptions):
         description="also write the result and page images to S3 and answer with presigned URLs "
         "(needs storage configured)",
     )
+    page_images: bool = Field(
+        False,
+        description="also answer each page's image inline (pages[].image_data, a JPEG data: URL, "
+        "at most 1600 px a side), to draw the blocks over; such a request is read anew, not from the cache",
+    )
 
 
 class DocumentSource(BaseModel):

@@ -28,11 +28,15 @@ def page_image_name(page: int) -> str:
     return f"pages/{page:04d}.jpg"
 
 
-def _jpeg(image: np.ndarray) -> bytes:
+def jpeg(image: np.ndarray, longest: int | None = None) -> bytes:
+    """``image`` as a JPEG; with ``longest``, scaled down first so that no side passes it."""
     from PIL import Image
 
+    picture = Image.fromarray(image)
+    if longest is not None and max(picture.size) > longest:
+        picture.thumbnail((longest, longest))
     out = io.BytesIO()
-    Image.fromarray(image).save(out, "JPEG", quality=PAGE_JPEG_QUALITY)
+    picture.save(out, "JPEG", quality=PAGE_JPEG_QUALITY)
     return out.getvalue()
 
 
@@ -60,8 +64,8 @@ class ResultStore:
         return dict(json.loads(data))
 
     async def save_page(self, key: str, page: int, image: np.ndarray) -> None:
-        jpeg = await asyncio.to_thread(_jpeg, image)
-        await self.storage.put(f"results/{key}/{page_image_name(page)}", jpeg, "image/jpeg")
+        data = await asyncio.to_thread(jpeg, image)
+        await self.storage.put(f"results/{key}/{page_image_name(page)}", data, "image/jpeg")
 
     async def save(self, key: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Write the answer (the JSON last: its presence means the result is whole) and return

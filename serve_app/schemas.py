@@ -37,6 +37,7 @@ class PageOut(_Answer):
     text: str
     timings_ms: dict[str, float]
     image: str | None = None  # where the page image is stored, beside result.json
+    image_data: str | None = None  # with page_images: the page as a data: URL (JPEG)
 
 
 class DocumentOut(_Answer):

@@ -9,6 +9,7 @@ The routes add only HTTP (status, headers, deadline); the runner only slices, pr
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
@@ -19,6 +20,8 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Literal, TypeVar
 
+import numpy as np
+
 from .assemble import page_json, result_body
 from .backend import Engines
 from .config import AppArgs, LimitsArgs
@@ -26,12 +29,13 @@ from .documents import Document
 from .errors import BadRequest, NotReady, StorageUnavailable
 from .metrics import Meter
 from .pipeline import Options, process_document
-from .results import ResultStore, page_image_name
+from .results import ResultStore, jpeg, page_image_name
 
 logger = logging.getLogger("ray.serve.serve_app.service")
 
 T = TypeVar("T")
 Cache = Literal["hit", "miss"]
+INLINE_IMAGE_PX = 1600  # the longest side of a page image answered inline (page_images)
 
 
 def result_key(
@@ -112,10 +116,26 @@ class DocumentService:
         return await asyncio.to_thread(result_key, data, indices, opened.doc.dpi, options, models)
 
     async def read_pages(
-        self, opened: Opened, indices: Sequence[int], options: Options, concurrency: int, key: str | None
+        self,
+        opened: Opened,
+        indices: Sequence[int],
+        options: Options,
+        concurrency: int,
+        key: str | None,
+        inline_images: bool = False,
     ) -> list[dict[str, Any]]:
-        """Pages as ``page_json``; with ``key``, each page's image stored beside the result."""
+        """Pages as ``page_json``; with ``key``, each page's image stored beside the result; with
+        ``inline_images``, each page's image in its answer (``image_data``, a JPEG data: URL)."""
         save = partial(self.results.save_page, key) if key is not None and self.results is not None else None
+        inline: dict[int, str] = {}
+
+        async def sink(page: int, image: np.ndarray) -> None:
+            if inline_images:
+                data = await asyncio.to_thread(jpeg, image, INLINE_IMAGE_PX)
+                inline[page] = "data:image/jpeg;base64," + base64.b64encode(data).decode()
+            if save is not None:
+                await save(page, image)
+
         pages = await process_document(
             opened.doc,
             indices,
@@ -123,10 +143,13 @@ class DocumentService:
             self._engines.layout,
             self._engines.recognizer,
             concurrency,
-            on_page=save,
+            on_page=sink if save is not None or inline_images else None,
         )
         answered = [page_json(p, page_image_name(p.page) if save is not None else None) for p in pages]
         self.meter.pages(answered)
+        for page in answered:
+            if page["page"] in inline:
+                page["image_data"] = inline[page["page"]]
         return answered
 
     async def read(
@@ -136,11 +159,13 @@ class DocumentService:
         store: bool,
         request_id: str | None,
         admit: Callable[[int], None] = lambda pages: None,
+        page_images: bool = False,
     ) -> tuple[dict[str, Any], Cache | None]:
         """A document read now (a sync request): its answer, and whether it came from the store
         (None without one). ``store``: write the result and page images, answer with their URLs.
         ``admit`` is told the pages chosen once the document is open, before anything reads them
-        (it may refuse them by raising)."""
+        (it may refuse them by raising). ``page_images``: each page's image in the answer too
+        (read anew: a stored answer has none; what is stored is without them)."""
         started = time.perf_counter()
         async with self.opened(data, options.dpi, options.pages) as opened:
             admit(len(opened.indices))
@@ -149,8 +174,10 @@ class DocumentService:
             key = None
             if self.results is not None:  # hashing a 50 MiB upload costs ~0.1 s: only with a store to ask
                 key = await self.key(data, opened, opened.indices, options, models)
-                cached = await self._cached(key, store)
-                self.meter.record("serve_app_cache", 1, {"result": "miss" if cached is None else "hit"})
+                cached = None
+                if not page_images:  # a stored answer has no page images: such a request is read anew
+                    cached = await self._cached(key, store)
+                    self.meter.record("serve_app_cache", 1, {"result": "miss" if cached is None else "hit"})
                 if cached is not None:
                     cached["request_id"] = request_id
                     if store:
@@ -163,6 +190,7 @@ class DocumentService:
                 options,
                 self._args.ingress.max_concurrent_pages,
                 key if store else None,
+                page_images,
             )
         timings = {
             "decode": opened.ms,
@@ -173,8 +201,9 @@ class DocumentService:
         if key is None:  # no store configured
             return body, None
         assert self.results is not None
-        if store:
-            body["storage"] = await self.results.save(key, body)
+        if store:  # what is stored is the result, without the images answered inline
+            pages = [{k: v for k, v in page.items() if k != "image_data"} for page in body["pages"]]
+            body["storage"] = await self.results.save(key, {**body, "pages": pages})
         return body, "miss"
 
     async def _cached(self, key: str, store: bool) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import browser, page  # noqa: F401 (shared fixtures)
 from tests.serve_fixtures import base_url, client, ray_session, s3  # noqa: F401 (shared fixtures)
 
 DATA = Path(__file__).parent / "data"  # whole pages: also the bench smoke tests' corpus

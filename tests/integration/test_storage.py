@@ -69,6 +69,12 @@ def test_stored_results_come_back_as_presigned_urls_and_from_the_cache(url: str)
     # Other options are another result.
     other = ocr(url, DATA / "phototest.png", store="true", lang="en")
     assert other.headers["x-cache"] == "miss" and other.json()["storage"]["key"] != stored["key"]
+    # Page images inline (the web page's): read anew, stored as ever, the images only in the answer.
+    drawn = ocr(url, DATA / "phototest.png", store="true", page_images="true")
+    assert drawn.headers["x-cache"] == "miss" and drawn.json()["storage"]["key"] == stored["key"]
+    assert drawn.json()["pages"][0]["image_data"].startswith("data:image/jpeg;base64,")
+    kept = httpx.get(drawn.json()["storage"]["json_url"], timeout=10).json()
+    assert "image_data" not in kept["pages"][0] and kept["text"] == drawn.json()["text"]
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.browser import screenshot
 from tests.conftest import DATA
 from tests.serve_fixtures import answers_200, cpu_args, metric_total, scraped, wait_for
 
@@ -150,6 +151,28 @@ def test_chat_streams_server_sent_events_as_openai_does(vlm_url: str) -> None:
     streamed = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     whole = httpx.post(vlm_url + "/v1/chat/completions", json={**body, "stream": False}, timeout=60).json()
     assert streamed == whole["choices"][0]["message"]["content"]  # temperature 0: the same answer
+
+
+def test_the_web_page_chats_with_the_vlm_as_it_streams(vlm_url: str, page) -> None:
+    page.goto(vlm_url + "/")
+    page.click("#tabs [data-tab=chat]")  # shown: /v1/models lists the VLM
+    page.set_input_files("#chat-file", str(DATA / "phototest.png"))
+    page.fill("#chat-prompt", "OCR:")
+    # Every change to the conversation, counted: one for the question, one per streamed piece.
+    page.evaluate(
+        "() => { window.changes = 0; new MutationObserver((seen) => { window.changes += seen.length; })"
+        ".observe(document.querySelector('#chat-log'), {childList: true, subtree: true}); }"
+    )
+    page.click("#chat-form button[type=submit]")
+    page.wait_for_selector("#chat-log .answer[data-done]", timeout=120_000)
+    assert page.is_hidden("#chat-error"), page.inner_text("#chat-error")
+    assert page.inner_text("#chat-log .question") == "OCR:"
+    assert page.evaluate("window.changes") >= 3  # the answer arrived in pieces, as it was written
+    _, body = chat_request(vlm_url)  # the same question through the API, whole (temperature 0)
+    whole = httpx.post(vlm_url + "/v1/chat/completions", json=body, timeout=120).json()
+    shown = page.evaluate("document.querySelector('#chat-log .answer').textContent")
+    assert shown == whole["choices"][0]["message"]["content"]
+    screenshot(page, "chat")
 
 
 def test_a_page_reading_recognizer_runs_without_a_layout_deployment(base_url: str, tiny_model: Path) -> None:

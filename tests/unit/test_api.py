@@ -83,6 +83,20 @@ def test_json_base64_pdf_with_options(client, backend) -> None:
     assert body["pages"][0]["blocks"][0]["source"] == "ocr"
 
 
+def test_page_images_are_answered_inline_only_when_asked(client) -> None:
+    c = client()
+    plain = c.post("/v1/ocr", files={"file": ("law.pdf", PDF)}).json()
+    assert "image_data" not in plain["pages"][0]
+    r = c.post("/v1/ocr", files={"file": ("law.pdf", PDF)}, data={"page_images": "true"})
+    assert r.status_code == 200, r.text
+    page = OcrResult.model_validate(r.json()).pages[0]
+    head, _, data = (page.image_data or "").partition(",")
+    assert head == "data:image/jpeg;base64"
+    image = Image.open(io.BytesIO(base64.b64decode(data)))
+    assert image.format == "JPEG" and max(image.size) <= 1600
+    assert abs(image.width / image.height - page.width / page.height) < 0.01  # the page, scaled
+
+
 def test_only_the_text_layer_of_an_image_is_a_clear_400(client) -> None:
     r = client().post("/v1/ocr", files={"file": ("p.png", PHOTOTEST)}, data={"text_layer": "only"})
     assert r.status_code == 400 and "text_layer" in r.json()["detail"], r.text
@@ -296,7 +310,10 @@ def test_health_models_docs_and_unknown_routes(client) -> None:
     assert {"multipart/form-data", "application/json"} <= set(content)
     assert "413" in spec["paths"]["/v1/ocr"]["post"]["responses"]
     assert c.get("/docs").status_code == 200 and c.get("/redoc").status_code == 200
-    assert c.get("/", follow_redirects=False).headers["location"] == "/docs"
+    page = c.get("/")
+    assert page.status_code == 200 and '<base href="/">' in page.text and "ui/app.js" in page.text
+    assert c.get("/ui/app.js").headers["content-type"].startswith("text/javascript")
+    assert_problem(c.get("/ui/nothing.js"), 404, "not-found")
     assert_problem(c.get("/nowhere"), 404, "not-found")
     assert_problem(c.get("/v1/ocr"), 405, "method-not-allowed")
 

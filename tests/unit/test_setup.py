@@ -18,9 +18,11 @@ RUNNERS = {"run", "Popen", "call", "check_call", "check_output", "create_subproc
 
 
 def setup_packages() -> list[str]:
-    found = re.search(r"^debian_packages=\(([^)]*)\)", (ROOT / "scripts" / "setup.sh").read_text(), re.M)
-    assert found, "scripts/setup.sh lists its Debian packages in debian_packages=(...)"
-    return found.group(1).split()
+    lists = re.findall(
+        r"^(?:test_)?debian_packages=\(([^)]*)\)", (ROOT / "scripts" / "setup.sh").read_text(), re.M
+    )
+    assert len(lists) == 2, "scripts/setup.sh lists its Debian packages in (test_)debian_packages=(...)"
+    return " ".join(lists).split()
 
 
 def called_executables() -> dict[str, str]:

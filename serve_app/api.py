@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__, paddlex
-from .auth import OPEN_ROUTES, Gate
+from .auth import OPEN_ROUTES, PROBE, Gate
 from .backend import Backend
 from .bodies import (
     OcrJsonRequest,
@@ -64,6 +64,15 @@ logger = logging.getLogger("ray.serve.serve_app.api")
 
 OCR_REQUEST_BODY = request_body_schema(OcrOptions, OcrJsonRequest)
 UI = Path(__file__).parent / "ui"  # the web page at /: plain HTML, CSS and JS, nothing fetched from elsewhere
+# The page runs only its own script and style, talks only to this service, shows images from here,
+# from data: URLs and from S3's presigned URLs, and is framed by no one.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob: http: https:; "
+    "connect-src 'self' blob:; "
+    "object-src 'none'; base-uri 'self'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def problem_response(
@@ -135,8 +144,9 @@ def _authenticator(gate: Gate) -> list[Any]:
         _header: Annotated[Any, Security(API_KEY_HEADER)],
     ) -> None:
         route = request.scope.get("route")
+        path = getattr(route, "path", None)
         request.state.caller = (
-            "probe" if getattr(route, "path", None) in OPEN_ROUTES else gate.caller(request.headers)
+            gate.visitor(request.headers) if path in OPEN_ROUTES else gate.caller(request.headers)
         )
 
     return [Depends(authenticate)]
@@ -159,7 +169,7 @@ def _probes_without_security(app: FastAPI) -> None:
 
 
 def create_api(args: AppArgs, backend: Backend, meter: Meter | None = None) -> FastAPI:
-    index = (UI / "index.html").read_text()
+    index = (UI / "index.html").read_text(encoding="utf-8").replace("{{VERSION}}", __version__)
     results = ResultStore(Storage(args.storage)) if args.storage is not None else None
     service = DocumentService(args, backend, results, meter)
     gate = Gate(args.auth)
@@ -205,18 +215,22 @@ def create_api(args: AppArgs, backend: Backend, meter: Meter | None = None) -> F
     @app.get("/", include_in_schema=False)
     async def page(request: Request) -> HTMLResponse:
         """The web page; its links are relative to <base href>, the app's route prefix."""
-        return HTMLResponse(index.replace("{{BASE}}", html.escape(request.scope.get("root_path", ""))))
+        base = html.escape(request.scope.get("root_path", ""))
+        return HTMLResponse(index.replace("{{BASE}}", base), headers=PAGE_HEADERS)
 
     app.mount("/ui", StaticFiles(directory=UI), name="ui")  # the page's script and style, open to all
 
     @app.get(
         "/health",
-        summary="Liveness with detail; 200 while the ingress answers",
+        summary="Liveness with detail; 200 while the ingress answers (with keys set, the detail "
+        "only for a caller with a key)",
         response_model=None,
         responses=ok(HealthOut),
     )
-    async def health() -> dict[str, Any]:
+    async def health(request: Request) -> dict[str, Any]:
         h = await backend.health()
+        if request.state.caller == PROBE:  # keys are set and none was given: no names, no messages
+            return {"status": h.status, "version": __version__}
         return {
             "status": h.status,
             "reason": h.reason,

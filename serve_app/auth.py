@@ -23,6 +23,7 @@ from .errors import RateLimited, Unauthorized
 # Probes answer without a key (kubelet and load balancers send none), and so does the landing page.
 OPEN_ROUTES = frozenset({"/", "/health", "/ready", "/livez"})
 ANONYMOUS = "anonymous"
+PROBE = "probe"  # a caller of an open route without a right key: told no more than a probe needs
 ASK = "send the API key as 'Authorization: Bearer KEY' or 'X-Api-Key: KEY'"
 
 
@@ -80,6 +81,13 @@ class Gate:
         if None in names or len(names) > 1:
             raise Unauthorized("the API key was not accepted")
         return names.pop()  # type: ignore[return-value]
+
+    def visitor(self, headers: Mapping[str, str]) -> str:
+        """On an open route: the caller if its key is right (or none is needed), else ``PROBE``."""
+        try:
+            return self.caller(headers)
+        except Unauthorized:
+            return PROBE
 
     def _name(self, given: str) -> str | None:
         found = None

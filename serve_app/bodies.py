@@ -109,7 +109,7 @@ class OcrOptions(DocumentOptions):
     page_images: bool = Field(
         False,
         description="also answer each page's image inline (pages[].image_data, a JPEG data: URL, "
-        "at most 1600 px a side), to draw the blocks over; such a request is read anew, not from the cache",
+        "at most 1600 px a side), to draw the blocks over; never stored",
     )
 
 

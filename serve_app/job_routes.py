@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Path, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from .auth import Gate
@@ -23,6 +23,18 @@ from .jobs import JobRecord, job_view, new_job_id
 from .results import ResultStore
 from .schemas import JobView, OcrResult, ok, problems
 from .service import DocumentService
+
+JPEG = {"type": "string", "format": "binary"}
+
+
+def succeeded(record: JobRecord) -> str:
+    """The key of a succeeded job's result; ``JobConflict`` (saying why, if it failed) before then."""
+    if record.status != "succeeded" or record.result_key is None:
+        detail = (record.error or {}).get("detail", "") if record.status == "failed" else ""
+        raise JobConflict(
+            f"job {record.id} is {record.status}, not succeeded" + (f": {detail}" if detail else "")
+        )
+    return record.result_key
 
 
 def add_job_routes(
@@ -82,6 +94,7 @@ def add_job_routes(
         record = JobRecord(
             id=new_job_id(),
             request_id=request_id(request),
+            owner=request.state.caller,
             created_at=now,
             updated_at=now,
             media_type=opened.doc.media_type,
@@ -108,7 +121,7 @@ def add_job_routes(
     )
     async def status(request: Request, job_id: str) -> dict[str, Any]:
         store, _ = need_storage()
-        return await view(request, await store.get(job_id))
+        return await view(request, await store.get(job_id, request.state.caller))
 
     @app.get(
         "/v1/jobs/{job_id}/result",
@@ -123,22 +136,39 @@ def add_job_routes(
         },
         response_model=None,
     )
-    async def result(job_id: str, format: str = "json") -> dict[str, Any] | PlainTextResponse:
+    async def result(
+        request: Request, job_id: str, format: str = "json"
+    ) -> dict[str, Any] | PlainTextResponse:
         store, stored = need_storage()
         if format not in ("json", "markdown"):
             raise BadRequest(f"format is json or markdown, not {format[:32]!r}")
-        record = await store.get(job_id)
-        if record.status != "succeeded" or record.result_key is None:
-            detail = (record.error or {}).get("detail", "") if record.status == "failed" else ""
-            raise JobConflict(
-                f"job {job_id} is {record.status}, not succeeded" + (f": {detail}" if detail else "")
-            )
-        body = await stored.load(record.result_key)
+        body = await stored.load(succeeded(await store.get(job_id, request.state.caller)))
         if body is None:
             raise NotFound(f"the result of job {job_id} has expired")
         if format == "markdown":
             return PlainTextResponse(str(body["markdown"]), media_type="text/markdown; charset=utf-8")
         return body
+
+    @app.get(
+        "/v1/jobs/{job_id}/pages/{page}",
+        summary="A succeeded job's page image (JPEG) through the service, for clients that cannot "
+        "reach the presigned S3 URLs",
+        responses={
+            200: {"description": "the page as it was read", "content": {"image/jpeg": {"schema": JPEG}}},
+            **problems(400, 401, 404, 409, 503),
+        },
+        response_class=Response,
+    )
+    async def page_image(
+        request: Request,
+        job_id: str,
+        page: int = Path(ge=1, le=100_000, description="1-based, as in the result"),
+    ) -> Response:
+        store, stored = need_storage()
+        image = await stored.page_image(succeeded(await store.get(job_id, request.state.caller)), page)
+        if image is None:
+            raise NotFound(f"job {job_id} has no page {page} in its result")
+        return Response(image, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     @app.delete(
         "/v1/jobs/{job_id}",
@@ -149,6 +179,7 @@ def add_job_routes(
     async def cancel(request: Request, job_id: str) -> dict[str, Any]:
         store, _ = need_storage()
         assert args.storage is not None
+        await store.get(job_id, request.state.caller)  # theirs to cancel (an owner never changes)
         record, cancelled = await store.cancel(job_id, args.storage.retention_s)
         if not cancelled and record.status != "cancelled":
             raise JobConflict(f"job {job_id} has already {record.status}; there is nothing to cancel")

@@ -51,11 +51,15 @@ class JobStore:
         """``read``, or NotFound for a job that is not (or no longer) there."""
         found = await self.read(job_id)
         if found is None:
-            raise NotFound(f"no job {job_id!r} (unknown, or expired and deleted)")
+            raise _unknown(job_id)
         return found
 
-    async def get(self, job_id: str) -> JobRecord:
-        return (await self.existing(job_id))[0]
+    async def get(self, job_id: str, caller: str | None = None) -> JobRecord:
+        """The record; with ``caller``, only if it is theirs (another's is as unknown as none)."""
+        record = (await self.existing(job_id))[0]
+        if caller is not None and record.owner not in (None, caller):
+            raise _unknown(job_id)
+        return record
 
     async def write(self, record: JobRecord, etag: str) -> str:
         """Replace the record if it is still the version ``etag`` (``Conflict`` otherwise)."""
@@ -119,3 +123,7 @@ class JobStore:
             await self.storage.delete([name for name, _ in objects] + [f"queue/{job_id}"])
             gone += 1
         return gone
+
+
+def _unknown(job_id: str) -> NotFound:
+    return NotFound(f"no job {job_id!r} (unknown, or expired and deleted)")

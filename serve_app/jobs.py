@@ -41,6 +41,9 @@ class JobRecord(BaseModel):
     id: str
     status: JobStatus = "queued"
     request_id: str | None = None
+    # Who submitted it (auth: a key's fingerprint, or "anonymous"); only they see or cancel it.
+    # Records from before the field have none, and are anyone's.
+    owner: str | None = None
     created_at: float
     updated_at: float
     started_at: float | None = None

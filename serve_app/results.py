@@ -63,6 +63,10 @@ class ResultStore:
             await self.storage.put(f"results/{key}/result.json", data, "application/json")
         return dict(json.loads(data))
 
+    async def page_image(self, key: str, page: int) -> bytes | None:
+        """A stored page's JPEG (``page`` 1-based, as in the answer), or None."""
+        return await self.storage.get(f"results/{key}/{page_image_name(page)}")
+
     async def save_page(self, key: str, page: int, image: np.ndarray) -> None:
         data = await asyncio.to_thread(jpeg, image)
         await self.storage.put(f"results/{key}/{page_image_name(page)}", data, "image/jpeg")

@@ -99,11 +99,13 @@ class JobView(_Answer):
 
 
 class HealthOut(_Answer):
+    """With API keys set, a caller without one gets ``status`` and ``version`` only."""
+
     status: Literal["starting", "loading", "ready", "degraded"]
-    reason: str
-    deployments: dict[str, Any]
-    models: dict[str, Any]
-    storage: str
+    reason: str | None = None
+    deployments: dict[str, Any] | None = None
+    models: dict[str, Any] | None = None
+    storage: str | None = None
     version: str
 
 

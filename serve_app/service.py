@@ -131,8 +131,7 @@ class DocumentService:
 
         async def sink(page: int, image: np.ndarray) -> None:
             if inline_images:
-                data = await asyncio.to_thread(jpeg, image, INLINE_IMAGE_PX)
-                inline[page] = "data:image/jpeg;base64," + base64.b64encode(data).decode()
+                inline[page] = await asyncio.to_thread(data_url, image)
             if save is not None:
                 await save(page, image)
 
@@ -165,7 +164,7 @@ class DocumentService:
         (None without one). ``store``: write the result and page images, answer with their URLs.
         ``admit`` is told the pages chosen once the document is open, before anything reads them
         (it may refuse them by raising). ``page_images``: each page's image in the answer too
-        (read anew: a stored answer has none; what is stored is without them)."""
+        (never stored: a stored answer gets them rendered again)."""
         started = time.perf_counter()
         async with self.opened(data, options.dpi, options.pages) as opened:
             admit(len(opened.indices))
@@ -174,14 +173,14 @@ class DocumentService:
             key = None
             if self.results is not None:  # hashing a 50 MiB upload costs ~0.1 s: only with a store to ask
                 key = await self.key(data, opened, opened.indices, options, models)
-                cached = None
-                if not page_images:  # a stored answer has no page images: such a request is read anew
-                    cached = await self._cached(key, store)
-                    self.meter.record("serve_app_cache", 1, {"result": "miss" if cached is None else "hit"})
+                cached = await self._cached(key, store)
+                self.meter.record("serve_app_cache", 1, {"result": "miss" if cached is None else "hit"})
                 if cached is not None:
                     cached["request_id"] = request_id
                     if store:
                         cached["storage"] = await self.results.urls(key, cached)
+                    if page_images:
+                        await _inline_rendered(opened.doc, cached["pages"])
                     return cached, "hit"
             t = time.perf_counter()
             pages = await self.read_pages(
@@ -220,6 +219,18 @@ class DocumentService:
                 raise
             logger.warning("result cache unreachable; reading the document again")
             return None
+
+
+def data_url(image: np.ndarray) -> str:
+    """A page image as answered inline: a JPEG ``data:`` URL, at most ``INLINE_IMAGE_PX`` a side."""
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg(image, INLINE_IMAGE_PX)).decode()
+
+
+async def _inline_rendered(doc: Document, pages: Sequence[dict[str, Any]]) -> None:
+    """Each page's image rendered again and put in its answer (a stored answer has none)."""
+    for page in pages:
+        image = (await in_thread(partial(doc.render, int(page["page"]) - 1))).image
+        page["image_data"] = await asyncio.to_thread(data_url, image)
 
 
 def _open(

@@ -34,6 +34,8 @@ def page(browser) -> Iterator[object]:
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    # What the page's Content-Security-Policy refused: the page must live within its own policy.
+    opened.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
     yield opened
     context.close()
     assert not errors, f"the page's scripts failed: {errors}"

@@ -20,14 +20,16 @@ const TEXT = {
     "job.queued": "queued", "job.running": "running", "job.succeeded": "done", "job.failed": "failed",
     "job.cancelled": "cancelled", "job.gone": "expired",
     "chat.hint": "Ask the loaded VLM about an image or the page on screen.", "chat.image": "Image",
-    "chat.use_page": "the first page of the last document read", "chat.prompt": "What is written in the table?",
+    "chat.use_page": "the page on screen (the last one pointed at)", "chat.prompt": "What is written in the table?",
     "chat.send": "Ask", "chat.noimage": "Choose an image, or tick the page of the last result.",
     "err.nofile": "Choose a document first.", "err.key": "This service needs an API key: enter it above.",
     "err.network": "The service did not answer", "err.retry": "retry in {s} s",
+    "err.answer": "The service's answer could not be read", "err.cut": "The answer stopped before its end",
+    "err.copy": "This browser did not let the page copy; select the text instead",
     pages: "pages", page: "page", flagged: "flagged", engine: "engine", confidence: "confidence",
     source: "source", "h.status": "Status", "h.deployments": "Deployments", "h.replicas": "Replicas",
     "h.models": "Models", "h.storage": "Storage", "h.version": "Version", "h.name": "Name",
-    "h.model": "Model", "h.detail": "Detail", "st.ready": "ready", "st.loading": "loading models",
+    "h.model": "Model", "h.detail": "Detail", "h.keyed": "Enter an API key above to see deployments and models.", "st.ready": "ready", "st.loading": "loading models",
     "st.starting": "starting", "st.degraded": "degraded", "st.down": "not answering",
   },
   ru: {
@@ -46,28 +48,40 @@ const TEXT = {
     "job.queued": "в очереди", "job.running": "идёт", "job.succeeded": "готово", "job.failed": "ошибка",
     "job.cancelled": "отменено", "job.gone": "удалено по сроку",
     "chat.hint": "Спросите загруженную VLM об изображении или о странице на экране.", "chat.image": "Изображение",
-    "chat.use_page": "первая страница последнего распознанного документа", "chat.prompt": "Что написано в таблице?",
+    "chat.use_page": "страница на экране (последняя, на которую наводили)", "chat.prompt": "Что написано в таблице?",
     "chat.send": "Спросить", "chat.noimage": "Выберите изображение или отметьте страницу последнего результата.",
     "err.nofile": "Сначала выберите документ.", "err.key": "Сервису нужен API-ключ: введите его вверху.",
     "err.network": "Сервис не ответил", "err.retry": "повторите через {s} с",
+    "err.answer": "Ответ сервиса не удалось прочитать", "err.cut": "Ответ оборвался",
+    "err.copy": "Браузер не дал странице скопировать текст; выделите его вручную",
     pages: "стр.", page: "стр.", flagged: "помечен", engine: "движок", confidence: "уверенность",
     source: "источник", "h.status": "Статус", "h.deployments": "Развёртывания", "h.replicas": "Реплики",
     "h.models": "Модели", "h.storage": "Хранилище", "h.version": "Версия", "h.name": "Имя",
-    "h.model": "Модель", "h.detail": "Подробности", "st.ready": "готов", "st.loading": "загружает модели",
+    "h.model": "Модель", "h.detail": "Подробности", "h.keyed": "Введите API-ключ вверху, чтобы увидеть развёртывания и модели.", "st.ready": "готов", "st.loading": "загружает модели",
     "st.starting": "запускается", "st.degraded": "работает не полностью", "st.down": "не отвечает",
   },
 };
 
 const $ = (selector) => document.querySelector(selector);
 const FINAL = new Set(["succeeded", "failed", "cancelled", "gone"]);
-const LABEL_COLORS = {
-  text: "#1f77b4", title: "#d62728", table: "#2ca02c", figure: "#9467bd", header: "#7f7f7f",
-  footer: "#7f7f7f", list: "#17becf", equation: "#e377c2", figure_caption: "#bcbd22",
-  table_caption: "#ff7f0e", page: "#1f77b4",
+const LABEL_COLORS = new Map(Object.entries({
+  text: "#1f77b4", title: "#d62728", table: "#2ca02c", figure: "#9467bd", chart: "#8c564b",
+  header: "#7f7f7f", footer: "#7f7f7f", reference: "#17becf", equation: "#e377c2",
+  figure_caption: "#bcbd22", table_caption: "#ff7f0e",
+}));
+
+// localStorage, or nothing where the browser refuses it (the page still works, forgetting).
+const remembered = {
+  get(name) {
+    try { return localStorage.getItem("serve_app." + name); } catch { return null; }
+  },
+  set(name, value) {
+    try { localStorage.setItem("serve_app." + name, value); } catch { /* not kept */ }
+  },
 };
 
-let lang = localStorage.getItem("serve_app.lang") || (navigator.language.startsWith("ru") ? "ru" : "en");
-let shown = null; // the result on screen: {body, name, images}
+let lang = remembered.get("lang") || (navigator.language.startsWith("ru") ? "ru" : "en");
+let shown = null; // the result on screen: {body, name, images, page (index pointed at last)}
 let view = "md";
 let chatModel = null;
 
@@ -78,6 +92,7 @@ function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs)) {
     if (name === "class") node.className = value;
+    else if (name === "style") node.style.cssText = value; // through the CSSOM: allowed by the page's CSP
     else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
     else node.setAttribute(name, value);
   }
@@ -87,7 +102,10 @@ function el(tag, attrs = {}, ...children) {
 
 function svg(tag, attrs = {}) {
   const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
-  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "style") node.style.cssText = value;
+    else node.setAttribute(name, value);
+  }
   return node;
 }
 
@@ -107,6 +125,15 @@ async function api(path, init = {}) {
   }
   if (!response.ok) throw await problem(response);
   return response;
+}
+
+async function json(path, init) {
+  const response = await api(path, init);
+  try {
+    return await response.json();
+  } catch (err) {
+    throw Object.assign(new Error(err.message), { title: t("err.answer"), detail: err.message });
+  }
 }
 
 // A non-2xx answer as an Error carrying its problem+json (title, detail, status, Retry-After).
@@ -129,7 +156,7 @@ async function problem(response) {
 
 // A problem as two lines: its status and title, then the service's own sentence and what to do.
 function showError(box, err) {
-  const detail = [err.detail];
+  const detail = [err.detail || (err.title ? "" : err.message)];
   if (err.status === 401) detail.push(t("err.key"));
   if (err.retryAfter) detail.push(t("err.retry", { s: err.retryAfter }));
   box.replaceChildren(
@@ -162,13 +189,13 @@ async function onRead(event) {
   $("#read-go").disabled = true;
   try {
     if (form.as_job.checked) {
-      const job = await (await api("v1/jobs", { method: "POST", body: data })).json();
+      const job = await json("v1/jobs", { method: "POST", body: data });
       rememberJob(job, file.name);
       switchTab("jobs");
     } else {
       $("#busy").hidden = false;
       data.append("page_images", "true");
-      const body = await (await api("v1/ocr", { method: "POST", body: data })).json();
+      const body = await json("v1/ocr", { method: "POST", body: data });
       showResult(body, file.name, body.pages.map((p) => p.image_data));
     }
   } catch (err) {
@@ -180,7 +207,7 @@ async function onRead(event) {
 }
 
 function color(label) {
-  if (LABEL_COLORS[label]) return LABEL_COLORS[label];
+  if (LABEL_COLORS.has(label)) return LABEL_COLORS.get(label);
   let hash = 0;
   for (const ch of label) hash = (hash * 31 + ch.charCodeAt(0)) % 360;
   return `hsl(${hash}, 65%, 45%)`;
@@ -192,7 +219,8 @@ function withoutImages(body) {
 }
 
 function showResult(body, name, images) {
-  shown = { body: withoutImages(body), name, images };
+  if (shown && shown.images !== images) shown.images.forEach((url) => url && url.startsWith("blob:") && URL.revokeObjectURL(url));
+  shown = { body: withoutImages(body), name, images, page: 0 };
   $("#error").hidden = true;
   $("#result").hidden = false;
   $("#result-name").textContent = name;
@@ -204,21 +232,23 @@ function showResult(body, name, images) {
   $("#legend").replaceChildren(
     ...labels.map((label) => el("span", { class: "tag", style: `--c: ${color(label)}` }, label)),
   );
-  $("#pages").replaceChildren(...body.pages.map((page, i) => pageFigure(page, images[i])));
+  $("#pages").replaceChildren(...body.pages.map((page, i) => pageFigure(page, images[i], i)));
   $("#block").textContent = t("block.hint");
   $("#block").className = "block-detail muted";
   renderView();
 }
 
-// A page: its image with each block as a box coloured by label (flagged ones dashed).
-function pageFigure(page, image) {
+// A page: its image with each block as a box coloured by label (flagged ones dashed); the larger
+// boxes drawn first, so that a small one inside a large one (a caption in a figure) can be pointed at.
+function pageFigure(page, image, index) {
   const picture = svg("svg", {
     viewBox: `0 0 ${page.width} ${page.height}`, class: "page", role: "img",
     "aria-label": `${t("page")} ${page.page}`,
   });
   picture.append(svg("rect", { width: page.width, height: page.height, class: "paper" }));
   if (image) picture.append(svg("image", { href: image, width: page.width, height: page.height }));
-  for (const block of page.blocks) {
+  const area = (b) => (b.bbox[2] - b.bbox[0]) * (b.bbox[3] - b.bbox[1]);
+  for (const block of [...page.blocks].sort((a, b) => area(b) - area(a))) {
     const [x0, y0, x1, y1] = block.bbox;
     const box = svg("rect", {
       x: x0, y: y0, width: Math.max(x1 - x0, 1), height: Math.max(y1 - y0, 1),
@@ -228,7 +258,10 @@ function pageFigure(page, image) {
     const title = svg("title");
     title.textContent = block.label + (block.error ? ` (${block.error})` : "");
     box.append(title);
-    const show = () => showBlock(page, block, box);
+    const show = () => {
+      shown.page = index;
+      showBlock(page, block, box);
+    };
     box.addEventListener("mouseenter", show);
     box.addEventListener("focus", show);
     box.addEventListener("click", show);
@@ -298,7 +331,8 @@ function renderMarkdown(markdown) {
       i = j;
     } else if (line.trimStart().startsWith("<table")) {
       flush();
-      const j = line.includes("</table>") ? i : until(i, (l) => l.includes("</table>"));
+      // To its end, or to a blank line: a table cut off (a flagged answer) does not swallow the rest.
+      const j = line.includes("</table>") ? i : until(i, (l) => l.includes("</table>") || !l.trim());
       out.append(safeTable(lines.slice(i, j + 1).join("\n")));
       i = j;
     } else if (/^#{1,6} /.test(line)) {
@@ -321,28 +355,72 @@ function renderMarkdown(markdown) {
   return out;
 }
 
-// A VLM's HTML table rebuilt from its cells' text (and spans): no markup of the model's survives.
+// A VLM's HTML table rebuilt from its cells' text (and spans), without parsing it as HTML: no
+// element of the model's is ever created, so none can load, run or style anything.
 function safeTable(html) {
-  const parsed = new DOMParser().parseFromString(html, "text/html");
   const table = el("table");
-  for (const tr of parsed.querySelectorAll("tr")) {
-    const row = table.insertRow();
-    for (const cell of tr.children) {
-      if (cell.tagName !== "TD" && cell.tagName !== "TH") continue;
-      const copy = el(cell.tagName.toLowerCase(), {}, cell.textContent);
+  let row = null;
+  let cell = null;
+  let text = "";
+  const close = () => {
+    if (cell) cell.textContent = htmlText(text).trim();
+    cell = null;
+    text = "";
+  };
+  const markup = html.replace(/<(script|style)\b[\s\S]*?(<\/\1\s*>|$)/gi, "");
+  for (const part of markup.split(/(<\/?(?:tr|td|th)\b[^>]*>)/i)) {
+    const tag = /^<(\/?)(tr|td|th)\b([^>]*)>$/i.exec(part);
+    if (!tag) {
+      if (cell) text += part;
+      continue;
+    }
+    const [, end, name, attrs] = tag;
+    close();
+    if (name.toLowerCase() === "tr") {
+      row = end ? null : table.insertRow();
+    } else if (!end) {
+      row = row || table.insertRow();
+      cell = el(name.toLowerCase());
       for (const span of ["colspan", "rowspan"]) {
-        const n = parseInt(cell.getAttribute(span), 10);
-        if (n > 1 && n < 1000) copy.setAttribute(span, String(n));
+        const n = Number((new RegExp(span + "\\s*=\\s*[\"']?(\\d+)", "i").exec(attrs) || [])[1]);
+        if (n > 1 && n < 1000) cell.setAttribute(span, String(n));
       }
-      row.append(copy);
+      row.append(cell);
     }
   }
+  close();
   return table;
 }
 
+const ENTITIES = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", nbsp: "\u00a0" };
+
+// An HTML fragment's text: tags dropped, character references decoded.
+function htmlText(fragment) {
+  return fragment.replace(/<[^>]*>/g, "").replace(/&(#x[0-9a-f]+|#\d+|[a-z]+);/gi, (whole, ref) => {
+    if (ref[0] !== "#") return ENTITIES[ref.toLowerCase()] ?? whole;
+    const code = ref[1].toLowerCase() === "x" ? parseInt(ref.slice(2), 16) : parseInt(ref.slice(1), 10);
+    return code > 0 && code < 0x110000 ? String.fromCodePoint(code) : whole;
+  });
+}
+
+// The clipboard API exists on https and localhost only; elsewhere (a cluster over plain http) the
+// text is copied through a selection.
 async function onCopy() {
   if (!shown) return;
-  await navigator.clipboard.writeText(viewText());
+  try {
+    if (navigator.clipboard) {
+      await navigator.clipboard.writeText(viewText());
+    } else {
+      const area = el("textarea", { class: "offscreen" }, viewText());
+      document.body.append(area);
+      area.select();
+      const copied = document.execCommand("copy");
+      area.remove();
+      if (!copied) throw new Error("copy refused");
+    }
+  } catch {
+    return showError($("#error"), { title: t("err.copy") });
+  }
   const button = $("#copy");
   button.textContent = t("copied");
   setTimeout(() => (button.textContent = t("copy")), 1200);
@@ -365,14 +443,14 @@ function onDownload() {
 
 function storedJobs() {
   try {
-    return JSON.parse(localStorage.getItem("serve_app.jobs") || "[]");
+    return JSON.parse(remembered.get("jobs") || "[]");
   } catch {
     return [];
   }
 }
 
 function saveJobs(jobs) {
-  localStorage.setItem("serve_app.jobs", JSON.stringify(jobs.slice(0, 50)));
+  remembered.set("jobs", JSON.stringify(jobs.slice(0, 50)));
   renderJobs();
 }
 
@@ -384,71 +462,98 @@ function rememberJob(job, name) {
 function updateJob(id, changes) {
   const jobs = storedJobs();
   const updated = jobs.map((job) => (job.id === id ? { ...job, ...changes } : job));
-  if (JSON.stringify(updated) !== JSON.stringify(jobs)) saveJobs(updated); // a row redrawn only on news
+  if (JSON.stringify(updated) !== JSON.stringify(jobs)) saveJobs(updated); // redrawn only on news
 }
 
+// The table follows the stored list; a row whose status is unchanged is updated in place (its
+// buttons stay the same elements, so a press is never lost to a redraw).
 function renderJobs() {
   const jobs = storedJobs();
-  const rows = jobs.map((job) => {
-    const done = job.progress ? job.progress.pages_done : 0;
-    const total = job.progress ? job.progress.pages_total : 0;
-    const actions = el("div", { class: "actions" });
-    if (!FINAL.has(job.status)) {
-      actions.append(el("button", { onclick: () => cancelJob(job) }, t("cancel")));
-    }
-    if (job.status === "succeeded") {
-      actions.append(el("button", { onclick: () => openJob(job) }, t("open")));
-    }
-    actions.append(el("button", { class: "quiet", onclick: () => forgetJob(job) }, t("forget")));
-    return el("tr", { "data-job": job.id, "data-status": job.status },
-      el("td", {}, job.name, el("div", { class: "muted small" }, job.id)),
-      el("td", { class: "status" }, t("job." + job.status), job.error ? el("div", { class: "flag" }, job.error) : null),
-      el("td", {}, el("progress", { max: Math.max(total, 1), value: done }), ` ${done}/${total}`),
-      el("td", {}, actions));
+  const body = $("#jobs tbody");
+  if (!jobs.length) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 4, class: "muted" }, t("jobs.none"))));
+    return;
+  }
+  const rows = new Map([...body.querySelectorAll("tr[data-job]")].map((row) => [row.dataset.job, row]));
+  const wanted = jobs.map((job) => {
+    const row = rows.get(job.id);
+    if (row && row.dataset.status === job.status && row.dataset.lang === lang) return fillRow(row, job);
+    return fillRow(jobRow(job), job);
   });
-  $("#jobs tbody").replaceChildren(
-    ...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 4, class: "muted" }, t("jobs.none")))]),
-  );
+  const same = wanted.length === body.children.length && wanted.every((row, i) => body.children[i] === row);
+  if (!same) body.replaceChildren(...wanted);
 }
 
+function jobRow(job) {
+  const actions = el("div", { class: "actions" });
+  if (!FINAL.has(job.status)) actions.append(el("button", { onclick: () => cancelJob(job) }, t("cancel")));
+  if (job.status === "succeeded") actions.append(el("button", { onclick: () => openJob(job) }, t("open")));
+  actions.append(el("button", { class: "quiet", onclick: () => forgetJob(job) }, t("forget")));
+  return el("tr", { "data-job": job.id, "data-status": job.status, "data-lang": lang },
+    el("td", {}, job.name, el("div", { class: "muted small" }, job.id)),
+    el("td", {}, t("job." + job.status), el("div", { class: "flag" })),
+    el("td", {}, el("progress"), el("span", { class: "count" })),
+    el("td", {}, actions));
+}
+
+function fillRow(row, job) {
+  const done = job.progress ? job.progress.pages_done : 0;
+  const total = job.progress ? job.progress.pages_total : 0;
+  const bar = row.querySelector("progress");
+  bar.max = Math.max(total, 1);
+  bar.value = done;
+  row.querySelector(".count").textContent = ` ${done}/${total}`;
+  row.querySelector(".flag").textContent = job.problem || job.error || "";
+  return row;
+}
+
+// Every unfinished job is asked after at once; the next round starts when this one has ended.
 async function pollJobs() {
-  for (const job of storedJobs().filter((j) => !FINAL.has(j.status))) {
-    try {
-      const now = await (await api(job.self)).json();
-      updateJob(job.id, {
-        status: now.status, progress: now.progress,
-        error: now.error ? now.error.detail || now.error.title : undefined,
-      });
-    } catch (err) {
-      if (err.status === 404) updateJob(job.id, { status: "gone" });
-    }
+  const open = storedJobs().filter((j) => !FINAL.has(j.status));
+  await Promise.all(open.map(pollJob));
+  setTimeout(pollJobs, open.length ? 700 : 2000);
+}
+
+async function pollJob(job) {
+  try {
+    const now = await json(job.self);
+    updateJob(job.id, {
+      status: now.status, progress: now.progress, problem: undefined,
+      error: now.error ? now.error.detail || now.error.title : undefined,
+    });
+  } catch (err) {
+    // Gone (expired, or another key's), or a problem to show on its row until it clears.
+    if (err.status === 404) updateJob(job.id, { status: "gone", problem: undefined });
+    else updateJob(job.id, { problem: [err.status, err.title, err.detail].filter(Boolean).join(" ") });
   }
 }
 
 async function cancelJob(job) {
+  $("#jobs-error").hidden = true;
   try {
-    const now = await (await api(job.self, { method: "DELETE" })).json();
+    const now = await json(job.self, { method: "DELETE" });
     updateJob(job.id, { status: now.status, progress: now.progress });
   } catch (err) {
-    showError($("#error"), err);
+    showError($("#jobs-error"), err);
   }
 }
 
+// A job's pages come through the service (GET /v1/jobs/{id}/pages/{n}), with the key: S3's own
+// URLs are often out of the browser's reach. Each becomes an object URL for the page's image.
 async function openJob(job) {
+  $("#jobs-error").hidden = true;
   try {
-    const [now, body] = await Promise.all([
-      api(job.self).then((r) => r.json()),
-      api(job.result).then((r) => r.json()),
-    ]);
-    // The page images a job stored, as presigned S3 URLs, in the order of its pages.
-    const urls = (now.result && now.result.page_image_urls) || [];
-    let next = 0;
-    showResult(body, job.name, body.pages.map((p) => (p.image ? urls[next++] : undefined)));
+    const body = await json(job.result);
+    const images = await Promise.all(body.pages.map(async (p) => {
+      if (!p.image) return undefined;
+      const response = await api(`${job.self}/pages/${p.page}`);
+      return URL.createObjectURL(await response.blob());
+    }));
+    showResult(body, job.name, images);
     switchTab("read");
   } catch (err) {
     if (err.status === 404) updateJob(job.id, { status: "gone" });
-    switchTab("read");
-    showError($("#error"), err);
+    showError($("#jobs-error"), err);
   }
 }
 
@@ -458,55 +563,66 @@ function forgetJob(job) {
 
 // ---- chat ---------------------------------------------------------------------------------
 
-function dataUrl(file) {
+function dataUrl(blob) {
   return new Promise((resolve, reject) => {
     const reader = new FileReader();
     reader.onload = () => resolve(reader.result);
     reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(file);
+    reader.readAsDataURL(blob);
   });
+}
+
+// The image to ask about: the file chosen, or the page on screen (data: as answered, blob: as a
+// job's page was fetched).
+async function chatImage() {
+  const file = $("#chat-file").files[0];
+  if (file) return dataUrl(file);
+  const page = $("#chat-page").checked && shown ? shown.images[shown.page] : null;
+  if (!page) return null;
+  return page.startsWith("data:") ? page : dataUrl(await (await fetch(page)).blob());
 }
 
 async function onChat(event) {
   event.preventDefault();
   $("#chat-error").hidden = true;
-  const file = $("#chat-file").files[0];
-  const page = $("#chat-page").checked && shown ? shown.images[0] : null;
-  const image = file ? await dataUrl(file) : page && page.startsWith("data:") ? page : null;
-  if (!image) return showError($("#chat-error"), { title: t("chat.noimage") });
-  const prompt = $("#chat-prompt").value.trim() || t("chat.prompt");
-  const answer = el("div", { class: "answer" });
-  $("#chat-log").prepend(el("div", { class: "turn" }, el("div", { class: "question" }, prompt), answer));
-  const body = {
-    model: chatModel, stream: true,
-    messages: [{ role: "user", content: [{ type: "text", text: prompt }, { type: "image_url", image_url: { url: image } }] }],
-  };
   const send = $("#chat-form button[type=submit]");
   send.disabled = true;
+  let answer = null;
   try {
+    const image = await chatImage();
+    if (!image) return showError($("#chat-error"), { title: t("chat.noimage") });
+    const prompt = $("#chat-prompt").value.trim() || t("chat.prompt");
+    answer = el("div", { class: "answer" });
+    $("#chat-log").prepend(el("div", { class: "turn" }, el("div", { class: "question" }, prompt), answer));
+    const body = {
+      model: chatModel, stream: true,
+      messages: [{ role: "user", content: [{ type: "text", text: prompt }, { type: "image_url", image_url: { url: image } }] }],
+    };
     const response = await api("v1/chat/completions", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
-    await readEvents(response, (chunk) => {
+    const whole = await readEvents(response, (chunk) => {
       const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
       if (delta && delta.content) answer.append(delta.content);
     });
+    if (!whole) throw Object.assign(new Error(t("err.cut")), { title: t("err.cut") });
   } catch (err) {
     showError($("#chat-error"), err);
   } finally {
-    answer.dataset.done = "true";
+    if (answer) answer.dataset.done = "true";
     send.disabled = false;
   }
 }
 
 // OpenAI's server-sent events: `data: {...}` lines, blank-line separated, ended by `data: [DONE]`.
+// True when that end came; false when the stream stopped before it.
 async function readEvents(response, onChunk) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffered = "";
   for (;;) {
     const { value, done } = await reader.read();
-    if (done) return;
+    if (done) return false;
     buffered += decoder.decode(value, { stream: true });
     let end;
     while ((end = buffered.indexOf("\n\n")) >= 0) {
@@ -515,7 +631,7 @@ async function readEvents(response, onChunk) {
       for (const line of event.split("\n")) {
         if (!line.startsWith("data: ")) continue;
         const data = line.slice(6);
-        if (data === "[DONE]") return;
+        if (data === "[DONE]") return true;
         const chunk = JSON.parse(data);
         if (chunk.error) throw Object.assign(new Error(chunk.error.message), { title: chunk.error.message });
         onChunk(chunk);
@@ -526,24 +642,29 @@ async function readEvents(response, onChunk) {
 
 async function findChatModel() {
   try {
-    const models = await (await api("v1/models")).json();
+    const models = await json("v1/models");
     const vlm = models.data.find((m) => m.deployment === "Recognizer" && String(m.name || "").startsWith("vllm:"));
     chatModel = vlm ? vlm.id : null;
   } catch {
     chatModel = null;
   }
   $('#tabs [data-tab="chat"]').hidden = !chatModel;
+  document.body.dataset.chat = chatModel ? "on" : "off"; // settled: tests wait for it
 }
 
 // ---- health -------------------------------------------------------------------------------
 
+let healthAsked = 0;
+
 async function refreshHealth() {
+  const asked = ++healthAsked;
   let health;
   try {
-    health = await (await api("health")).json();
+    health = await json("health");
   } catch (err) {
     health = { status: "down", reason: err.detail || err.title, deployments: {}, models: {} };
   }
+  if (asked !== healthAsked) return; // a later answer is on its way, or already shown
   const pill = $("#status");
   pill.textContent = t("st." + health.status);
   pill.title = health.reason || "";
@@ -567,6 +688,7 @@ async function refreshHealth() {
     el("table", {}, head("h.name", "h.model", "h.detail"), el("tbody", {}, ...models)),
     el("p", {}, el("strong", {}, `${t("h.storage")}: `), String(health.storage || "—"),
       " · ", el("strong", {}, `${t("h.version")}: `), String(health.version || "—")),
+    health.deployments ? null : el("p", { class: "muted" }, t("h.keyed")),
   );
 }
 
@@ -592,14 +714,15 @@ function applyLanguage() {
 }
 
 function setUp() {
-  $("#api-key").value = localStorage.getItem("serve_app.key") || "";
+  $("#api-key").value = remembered.get("key") || "";
   $("#api-key").addEventListener("change", () => {
-    localStorage.setItem("serve_app.key", $("#api-key").value.trim());
+    remembered.set("key", $("#api-key").value.trim());
     findChatModel();
+    refreshHealth();
   });
   $("#lang").addEventListener("click", () => {
     lang = lang === "ru" ? "en" : "ru";
-    localStorage.setItem("serve_app.lang", lang);
+    remembered.set("lang", lang);
     applyLanguage();
   });
   document.querySelectorAll("#tabs [data-tab]").forEach((b) => b.addEventListener("click", () => switchTab(b.dataset.tab)));
@@ -627,8 +750,8 @@ function setUp() {
   applyLanguage();
   refreshHealth();
   findChatModel();
-  setInterval(pollJobs, 700);
-  setInterval(refreshHealth, 5000);
+  pollJobs();
+  setInterval(() => { refreshHealth(); findChatModel(); }, 5000); // a VLM loaded later shows its chat
 }
 
 document.addEventListener("DOMContentLoaded", setUp);

@@ -218,3 +218,28 @@ async def test_objects_in_the_queue_that_are_not_jobs_are_passed_over(args: AppA
     await a.idle()
     assert (await a.store.get(job_id)).status == "succeeded"
     await a.store.storage.delete(["queue/", "queue/not-a-job"])
+
+
+def test_a_job_is_seen_and_cancelled_by_the_key_that_submitted_it_only(args: AppArgs, engines) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from serve_app.api import create_api
+    from tests.conftest import DATA
+
+    mine, theirs = ("m" * 16 + "-submitter", "t" * 16 + "-another-one")
+    keyed = args.model_copy(
+        update={"auth": load_args({"auth": {"api_keys": [mine, theirs]}}, environ={}).auth}
+    )
+    c = TestClient(create_api(keyed, EngineBackend(*engines)))
+    as_me, as_them = {"X-Api-Key": mine}, {"Authorization": f"Bearer {theirs}"}
+    files = {"file": ("p.png", (DATA / "phototest.png").read_bytes())}
+    job = c.post("/v1/jobs", files=files, headers=as_me)
+    assert job.status_code == 202, job.text
+    job_id = job.json()["id"]
+    assert c.get(f"/v1/jobs/{job_id}", headers=as_me).json()["status"] == "queued"
+    unknown = c.get(f"/v1/jobs/{'0' * 28}", headers=as_them).json()["detail"]
+    for method, path in [("get", ""), ("get", "/result"), ("delete", "")]:
+        r = getattr(c, method)(f"/v1/jobs/{job_id}{path}", headers=as_them)
+        # Another key's job is as unknown as none: not even its existence is told.
+        assert r.status_code == 404 and r.json()["detail"] == unknown.replace("0" * 28, job_id), r.text
+    assert c.delete(f"/v1/jobs/{job_id}", headers=as_me).json()["status"] == "cancelled"

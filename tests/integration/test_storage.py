@@ -69,9 +69,10 @@ def test_stored_results_come_back_as_presigned_urls_and_from_the_cache(url: str)
     # Other options are another result.
     other = ocr(url, DATA / "phototest.png", store="true", lang="en")
     assert other.headers["x-cache"] == "miss" and other.json()["storage"]["key"] != stored["key"]
-    # Page images inline (the web page's): read anew, stored as ever, the images only in the answer.
+    # Page images inline (the web page's): a stored answer with its pages rendered again; the images
+    # are in the answer only, never in what is stored.
     drawn = ocr(url, DATA / "phototest.png", store="true", page_images="true")
-    assert drawn.headers["x-cache"] == "miss" and drawn.json()["storage"]["key"] == stored["key"]
+    assert drawn.headers["x-cache"] == "hit" and drawn.json()["storage"]["key"] == stored["key"]
     assert drawn.json()["pages"][0]["image_data"].startswith("data:image/jpeg;base64,")
     kept = httpx.get(drawn.json()["storage"]["json_url"], timeout=10).json()
     assert "image_data" not in kept["pages"][0] and kept["text"] == drawn.json()["text"]
@@ -142,6 +143,9 @@ def test_jobs_are_queued_followed_fetched_and_cancelled(url: str) -> None:
     assert (
         markdown.headers["content-type"].startswith("text/markdown") and markdown.text == result["markdown"]
     )
+    page = httpx.get(f"{url}/v1/jobs/{job['id']}/pages/2", timeout=10)
+    assert page.headers["content-type"] == "image/jpeg" and page.content == images[1].content
+    assert httpx.get(f"{url}/v1/jobs/{job['id']}/pages/4", timeout=10).status_code == 404
     # A finished job cannot be cancelled; unknown and malformed ids are 404s.
     assert httpx.delete(f"{url}/v1/jobs/{job['id']}", timeout=10).status_code == 409
     assert httpx.get(f"{url}/v1/jobs/{'0' * 28}", timeout=10).status_code == 404
@@ -161,6 +165,7 @@ def test_jobs_are_queued_followed_fetched_and_cancelled(url: str) -> None:
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     pending = httpx.get(f"{url}/v1/jobs/{r.json()['id']}/result", timeout=10)
     assert pending.status_code == 409 and pending.json()["type"].endswith("/job-conflict")
+    assert httpx.get(f"{url}/v1/jobs/{r.json()['id']}/pages/1", timeout=10).status_code == 409
 
 
 def test_the_cli_submits_follows_fetches_and_cancels_jobs(url: str, tmp_path: Path, capsys) -> None:

@@ -9,10 +9,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from serve_app import __version__
 from serve_app.api import create_api
 from serve_app.auth import Gate, exposure_warning, fingerprint
 from serve_app.config import AuthArgs, load_args
 from serve_app.errors import ModelError, RateLimited, Unauthorized
+from serve_app.schemas import HealthOut
 from tests.conftest import DATA
 from tests.unit.engines_fixture import EngineBackend, HeldRecognizer
 from tests.unit.test_api import assert_problem
@@ -121,6 +123,11 @@ def test_with_keys_every_route_but_the_probes_needs_one(backend, caplog) -> None
     assert KEY[::-1] not in wrong.text and KEY[::-1] not in caplog.text
     for path in ["/health", "/ready", "/livez"]:
         assert c.get(path).status_code == 200, path
+    # /health tells a caller without a right key no names, messages or paths: a probe's due only.
+    assert c.get("/health").json() == {"status": "ready", "version": __version__}
+    assert set(c.get("/health", headers={"X-Api-Key": KEY[::-1]}).json()) == {"status", "version"}
+    HealthOut.model_validate(full := c.get("/health", headers={"X-Api-Key": KEY}).json())
+    assert {"deployments", "models", "storage", "reason"} <= set(full)
     assert c.get("/").status_code == 200 and c.get("/ui/app.js").status_code == 200  # the page asks for a key
     assert c.get("/openapi.json").status_code == 200
     ok = c.post("/v1/ocr", files=FILES, headers={"Authorization": f"Bearer {KEY}"})

@@ -46,10 +46,12 @@ def fingerprint(key: str) -> str:
 
 
 def _presented(headers: Mapping[str, str]) -> list[str]:
-    """Every key the request carries: a Bearer token, an X-Api-Key, or both."""
+    """Every key the request carries: a Bearer token, an X-Api-Key, or both. ``Authorization:
+    token KEY`` is a Bearer token too: it is what clients of Baidu AI Studio's hosted PaddleOCR-VL
+    (``/layout-parsing``) send, and they should need only a new address and key."""
     keys = []
     scheme, _, token = headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
+    if scheme.lower() in ("bearer", "token") and token.strip():
         keys.append(token.strip())
     if headers.get("x-api-key"):
         keys.append(headers["x-api-key"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import glob
 import json
 import os
@@ -31,6 +32,7 @@ from .client import DEFAULT_URL, AsyncClient, Document, ServiceError
 DOCUMENT_SUFFIXES = {".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 FORMATS = {"md": "markdown", "txt": "text"}  # and json: the whole answer
 RETRIES = 5  # 429s and 503s waited out (their Retry-After) before a document counts as failed
+CANCEL_S = 5.0  # on Ctrl-C, how long `ocr --job` tries to cancel the jobs it submitted
 
 
 class Failed(Exception):
@@ -145,7 +147,13 @@ async def read_one(
     if not args.job:
         return dict(await client.ocr(document, **options(args)))
     job = await client.submit(document, **options(args))
-    view = await client.wait(job["id"], poll_s=args.poll_s, on_progress=bar.follow if bar else None)
+    try:
+        view = await client.wait(job["id"], poll_s=args.poll_s, on_progress=bar.follow if bar else None)
+    except asyncio.CancelledError:  # Ctrl-C: the job was this command's to start, and so to stop
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CANCEL_S):
+                await client.cancel(job["id"])
+        raise
     if failed := unfinished(view):
         raise failed
     return dict(await client.result(job["id"]))
@@ -317,9 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     except httpx.HTTPError as exc:
         print(f"serve-app: {reason(exc, args.url)}", file=sys.stderr)
     except KeyboardInterrupt:
-        print(
-            "serve-app: interrupted (jobs already submitted go on: serve-app jobs cancel ID)", file=sys.stderr
-        )
+        # `ocr --job` cancelled what it had submitted; a job only waited for goes on.
+        goes_on = " (the job goes on: serve-app jobs cancel ID)" if args.command == "jobs" else ""
+        print(f"serve-app: interrupted{goes_on}", file=sys.stderr)
         return 130
     return 1
 

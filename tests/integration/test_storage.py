@@ -168,7 +168,18 @@ def test_jobs_are_queued_followed_fetched_and_cancelled(url: str) -> None:
     assert httpx.get(f"{url}/v1/jobs/{r.json()['id']}/pages/1", timeout=10).status_code == 409
 
 
-def test_the_cli_submits_follows_fetches_and_cancels_jobs(url: str, tmp_path: Path, capsys) -> None:
+def job_ids(s3: SeaweedFS) -> list[str]:
+    """The ids of the jobs whose records are in the test bucket."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1")
+    listed = client.list_objects_v2(Bucket="ocr-results", Prefix="serve-app/jobs/")
+    return [o["Key"].split("/")[2] for o in listed.get("Contents", []) if o["Key"].endswith("/job.json")]
+
+
+def test_the_cli_submits_follows_fetches_and_cancels_jobs(
+    url: str, s3: SeaweedFS, tmp_path: Path, capsys
+) -> None:
     import json
 
     from serve_app import cli
@@ -195,6 +206,26 @@ def test_the_cli_submits_follows_fetches_and_cancels_jobs(url: str, tmp_path: Pa
     assert (
         body["job_id"] and len(body["pages"]) == 3 and all(reads_phototest(p["text"]) for p in body["pages"])
     )
+    # Ctrl-C on `ocr --job`: the job it submitted is cancelled, and it exits 130.
+    import signal
+    import subprocess
+    import sys
+
+    long = tmp_path / "long.tif"
+    long.write_bytes(phototest_tiff(24))
+    before = set(job_ids(s3))
+    command = [str(Path(sys.executable).parent / "serve-app"), "--url", url, "ocr", str(long), "--job"]
+    running = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: bool(set(job_ids(s3)) - before), timeout_s=60, every_s=0.2)
+        (submitted,) = set(job_ids(s3)) - before
+        running.send_signal(signal.SIGINT)
+        assert running.wait(timeout=30) == 130
+    finally:
+        running.kill()
+    assert running.stderr is not None and running.stderr.read() == "serve-app: interrupted\n"
+    assert httpx.get(f"{url}/v1/jobs/{submitted}", timeout=10).json()["status"] == "cancelled"
+
     # Jobs counted by the ingress (submitted) and the Jobs replica (how they ended, the cache).
     scraped(
         lambda seen: (

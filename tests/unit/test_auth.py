@@ -132,6 +132,8 @@ def test_with_keys_every_route_but_the_probes_needs_one(backend, caplog) -> None
     assert c.get("/openapi.json").status_code == 200
     ok = c.post("/v1/ocr", files=FILES, headers={"Authorization": f"Bearer {KEY}"})
     assert ok.status_code == 200, ok.text
+    # AI Studio's PaddleOCR-VL clients send "token KEY".
+    assert c.get("/v1/models", headers={"Authorization": f"token {KEY}"}).status_code == 200
     assert "quick brown dog" in ok.json()["text"]
     assert c.get("/v1/models", headers={"X-Api-Key": OTHER}).status_code == 200
     assert KEY not in caplog.text and OTHER not in caplog.text

@@ -266,6 +266,10 @@ class LimitsArgs(_Strict):
     # pages inflates to about 1 GB); a bomb passes both within the first megabytes of its output.
     max_pdf_stream_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)
     max_pdf_inflated_bytes: int = Field(2 * 1024 * 1024 * 1024, ge=1024 * 1024)
+    # The address space of the process PDFium runs in (pdf_process.py): a PDF that needs more ends
+    # that process and is a 422, whatever its streams do. A page at max_page_pixels takes about
+    # 0.5 GB to render; Python, numpy and PDFium take 0.2 GB before any PDF.
+    pdf_memory_bytes: int = Field(2 * 1024 * 1024 * 1024, ge=512 * 1024 * 1024)
     default_dpi: int = Field(200, ge=36, le=600)
     max_dpi: int = Field(400, ge=36, le=1200)
     # Documents by URL: fetched within this time; internal addresses (loopback, private, link-local,

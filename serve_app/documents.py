@@ -5,8 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,11 +17,12 @@ from .errors import (
     InvalidPageRange,
     PageTooLarge,
     PayloadTooLarge,
-    ServeAppError,
     TooManyPages,
     UnprocessableDocument,
     UnsupportedMediaType,
+    unreadable,
 )
+from .pdf_process import pdf_process
 from .pdf_streams import check_streams
 from .text_layer import Char
 
@@ -118,16 +118,16 @@ class Document:
         if not 36 <= self.dpi <= limits.max_dpi:
             raise BadRequest(f"dpi must be between 36 and {limits.max_dpi}, got {self.dpi}")
         self._limits = limits
-        # PDFium is not thread-safe even across documents; PIL's seek() is per image.
-        self._lock = _PDFIUM if self.kind == "pdf" else threading.Lock()
+        self._lock = threading.Lock()  # PIL's seek() is per image; a PDF is not closed mid-render
         self._closed = False
-        if self.kind == "pdf":  # before PDFium (and outside its lock): it would inflate a bomb
+        if self.kind == "pdf":
+            # Measured before PDFium sees it (a first line: the memory ceiling of the PDF process
+            # is the second), and read in that process, not in this one.
             check_streams(data, limits.max_pdf_stream_bytes, limits.max_pdf_inflated_bytes)
-        with self._lock, _unreadable("the document cannot be opened"):
-            if self.kind == "pdf":
-                self._pdf = _open_pdf(data)
-                self.page_count = len(self._pdf)
-            else:
+            self._pdf = pdf_process(limits.pdf_memory_bytes).open(data)
+            self.page_count = self._pdf.opened.page_count
+        else:
+            with unreadable("the document cannot be opened"):
                 self._image = Image.open(io.BytesIO(data))
                 self.page_count = getattr(self._image, "n_frames", 1)
         if self.page_count < 1:
@@ -155,13 +155,7 @@ class Document:
                 raise UnprocessableDocument("the document was closed (request cancelled)")
             if self.kind != "pdf":
                 return Page(index, self._decode_frame(index))
-            with _unreadable(f"page {index + 1} of the PDF cannot be read"):
-                page = self._pdf[index]
-            try:  # closed here, under the lock: a page left to the collector closes outside it
-                image = self._render_pdf(page, index)
-                chars = _page_chars_or_none(page, index, image.shape[1], image.shape[0]) if text_layer else ()
-            finally:
-                page.close()
+            image, chars = self._pdf.render(index, self.dpi / 72, text_layer)
         return Page(index, image, chars)
 
     def close(self) -> None:
@@ -174,11 +168,10 @@ class Document:
                 self._image.close()
 
     def _size(self, index: int) -> tuple[int, int]:
-        with self._lock, _unreadable(f"page {index + 1} cannot be read"):
-            if self.kind == "pdf":
-                w_pt, h_pt = self._pdf.get_page_size(index)
-                scale = self.dpi / 72
-                return round(w_pt * scale), round(h_pt * scale)
+        if self.kind == "pdf":
+            w_pt, h_pt = self._pdf.opened.sizes[index]
+            return round(w_pt * self.dpi / 72), round(h_pt * self.dpi / 72)
+        with self._lock, unreadable(f"page {index + 1} cannot be read"):
             self._image.seek(index)
             return self._image.size
 
@@ -190,97 +183,10 @@ class Document:
                 f"{self._limits.max_page_pixels} pixels per page (lower the dpi or the image size)"
             )
 
-    def _render_pdf(self, page, index: int) -> np.ndarray:  # page: pdfium.PdfPage
-        with _unreadable(f"page {index + 1} of the PDF cannot be rendered"):
-            pil = page.render(scale=self.dpi / 72).to_pil()
-            return np.ascontiguousarray(pil.convert("RGB"))
-
     def _decode_frame(self, index: int) -> np.ndarray:
-        with _unreadable(f"image frame {index + 1} cannot be decoded"):
+        with unreadable(f"image frame {index + 1} cannot be decoded"):
             self._image.seek(index)
             return _to_rgb(ImageOps.exif_transpose(self._image))
-
-
-_PDFIUM = threading.RLock()
-
-
-@contextmanager
-def _unreadable(what: str) -> Iterator[None]:
-    """Decoders of untrusted bytes raise all sorts (OSError, SyntaxError, KeyError, PdfiumError...)."""
-    try:
-        yield
-    except ServeAppError:
-        raise
-    except Exception as exc:
-        raise UnprocessableDocument(f"{what}: {type(exc).__name__}: {exc}") from None
-
-
-def _open_pdf(data: bytes):  # -> pdfium.PdfDocument
-    import pypdfium2 as pdfium
-
-    return pdfium.PdfDocument(data)
-
-
-def _page_chars_or_none(page, index: int, width: int, height: int) -> tuple[Char, ...]:  # page: PdfPage
-    """The page's characters; none where its text cannot be read (the page is OCR'd then)."""
-    try:
-        return _page_chars(page, width, height)
-    except Exception as exc:  # a broken text object in a page that renders
-        logger.warning(
-            "text layer of page %d not read, the page is OCR'd: %s: %s", index + 1, type(exc).__name__, exc
-        )
-        return ()
-
-
-# Text render modes that draw nothing: 3 (invisible, a scanner's OCR layer) and 7 (clip only).
-_UNDRAWN_MODES = (3, 7)
-
-
-def _page_chars(page, width: int, height: int) -> tuple[Char, ...]:  # page: pdfium.PdfPage
-    """The page's characters with their boxes in the pixels of its ``width`` x ``height`` render."""
-    import ctypes
-
-    import pypdfium2.raw as raw
-
-    def device(x: float, y: float) -> tuple[int, int]:
-        dx, dy = ctypes.c_int(), ctypes.c_int()
-        raw.FPDF_PageToDevice(page.raw, 0, 0, width, height, 0, x, y, ctypes.byref(dx), ctypes.byref(dy))
-        return dx.value, dy.value
-
-    # Page space -> pixels is affine (PDFium's display matrix: crop box, /Rotate, scale), taken
-    # from three points far apart, since PDFium rounds what it returns to whole pixels.
-    o, ex, ey = device(0, 0), device(10_000, 0), device(0, 10_000)
-    a, b = (ex[0] - o[0]) / 10_000, (ex[1] - o[1]) / 10_000
-    c, d = (ey[0] - o[0]) / 10_000, (ey[1] - o[1]) / 10_000
-    textpage = page.get_textpage()
-    try:
-        tp = textpage.raw
-        left, right, bottom, top = (ctypes.c_double() for _ in range(4))
-        chars = []
-        for i in range(raw.FPDFText_CountChars(tp)):
-            code = raw.FPDFText_GetUnicode(tp, i)
-            generated = raw.FPDFText_IsGenerated(tp, i) == 1
-            box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-            visible = True
-            if not generated:
-                raw.FPDFText_GetCharBox(
-                    tp, i, ctypes.byref(left), ctypes.byref(right), ctypes.byref(bottom), ctypes.byref(top)
-                )
-                xs = [
-                    o[0] + a * x + c * y for x in (left.value, right.value) for y in (bottom.value, top.value)
-                ]
-                ys = [
-                    o[1] + b * x + d * y for x in (left.value, right.value) for y in (bottom.value, top.value)
-                ]
-                box = (min(xs), min(ys), max(xs), max(ys))
-                obj = raw.FPDFText_GetTextObject(tp, i)
-                visible = not obj or raw.FPDFTextObj_GetTextRenderMode(obj) not in _UNDRAWN_MODES
-            # A lone surrogate cannot be sent as UTF-8: it stands for what it is, an unreadable code.
-            text = "\ufffd" if not 0 <= code < 0x110000 or 0xD800 <= code < 0xE000 else chr(code)
-            chars.append(Char(text, box, visible, generated))
-        return tuple(chars)
-    finally:
-        textpage.close()
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:

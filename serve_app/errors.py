@@ -34,6 +34,9 @@ survives pickling across Ray actors and is re-raised with its own type in the ca
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 PROBLEM_BASE = "https://serve-app.dev/problems/"
 
 
@@ -172,3 +175,14 @@ class DeadlineExceeded(ServeAppError):
 
 class ModelError(ServeAppError):
     type, title = "model-error", "Model failed"
+
+
+@contextmanager
+def unreadable(what: str) -> Iterator[None]:
+    """Decoders of untrusted bytes raise all sorts (OSError, SyntaxError, KeyError, PdfiumError...)."""
+    try:
+        yield
+    except ServeAppError:
+        raise
+    except Exception as exc:
+        raise UnprocessableDocument(f"{what}: {type(exc).__name__}: {exc}") from None

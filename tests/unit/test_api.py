@@ -97,6 +97,17 @@ def test_page_images_are_answered_inline_only_when_asked(client) -> None:
     assert abs(image.width / image.height - page.width / page.height) < 0.01  # the page, scaled
 
 
+def test_a_pdf_past_the_memory_ceiling_is_a_422_and_the_next_one_is_read(client) -> None:
+    # Pixel limits raised so that only the PDF process's ceiling stands: 1200 DPI is 139 Mpx.
+    limits = {"pdf_memory_bytes": 512 << 20, "max_page_pixels": 200_000_000, "max_dpi": 1200}
+    c = client(limits=limits)
+    r = c.post("/v1/ocr", files={"file": ("law.pdf", PDF)}, data={"dpi": "1200", "layout": "false"})
+    assert_problem(r, 422, "unprocessable-document")
+    assert "MemoryError" in r.json()["detail"] or "512 MiB" in r.json()["detail"]
+    r = c.post("/v1/ocr", files={"file": ("law.pdf", PDF)}, data={"dpi": "100"})
+    assert r.status_code == 200 and "Федеральным законом" in r.json()["text"]
+
+
 def test_only_the_text_layer_of_an_image_is_a_clear_400(client) -> None:
     r = client().post("/v1/ocr", files={"file": ("p.png", PHOTOTEST)}, data={"text_layer": "only"})
     assert r.status_code == 400 and "text_layer" in r.json()["detail"], r.text
@@ -385,7 +396,7 @@ async def test_documents_past_the_limit_get_503_at_once_and_probes_still_answer(
 
 
 class _PdfiumHeld:
-    """PDFium's process-wide lock held by another thread (as a long render holds it) until
+    """The PDF process's lock held by another thread (as a long render holds it) until
     ``release``: a document that opens on the event loop would stall the loop behind it."""
 
     def __init__(self) -> None:
@@ -393,7 +404,10 @@ class _PdfiumHeld:
         self.thread = threading.Thread(target=self._hold, daemon=True)
 
     def _hold(self) -> None:
-        with documents._PDFIUM:
+        from serve_app.config import LimitsArgs
+        from serve_app.pdf_process import pdf_process
+
+        with pdf_process(LimitsArgs().pdf_memory_bytes).lock:
             self.held.set()
             self.go.wait(20)
 

@@ -255,10 +255,12 @@ def create_api(args: AppArgs, backend: Backend, meter: Meter | None = None) -> F
         response_model=None,
         responses={**ok(ReadyOut), **problems(503)},
     )
-    async def ready() -> dict[str, Any]:
+    async def ready(request: Request) -> dict[str, Any]:
         h = await backend.health()
-        if h.status != "ready":
-            raise NotReady(f"service is {h.status}: {h.reason}")
+        if h.status != "ready":  # the reason names deployments: for a caller with a key only
+            raise NotReady(
+                f"service is {h.status}" + ("" if request.state.caller == PROBE else f": {h.reason}")
+            )
         return {"status": "ready"}
 
     @app.get(

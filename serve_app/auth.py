@@ -85,11 +85,11 @@ class Gate:
         return names.pop()  # type: ignore[return-value]
 
     def visitor(self, headers: Mapping[str, str]) -> str:
-        """On an open route: the caller if its key is right (or none is needed), else ``PROBE``."""
-        try:
-            return self.caller(headers)
-        except Unauthorized:
+        """On an open route: ``PROBE`` for a request without a key, else the caller (a wrong key is
+        a 401 here too: it is a mistake to say, not a probe to answer)."""
+        if self._keys and not _presented(headers):
             return PROBE
+        return self.caller(headers)
 
     def _name(self, given: str) -> str | None:
         found = None

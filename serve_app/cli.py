@@ -184,13 +184,34 @@ async def ocr(client: AsyncClient, args: argparse.Namespace) -> int:
             return await read_one(client, name, args, bar if single_job else None)
 
     tasks = [asyncio.create_task(one(name)) for name in names]
+    try:
+        return await written(names, tasks, args, out, bar, client.url)
+    except asyncio.CancelledError:
+        # Ctrl-C: every document's task is stopped here, while the client is still open, so that
+        # each cancels the job it submitted (read_one) before the command ends.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def written(
+    names: list[str],
+    tasks: list[asyncio.Task[dict[str, Any]]],
+    args: argparse.Namespace,
+    out: Path | None,
+    bar: Bar,
+    url: str,
+) -> int:
+    """Each document's result written (to ``out`` or stdout) as it comes, in the order given."""
+    single_job = args.job and len(names) == 1
     failures, taken, done = 0, set[Path](), 0
     for name, task in zip(names, tasks, strict=True):
         try:
             text = render(await task, args.format)
         except (ServiceError, httpx.HTTPError, Failed) as exc:
             failures += 1
-            bar.note(f"serve-app: {name}: {reason(exc, client.url)}")
+            bar.note(f"serve-app: {name}: {reason(exc, url)}")
             continue
         finally:
             done += 1
@@ -237,6 +258,9 @@ async def health(client: AsyncClient, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(h, ensure_ascii=False, indent=2))
     else:
+        if "deployments" not in h:  # keys are set and this caller has none
+            print(f"{h['status']}  version {h['version']}  (an API key shows deployments and models)")
+            return 0 if h["status"] == "ready" else 1
         print(
             f"{h['status']}  version {h['version']}  storage {h['storage']}"
             + (f"  ({h['reason']})" if h["reason"] else "")

@@ -269,7 +269,10 @@ class LimitsArgs(_Strict):
     # The address space of the process PDFium runs in (pdf_process.py): a PDF that needs more ends
     # that process and is a 422, whatever its streams do. A page at max_page_pixels takes about
     # 0.5 GB to render; Python, numpy and PDFium take 0.2 GB before any PDF.
+    # It holds the open PDFs of this replica too (a PDF lost for memory gets a second go in a new
+    # process, alone). A step (open, render a page with its characters) past pdf_timeout_s ends it.
     pdf_memory_bytes: int = Field(2 * 1024 * 1024 * 1024, ge=512 * 1024 * 1024)
+    pdf_timeout_s: float = Field(60.0, gt=0, le=3600)
     default_dpi: int = Field(200, ge=36, le=600)
     max_dpi: int = Field(400, ge=36, le=1200)
     # Documents by URL: fetched within this time; internal addresses (loopback, private, link-local,

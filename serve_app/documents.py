@@ -124,7 +124,7 @@ class Document:
             # Measured before PDFium sees it (a first line: the memory ceiling of the PDF process
             # is the second), and read in that process, not in this one.
             check_streams(data, limits.max_pdf_stream_bytes, limits.max_pdf_inflated_bytes)
-            self._pdf = pdf_process(limits.pdf_memory_bytes).open(data)
+            self._pdf = pdf_process(limits.pdf_memory_bytes, limits.pdf_timeout_s).open(data)
             self.page_count = self._pdf.opened.page_count
         else:
             with unreadable("the document cannot be opened"):

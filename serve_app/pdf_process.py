@@ -14,14 +14,19 @@ process-wide lock did. Only this module's parent side is imported by the service
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import itertools
+import json
 import logging
 import os
 import pickle
+import select
 import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
@@ -34,25 +39,23 @@ from .text_layer import Char
 logger = logging.getLogger("ray.serve.serve_app.pdf_process")
 
 _HEADER = struct.Struct("!Q")
-Rendered = tuple[np.ndarray, tuple[Char, ...]]  # a page's image and (when asked) its characters
 
 
 def _send(stream: IO[bytes], message: Any) -> None:
+    """A request to the child: the parent's own values, pickled (the child trusts its parent)."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     stream.write(_HEADER.pack(len(data)))
     stream.write(data)
     stream.flush()
 
 
-def _receive(stream: IO[bytes]) -> Any:
-    head = stream.read(_HEADER.size)
-    if len(head) < _HEADER.size:
-        raise EOFError("the PDF process has gone")
-    size = _HEADER.unpack(head)[0]
-    data = stream.read(size)
-    if len(data) < size:
-        raise EOFError("the PDF process has gone")
-    return pickle.loads(data)
+Rendered = tuple[np.ndarray, tuple[Char, ...]]  # a page's image and (when asked) its characters
+F_SETPIPE_SZ, PIPE_BYTES = 1031, 1 << 20  # Linux's fcntl, and its default most for a user
+ANSWER_CAP = 256 << 20  # the most an answer's JSON part may claim to be (a page's characters)
+# What the child is given of this process's environment: enough to run Python, nothing secret (API
+# keys, S3 credentials); one thread each for the maths libraries, whose arenas count in its ceiling.
+CHILD_ENV = ("PATH", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "LANG", "LC_ALL", "TMPDIR")
+CHILD_THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,19 @@ class Opened:
     sizes: tuple[tuple[float, float], ...]  # each page's (width, height) in points
 
 
-class PdfProcess:
-    """The parent's side: a child started on first use and again after it dies."""
+class _Lost(Exception):
+    """The child died, hung past its deadline, ran out of memory or answered nonsense."""
 
-    def __init__(self, memory_bytes: int) -> None:
-        self.memory_bytes = memory_bytes
+    def __init__(self, why: str, again: bool) -> None:
+        super().__init__(why)
+        self.why, self.again = why, again  # again: worth one more go in a new child
+
+
+class PdfProcess:
+    """The parent's side: a child started on first use and again after it is lost."""
+
+    def __init__(self, memory_bytes: int, timeout_s: float = 60.0) -> None:
+        self.memory_bytes, self.timeout_s = memory_bytes, timeout_s
         self.lock = threading.Lock()  # one request at a time: PDFium is not thread-safe
         self._child: subprocess.Popen[bytes] | None = None
         self._generation = 0  # which child a document was opened in
@@ -73,50 +84,82 @@ class PdfProcess:
 
     def open(self, data: bytes) -> PdfHandle:
         handle = PdfHandle(self, next(self._ids), data)
-        handle.opened = self._call(handle, "open", data)
+        handle.opened = Opened(*self._call(handle, "open", data))
         return handle
 
     def _call(self, handle: PdfHandle, op: str, *args: Any) -> Any:
-        """``op`` on ``handle``'s document in the current child, opening it there first if it was
-        opened in a child that has died since."""
+        """``op`` on ``handle``'s document in the current child (opened there first if it was
+        opened in a child lost since). A child lost on it gets one more go in a new child, with
+        only this document open: what took the first may have been the others' memory."""
         with self.lock:
-            child = self._running()
-            if op != "open" and handle.generation != self._generation:
-                if op == "close":
-                    return None  # nothing of it is left in this child
-                self._exchange(child, handle, "open", handle.data)
-            result = self._exchange(child, handle, op, *args)
-            handle.generation = self._generation
-            return result
+            for attempt in (1, 2):
+                child = self._running()
+                try:
+                    if op != "open" and handle.generation != self._generation:
+                        if op == "close":
+                            return None  # nothing of it is left in this child
+                        self._exchange(child, "open", handle.id, handle.data)
+                    result = self._exchange(child, op, handle.id, *args)
+                    handle.generation = self._generation
+                    return result
+                except _Lost as lost:
+                    self._end(f"{lost.why} during {op}")
+                    if attempt == 2 or not lost.again:
+                        raise UnprocessableDocument(
+                            f"this PDF {lost.why} (limits.pdf_memory_bytes {self.memory_bytes >> 20} MiB, "
+                            f"limits.pdf_timeout_s {self.timeout_s:g} s)"
+                        ) from None
+            raise AssertionError("unreachable")
 
-    def _exchange(self, child: subprocess.Popen[bytes], handle: PdfHandle, op: str, *args: Any) -> Any:
+    def _exchange(self, child: subprocess.Popen[bytes], op: str, doc_id: int, *args: Any) -> Any:
         assert child.stdin is not None and child.stdout is not None
-        try:
-            _send(child.stdin, (op, handle.id, args))
-            ok, value = _receive(child.stdout)
-        except (EOFError, OSError, pickle.UnpicklingError):
-            code = child.wait()
-            self._child = None
-            logger.warning(
-                "the PDF process ended (exit %s) during %s; a new one starts with the next PDF", code, op
+        deadline = time.monotonic() + self.timeout_s
+        try:  # the request is ours, pickled; the answer is the child's, framed and checked
+            _send(child.stdin, (op, doc_id, args))
+            head = json.loads(_read(child.stdout, _length(child.stdout, deadline, ANSWER_CAP), deadline))
+            if not head["ok"]:
+                if head.get("memory"):
+                    raise _Lost(f"needed more memory than the PDF process has: {head['error']}", True)
+                raise UnprocessableDocument(str(head["error"]))
+            if op != "render":
+                return head["value"]
+            height, width = int(head["shape"][0]), int(head["shape"][1])
+            size = _length(child.stdout, deadline, self.memory_bytes)
+            if height < 1 or width < 1 or size != height * width * 3:
+                raise _Lost("was answered with an image of the wrong size", False)
+            image = np.frombuffer(_read(child.stdout, size, deadline), np.uint8).reshape(height, width, 3)
+            chars = tuple(
+                Char(str(t), (x0, y0, x1, y1), bool(v), bool(g)) for t, x0, y0, x1, y1, v, g in head["chars"]
             )
-            raise UnprocessableDocument(
-                f"this PDF could not be read within {self.memory_bytes >> 20} MiB of memory "
-                "(limits.pdf_memory_bytes), or it made the PDF reader fail"
-            ) from None
-        if not ok:
-            raise UnprocessableDocument(value)
-        return value
+            return image, chars
+        except TimeoutError:
+            raise _Lost(f"was not read within {self.timeout_s:g} s", False) from None
+        except (EOFError, OSError) as exc:
+            raise _Lost(f"ended the PDF process ({exc})", True) from None
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise _Lost(f"was answered with nonsense ({type(exc).__name__})", False) from None
 
     def _running(self) -> subprocess.Popen[bytes]:
         if self._child is None or self._child.poll() is not None:
+            env = {k: v for k, v in os.environ.items() if k in CHILD_ENV} | CHILD_THREADS
             self._child = subprocess.Popen(
-                [sys.executable, "-m", "serve_app.pdf_process", str(self.memory_bytes)],
+                [sys.executable, "-m", "serve_app.pdf_process", str(self.memory_bytes), str(os.getpid())],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
+                env=env,
             )
+            with contextlib.suppress(OSError):  # a page's pixels in fewer, larger pieces (Linux)
+                assert self._child.stdout is not None
+                fcntl.fcntl(self._child.stdout.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
             self._generation += 1
         return self._child
+
+    def _end(self, why: str) -> None:
+        if self._child is not None:
+            self._child.kill()
+            code = self._child.wait()
+            logger.warning("PDF process ended (exit %s): a PDF %s; the next PDF starts another", code, why)
+            self._child = None
 
     def stop(self) -> None:
         with self.lock:
@@ -126,8 +169,31 @@ class PdfProcess:
                 self._child = None
 
 
+def _length(stream: IO[bytes], deadline: float, cap: int) -> int:
+    size = int(_HEADER.unpack(_read(stream, _HEADER.size, deadline))[0])
+    if size > cap:
+        raise ValueError(f"an answer of {size} bytes")
+    return size
+
+
+def _read(stream: IO[bytes], size: int, deadline: float) -> bytearray:
+    """Exactly ``size`` bytes from the child's pipe by ``deadline`` (TimeoutError), or EOFError."""
+    fd = stream.fileno()
+    buffer = bytearray(size)
+    view, got = memoryview(buffer), 0
+    while got < size:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise TimeoutError
+        chunk = os.readv(fd, [view[got : got + (1 << 22)]])
+        if chunk == 0:
+            raise EOFError("the PDF process has gone")
+        got += chunk
+    return buffer
+
+
 class PdfHandle:
-    """One open PDF in the child (opened again there if a child died meanwhile)."""
+    """One open PDF in the child (opened again there if a child was lost meanwhile)."""
 
     def __init__(self, process: PdfProcess, id: int, data: bytes) -> None:
         self.process, self.id, self.data = process, id, data
@@ -142,16 +208,16 @@ class PdfHandle:
         self.process._call(self, "close")
 
 
-_processes: dict[int, PdfProcess] = {}
+_processes: dict[tuple[int, float], PdfProcess] = {}
 _processes_lock = threading.Lock()
 
 
-def pdf_process(memory_bytes: int) -> PdfProcess:
-    """This replica's PDF process for that ceiling (one per ceiling: in practice, one)."""
+def pdf_process(memory_bytes: int, timeout_s: float) -> PdfProcess:
+    """This replica's PDF process for those limits (one per limits: in practice, one)."""
     with _processes_lock:
-        if memory_bytes not in _processes:
-            _processes[memory_bytes] = PdfProcess(memory_bytes)
-        return _processes[memory_bytes]
+        if (memory_bytes, timeout_s) not in _processes:
+            _processes[memory_bytes, timeout_s] = PdfProcess(memory_bytes, timeout_s)
+        return _processes[memory_bytes, timeout_s]
 
 
 # ---- the child ------------------------------------------------------------------------------
@@ -225,28 +291,47 @@ def _page_chars(page, width: int, height: int) -> tuple[Char, ...]:  # page: pdf
         textpage.close()
 
 
-def _serve(memory_bytes: int) -> None:
+def _serve(memory_bytes: int, parent: int) -> None:
+    import ctypes
     import resource
+    import signal
 
     import pypdfium2 as pdfium
 
+    with contextlib.suppress(OSError, AttributeError):  # Linux: ends with the replica, even one killed
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        return
+    # A blank page read first, so that every library a page needs is loaded before the ceiling.
+    blank = pdfium.PdfDocument.new()
+    blank.new_page(72, 72)
+    _page_chars(blank[0], 1, 1)
+    _rendered(blank[0], 1.0, 0)
+    blank.close()
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    # The answers go on a copy of fd 1; fd 1 itself becomes stderr, so that nothing printed (by
+    # Python or by PDFium's C code) can fall into them.
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    requests = sys.stdin.buffer
     documents: dict[int, Any] = {}
 
-    def open_(doc_id: int, data: bytes) -> Opened:
+    def open_(doc_id: int, data: bytes) -> list[Any]:
         with unreadable("the document cannot be opened"):
             pdf = documents[doc_id] = pdfium.PdfDocument(data)
-            return Opened(len(pdf), tuple(pdf.get_page_size(i) for i in range(len(pdf))))
+            return [len(pdf), [list(pdf.get_page_size(i)) for i in range(len(pdf))]]
 
-    def render(doc_id: int, index: int, scale: float, text_layer: bool) -> Rendered:
+    def render(doc_id: int, index: int, scale: float, text_layer: bool) -> None:
         with unreadable(f"page {index + 1} of the PDF cannot be read"):
             page = documents[doc_id][index]
         try:
             image = _rendered(page, scale, index)
             chars = _page_chars_or_none(page, index, image.shape[1], image.shape[0]) if text_layer else ()
-            return image, chars
         finally:
             page.close()
+        rows = [[c.text, *c.box, c.visible, c.generated] for c in chars]
+        _write(answers, json.dumps({"ok": True, "shape": image.shape, "chars": rows}).encode(), image.data)
 
     def close(doc_id: int) -> None:
         pdf = documents.pop(doc_id, None)
@@ -254,27 +339,35 @@ def _serve(memory_bytes: int) -> None:
             pdf.close()
 
     ops: dict[str, Callable[..., Any]] = {"open": open_, "render": render, "close": close}
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # anything printed goes to the log, not into the answers
     while True:
-        try:
-            op, doc_id, args = _receive(stdin)
-        except EOFError:
+        head = requests.read(_HEADER.size)
+        if len(head) < _HEADER.size:
             return  # the parent has gone
+        op, doc_id, args = pickle.loads(requests.read(_HEADER.unpack(head)[0]))  # the parent's own
+        answer: dict[str, Any]
         try:
-            answer = (True, ops[op](doc_id, *args))
+            value = ops[op](doc_id, *args)
+            if op == "render":
+                continue  # answered as it went
+            answer = {"ok": True, "value": value}
         except UnprocessableDocument as exc:
-            answer = (False, exc.detail)
+            answer = {"ok": False, "error": exc.detail, "memory": "MemoryError" in exc.detail}
         except MemoryError:
-            answer = (False, f"this PDF needs more than {memory_bytes >> 20} MiB of memory to read")
+            answer = {"ok": False, "error": "MemoryError", "memory": True}
         except Exception as exc:
-            answer = (False, f"the PDF cannot be read: {type(exc).__name__}: {exc}")
-        _send(stdout, answer)
+            answer = {"ok": False, "error": f"the PDF cannot be read: {type(exc).__name__}: {exc}"}
+        _write(answers, json.dumps(answer).encode())
+
+
+def _write(stream: IO[bytes], *parts: bytes | memoryview) -> None:
+    for part in parts:
+        stream.write(_HEADER.pack(len(part) if isinstance(part, bytes) else part.nbytes))
+        stream.write(part)
+    stream.flush()
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    # Through the package, not __main__: what it answers must unpickle as serve_app's classes.
+    # Through the package, not as __main__: one module, one set of names.
     from serve_app.pdf_process import _serve as serve
 
-    serve(int(sys.argv[1]))
+    serve(int(sys.argv[1]), int(sys.argv[2]))

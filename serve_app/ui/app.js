@@ -31,6 +31,7 @@ const TEXT = {
     "h.models": "Models", "h.storage": "Storage", "h.version": "Version", "h.name": "Name",
     "h.model": "Model", "h.detail": "Detail", "h.keyed": "Enter an API key above to see deployments and models.", "st.ready": "ready", "st.loading": "loading models",
     "st.starting": "starting", "st.degraded": "degraded", "st.down": "not answering",
+    "st.unauthorized": "key not accepted",
   },
   ru: {
     "tab.read": "Распознать", "tab.jobs": "Задания", "tab.chat": "Чат", "tab.health": "Состояние",
@@ -59,6 +60,7 @@ const TEXT = {
     "h.models": "Модели", "h.storage": "Хранилище", "h.version": "Версия", "h.name": "Имя",
     "h.model": "Модель", "h.detail": "Подробности", "h.keyed": "Введите API-ключ вверху, чтобы увидеть развёртывания и модели.", "st.ready": "готов", "st.loading": "загружает модели",
     "st.starting": "запускается", "st.degraded": "работает не полностью", "st.down": "не отвечает",
+    "st.unauthorized": "ключ не принят",
   },
 };
 
@@ -662,7 +664,8 @@ async function refreshHealth() {
   try {
     health = await json("health");
   } catch (err) {
-    health = { status: "down", reason: err.detail || err.title, deployments: {}, models: {} };
+    const status = err.status === 401 ? "unauthorized" : "down";
+    health = { status, reason: err.detail || err.title, deployments: {}, models: {} };
   }
   if (asked !== healthAsked) return; // a later answer is on its way, or already shown
   const pill = $("#status");

@@ -206,25 +206,29 @@ def test_the_cli_submits_follows_fetches_and_cancels_jobs(
     assert (
         body["job_id"] and len(body["pages"]) == 3 and all(reads_phototest(p["text"]) for p in body["pages"])
     )
-    # Ctrl-C on `ocr --job`: the job it submitted is cancelled, and it exits 130.
+    # Ctrl-C on `ocr --job`: the jobs it submitted (two at once) are cancelled, and it exits 130.
     import signal
     import subprocess
     import sys
 
-    long = tmp_path / "long.tif"
-    long.write_bytes(phototest_tiff(24))
+    long = [tmp_path / "long-1.tif", tmp_path / "long-2.tif"]
+    for n, path in enumerate(long):
+        path.write_bytes(phototest_tiff(20 + n))  # two documents, two jobs (not one cached result)
     before = set(job_ids(s3))
-    command = [str(Path(sys.executable).parent / "serve-app"), "--url", url, "ocr", str(long), "--job"]
+    cli_path = str(Path(sys.executable).parent / "serve-app")
+    command = [cli_path, "--url", url, "ocr", *map(str, long), "--job", "--concurrency", "2"]
     running = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: bool(set(job_ids(s3)) - before), timeout_s=60, every_s=0.2)
-        (submitted,) = set(job_ids(s3)) - before
+        wait_for(lambda: len(set(job_ids(s3)) - before) == 2, timeout_s=60, every_s=0.2)
+        submitted = set(job_ids(s3)) - before
         running.send_signal(signal.SIGINT)
         assert running.wait(timeout=30) == 130
     finally:
         running.kill()
     assert running.stderr is not None and running.stderr.read() == "serve-app: interrupted\n"
-    assert httpx.get(f"{url}/v1/jobs/{submitted}", timeout=10).json()["status"] == "cancelled"
+    assert {httpx.get(f"{url}/v1/jobs/{job}", timeout=10).json()["status"] for job in submitted} == {
+        "cancelled"
+    }
 
     # Jobs counted by the ingress (submitted) and the Jobs replica (how they ended, the cache).
     scraped(

@@ -407,7 +407,7 @@ class _PdfiumHeld:
         from serve_app.config import LimitsArgs
         from serve_app.pdf_process import pdf_process
 
-        with pdf_process(LimitsArgs().pdf_memory_bytes).lock:
+        with pdf_process(LimitsArgs().pdf_memory_bytes, LimitsArgs().pdf_timeout_s).lock:
             self.held.set()
             self.go.wait(20)
 

@@ -125,7 +125,9 @@ def test_with_keys_every_route_but_the_probes_needs_one(backend, caplog) -> None
         assert c.get(path).status_code == 200, path
     # /health tells a caller without a right key no names, messages or paths: a probe's due only.
     assert c.get("/health").json() == {"status": "ready", "version": __version__}
-    assert set(c.get("/health", headers={"X-Api-Key": KEY[::-1]}).json()) == {"status", "version"}
+    assert_problem(
+        c.get("/health", headers={"X-Api-Key": KEY[::-1]}), 401, "unauthorized"
+    )  # said, not hidden
     HealthOut.model_validate(full := c.get("/health", headers={"X-Api-Key": KEY}).json())
     assert {"deployments", "models", "storage", "reason"} <= set(full)
     assert c.get("/").status_code == 200 and c.get("/ui/app.js").status_code == 200  # the page asks for a key
@@ -137,6 +139,17 @@ def test_with_keys_every_route_but_the_probes_needs_one(backend, caplog) -> None
     assert "quick brown dog" in ok.json()["text"]
     assert c.get("/v1/models", headers={"X-Api-Key": OTHER}).status_code == 200
     assert KEY not in caplog.text and OTHER not in caplog.text
+
+
+def test_a_probe_without_a_key_is_not_told_why_the_service_is_not_ready(backend) -> None:
+    c = keyed(backend)
+    backend.status = "loading"
+    try:
+        probe = assert_problem(c.get("/ready"), 503, "not-ready")
+        keyed_view = assert_problem(c.get("/ready", headers={"X-Api-Key": KEY}), 503, "not-ready")
+    finally:
+        backend.status = "ready"
+    assert probe["detail"] == "service is loading" and keyed_view["detail"].startswith("service is loading: ")
 
 
 def test_the_schema_offers_both_ways_to_send_a_key_only_when_keys_are_set(backend, make_args) -> None:

@@ -51,11 +51,36 @@ def test_a_render_past_the_ceiling_fails_alone(process: PdfProcess) -> None:
 def test_a_process_that_dies_is_replaced_and_its_documents_opened_again(process: PdfProcess) -> None:
     law = process.open(LAW)
     first = process._running()
-    first.send_signal(signal.SIGKILL)  # as the kernel ends a process past its ceiling
+    first.send_signal(signal.SIGKILL)  # as PDFium crashing on a crafted file ends it
     first.wait()
     image, chars = law.render(0, 100 / 72, True)
     assert image.shape == (1170, 827, 3) and chars
     assert process._running().pid != first.pid
+
+
+def test_a_step_past_its_deadline_ends_the_process_and_fails_alone(process: PdfProcess) -> None:
+    law = process.open(LAW)
+    hurried = PdfProcess(CEILING, timeout_s=1e-6)
+    try:
+        with pytest.raises(UnprocessableDocument, match="was not read within"):
+            hurried.open(LAW)
+        assert hurried._child is None  # killed, not left running
+    finally:
+        hurried.stop()
+    assert law.render(0, 1.0, False)[0].shape[2] == 3
+
+
+def test_the_process_gets_no_secrets_and_one_thread_per_maths_library(
+    process: PdfProcess, monkeypatch
+) -> None:
+    monkeypatch.setenv("SERVE_APP_AUTH__API_KEYS", "a-secret-key-0123456789")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "another-secret")
+    process.stop()
+    process.open(LAW)
+    with open(f"/proc/{process._running().pid}/environ", "rb") as given:
+        environ = given.read().split(b"\0")
+    assert not any(b"secret" in v for v in environ)
+    assert b"OPENBLAS_NUM_THREADS=1" in environ and b"MALLOC_ARENA_MAX=2" in environ
 
 
 def test_a_broken_pdf_is_a_readable_error_and_the_process_lives_on(process: PdfProcess) -> None:

@@ -74,15 +74,15 @@ def test_a_page_is_read_and_shown_with_its_text_and_boxes(page, web: str) -> Non
 
 
 def test_a_job_runs_to_its_end_with_its_progress_bar_moving(page, web: str, tmp_path: Path) -> None:
-    pages = 8  # a page a slice, each a second or so: the bar is seen between its ends
-    document = tmp_path / "eight-pages.tif"
+    pages = 12  # a page a slice, each about a second: the bar is seen between its ends
+    document = tmp_path / "twelve-pages.tif"
     document.write_bytes(phototest_tiff(pages))
     opened(page, web)
     page.check("input[name=as_job]")
     read(page, document, lang="en")
     row = page.locator("#jobs tbody tr[data-job]")
     row.wait_for()
-    assert page.is_visible("#tab-jobs") and "eight-pages.tif" in row.inner_text()
+    assert page.is_visible("#tab-jobs") and "twelve-pages.tif" in row.inner_text()
     seen: list[int] = []
 
     def progressed() -> bool:
@@ -100,7 +100,7 @@ def test_a_job_runs_to_its_end_with_its_progress_bar_moving(page, web: str, tmp_
     row.get_by_role("button", name="Open").click()
     page.locator("svg.page").nth(pages - 1).wait_for()
     assert page.locator("svg.page").count() == pages
-    assert page.is_visible("#tab-read") and page.inner_text("#result-name") == "eight-pages.tif"
+    assert page.is_visible("#tab-read") and page.inner_text("#result-name") == "twelve-pages.tif"
     # Its page images came through the service, with the key (not from S3's own URLs).
     image = page.get_attribute("svg.page image >> nth=0", "href")
     assert (

@@ -27,15 +27,22 @@ GROWTH_LIMIT = 0.05
 
 
 def serve_rss() -> dict[str, float]:
-    """MiB resident per Serve process on this machine, by its title (``ray::ServeReplica:app:Name``)."""
+    """MiB resident per Serve process on this machine, by its title (``ray::ServeReplica:app:Name``),
+    and of the ingress's PDF process."""
     import psutil
 
     rss: dict[str, float] = {}
     for proc in psutil.process_iter(["cmdline", "memory_info"]):
         title = " ".join(proc.info["cmdline"] or [])
-        if title.startswith(SERVE_PROCESSES) and proc.info["memory_info"] is not None:
+        if proc.info["memory_info"] is None:
+            continue
+        if title.startswith(SERVE_PROCESSES):
             name = title.split()[0].split(".")[0]  # the title names the method running, if any
-            rss[name] = rss.get(name, 0.0) + proc.info["memory_info"].rss / 2**20
+        elif "-m serve_app.pdf_process" in title:
+            name = "PDF process"  # the ingress's PDFium, a process of its own
+        else:
+            continue
+        rss[name] = rss.get(name, 0.0) + proc.info["memory_info"].rss / 2**20
     return rss
 
 

@@ -29,7 +29,7 @@ if [ -z "${SERVE_APP_STORAGE__ENDPOINT_URL:-}" ] && [ "${SERVE_APP_LOCAL_S3:-1}"
 fi
 
 echo "serve_app: starting with $config; it answers at http://127.0.0.1:8000"
-echo "  readiness http://127.0.0.1:8000/ready   API docs http://127.0.0.1:8000/docs"
+echo "  web page http://127.0.0.1:8000/   readiness /ready   API docs /docs   CLI .venv/bin/serve-app"
 if [ -z "${SERVE_APP_AUTH__API_KEYS:-}" ]; then
   echo "  no API keys: open to anyone on this machine (127.0.0.1 only); SERVE_APP_AUTH__API_KEYS=k1,k2 asks for one"
 fi

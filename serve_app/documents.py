@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,8 +24,6 @@ from .errors import (
 from .pdf_process import pdf_process
 from .pdf_streams import check_streams
 from .text_layer import Char
-
-logger = logging.getLogger("ray.serve.serve_app.documents")
 
 # PIL's own bomb check would fire on big but legal pages; ours (max_page_pixels) runs first.
 Image.MAX_IMAGE_PIXELS = None

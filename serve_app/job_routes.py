@@ -179,8 +179,7 @@ def add_job_routes(
     async def cancel(request: Request, job_id: str) -> dict[str, Any]:
         store, _ = need_storage()
         assert args.storage is not None
-        await store.get(job_id, request.state.caller)  # theirs to cancel (an owner never changes)
-        record, cancelled = await store.cancel(job_id, args.storage.retention_s)
+        record, cancelled = await store.cancel(job_id, args.storage.retention_s, request.state.caller)
         if not cancelled and record.status != "cancelled":
             raise JobConflict(f"job {job_id} has already {record.status}; there is nothing to cancel")
         if cancelled:

@@ -47,19 +47,16 @@ class JobStore:
         found = await self.storage.get_tagged(self._record_key(job_id))
         return None if found is None else (JobRecord.model_validate_json(found[0]), found[1])
 
-    async def existing(self, job_id: str) -> tuple[JobRecord, str]:
-        """``read``, or NotFound for a job that is not (or no longer) there."""
+    async def existing(self, job_id: str, caller: str | None = None) -> tuple[JobRecord, str]:
+        """``read``, or NotFound for a job that is not (or no longer) there; with ``caller``, for
+        one that is not theirs too (another's is as unknown as none)."""
         found = await self.read(job_id)
-        if found is None:
-            raise _unknown(job_id)
+        if found is None or (caller is not None and found[0].owner not in (None, caller)):
+            raise NotFound(f"no job {job_id!r} (unknown, or expired and deleted)")
         return found
 
     async def get(self, job_id: str, caller: str | None = None) -> JobRecord:
-        """The record; with ``caller``, only if it is theirs (another's is as unknown as none)."""
-        record = (await self.existing(job_id))[0]
-        if caller is not None and record.owner not in (None, caller):
-            raise _unknown(job_id)
-        return record
+        return (await self.existing(job_id, caller))[0]
 
     async def write(self, record: JobRecord, etag: str) -> str:
         """Replace the record if it is still the version ``etag`` (``Conflict`` otherwise)."""
@@ -78,10 +75,12 @@ class JobStore:
     async def unqueue(self, job_id: str) -> None:
         await self.storage.delete([f"queue/{job_id}"])
 
-    async def cancel(self, job_id: str, retention_s: float) -> tuple[JobRecord, bool]:
+    async def cancel(
+        self, job_id: str, retention_s: float, caller: str | None = None
+    ) -> tuple[JobRecord, bool]:
         """(the record, whether this call cancelled it): a finished job is left as it is."""
         while True:
-            record, etag = await self.existing(job_id)
+            record, etag = await self.existing(job_id, caller)
             if record.status in FINISHED:
                 return record, False
             cancelled = record.finish("cancelled", retention_s)
@@ -123,7 +122,3 @@ class JobStore:
             await self.storage.delete([name for name, _ in objects] + [f"queue/{job_id}"])
             gone += 1
         return gone
-
-
-def _unknown(job_id: str) -> NotFound:
-    return NotFound(f"no job {job_id!r} (unknown, or expired and deleted)")

@@ -7,15 +7,15 @@ that needs more, or crashes PDFium, ends that child, not the replica; its reques
 the next PDF gets a new child. Documents other requests had open there are opened again in the new
 one (the parent keeps their bytes), so one bad file fails only itself.
 
-The child runs ``python -m serve_app.pdf_process BYTES`` and answers pickled requests on its stdin
-and stdout, one at a time: PDFium is not thread-safe, so one process serialises what the old
+The child runs ``python -m serve_app.pdf_process BYTES PARENT_PID``: it reads the parent's pickled
+requests on its stdin and answers each on its stdout as checked frames (JSON, and a page's raw
+pixels), one at a time: PDFium is not thread-safe, so one process serialises what the old
 process-wide lock did. Only this module's parent side is imported by the service.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import itertools
 import json
 import logging
@@ -50,7 +50,6 @@ def _send(stream: IO[bytes], message: Any) -> None:
 
 
 Rendered = tuple[np.ndarray, tuple[Char, ...]]  # a page's image and (when asked) its characters
-F_SETPIPE_SZ, PIPE_BYTES = 1031, 1 << 20  # Linux's fcntl, and its default most for a user
 ANSWER_CAP = 256 << 20  # the most an answer's JSON part may claim to be (a page's characters)
 # What the child is given of this process's environment: enough to run Python, nothing secret (API
 # keys, S3 credentials); one thread each for the maths libraries, whose arenas count in its ceiling.
@@ -152,25 +151,23 @@ class PdfProcess:
                 stdout=subprocess.PIPE,
                 env=env,
             )
-            with contextlib.suppress(OSError):  # a page's pixels in fewer, larger pieces (Linux)
-                assert self._child.stdout is not None
-                fcntl.fcntl(self._child.stdout.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
             self._generation += 1
         return self._child
 
-    def _end(self, why: str) -> None:
+    def _end(self, why: str | None = None) -> None:
+        """The child killed (if it still runs) and waited for; ``why`` is logged."""
         if self._child is not None:
             self._child.kill()
             code = self._child.wait()
-            logger.warning("PDF process ended (exit %s): a PDF %s; the next PDF starts another", code, why)
             self._child = None
+            if why is not None:
+                logger.warning(
+                    "PDF process ended (exit %s): a PDF %s; the next PDF starts another", code, why
+                )
 
     def stop(self) -> None:
         with self.lock:
-            if self._child is not None:
-                self._child.kill()
-                self._child.wait()
-                self._child = None
+            self._end()
 
 
 def _length(stream: IO[bytes], deadline: float, cap: int) -> int:

@@ -151,7 +151,6 @@ async function problem(response) {
     status: response.status,
     title: body.title || response.statusText,
     detail: body.detail || "",
-    type: body.type || "",
     retryAfter: response.headers.get("Retry-After"),
   });
 }

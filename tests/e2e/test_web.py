@@ -86,12 +86,15 @@ def test_a_job_runs_to_its_end_with_its_progress_bar_moving(page, web: str, tmp_
     seen: list[int] = []
 
     def progressed() -> bool:
+        # The status first: the row may be redrawn between the two reads, and the bar read after
+        # a final status is the final bar.
+        ended = row.get_attribute("data-status") in ("succeeded", "failed", "cancelled")
         value = int(row.locator("progress").get_attribute("value") or 0)
         if not seen or seen[-1] != value:
             seen.append(value)
             if 0 < value < pages:
                 screenshot(page, "job-running")
-        return row.get_attribute("data-status") in ("succeeded", "failed", "cancelled")
+        return ended
 
     wait_for(progressed, timeout_s=240, every_s=0.2)
     assert row.get_attribute("data-status") == "succeeded", row.inner_text()

@@ -4,7 +4,6 @@ is 200 again, pages are read again, and the job still succeeds with one result."
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
@@ -12,7 +11,8 @@ import httpx
 import pytest
 
 from scripts.s3_dev import SeaweedFS
-from tests.conftest import DATA, reads_phototest
+from tests.conftest import reads_phototest
+from tests.load import Load
 from tests.serve_fixtures import (
     answers_200,
     complete_result,
@@ -27,7 +27,6 @@ from tests.serve_fixtures import (
 
 APP = "faults"
 CLIENTS = 16
-PAGE = {"file": ("p.png", (DATA / "phototest.png").read_bytes())}
 JOB_PAGES = 6
 
 
@@ -51,48 +50,6 @@ def replicas(deployment: str) -> set[str]:
     }
 
 
-class Load:
-    """``CLIENTS`` threads sending a page each, one after another, until stopped; each outcome kept."""
-
-    def __init__(self, url: str) -> None:
-        self.url, self.stop = url, threading.Event()
-        self.outcomes: list[tuple[float, int]] = []  # (when, status)
-        self.wrong: list[str] = []
-        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(CLIENTS)]
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=120)
-
-    def _client(self) -> None:
-        # The client's own timeout is well past the request's deadline (timeout_s): hitting it is a hang.
-        with httpx.Client(timeout=120) as client:
-            while not self.stop.is_set():
-                try:
-                    r = client.post(f"{self.url}/v1/ocr", files=PAGE, data={"lang": "en", "timeout_s": "45"})
-                except httpx.HTTPError as exc:
-                    self.wrong.append(f"no answer: {exc!r}")
-                    continue
-                self.outcomes.append((time.monotonic(), r.status_code))
-                if r.status_code == 503 and not r.headers.get("retry-after"):
-                    self.wrong.append(f"503 without Retry-After: {r.text}")
-                elif r.status_code == 200 and not reads_phototest(r.json()["text"]):
-                    self.wrong.append(f"200 with the wrong text: {r.json()['text'][:200]}")
-                elif r.status_code not in (200, 503, 504):
-                    self.wrong.append(f"{r.status_code}: {r.text[:500]}")
-                if r.status_code != 200:
-                    self.stop.wait(0.5)  # a client backing off (Retry-After asks for more)
-
-    def ok_since(self, when: float) -> int:
-        return sum(1 for at, status in self.outcomes if at > when and status == 200)
-
-
 @pytest.mark.parametrize("deployment", ["Recognizer", "Layout"])
 def test_a_model_replica_killed_under_load_loses_no_request_and_no_job(
     url: str, s3: SeaweedFS, deployment: str
@@ -101,7 +58,7 @@ def test_a_model_replica_killed_under_load_loses_no_request_and_no_job(
 
     job_id = queue_pages(url, JOB_PAGES)
     (victim,) = replicas(deployment)
-    with Load(url) as load:
+    with Load(url, CLIENTS) as load:
         wait_for(lambda: load.ok_since(0) >= 3, timeout_s=120)
         ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
         killed = time.monotonic()
@@ -111,11 +68,9 @@ def test_a_model_replica_killed_under_load_loses_no_request_and_no_job(
         wait_for(lambda: load.ok_since(recovered) >= 3, timeout_s=120)  # pages are read again
     assert not any(t.is_alive() for t in load.threads), "a client got no answer"
     assert not load.wrong, load.wrong[:5]
-    after = [status for at, status in load.outcomes if at > killed]
     print(
         f"{deployment} killed: ready again after {recovered - killed:.1f} s; "
-        f"outcomes {sorted({s: [o for _, o in load.outcomes].count(s) for s in {200, 503, 504}}.items())}, "
-        f"after the kill {sorted({s: after.count(s) for s in set(after)}.items())}"
+        f"outcomes {load.counts()}, after the kill {load.counts(since=killed)}"
     )
 
     done = wait_job(url, job_id, finished, timeout_s=240)

@@ -1,7 +1,8 @@
-"""The app on a real three-node Ray cluster (a head and two workers, each its own raylet), deployed
-with `serve deploy` through the dashboard as an operator does: the models land on the workers, the
-proxy, controller and ingress on the head; a worker lost under load costs no request a 500 or a
-hang, its replicas come back on the other worker, and the time that takes is printed."""
+"""The app on a real three-node Ray cluster (a head and two workers, each its own raylet), with jobs
+in a real S3, deployed with `serve deploy` through the dashboard as an operator does: the models land
+on the workers, the proxy, controller, ingress and job runners on the head; a worker lost under load
+costs no request a 500 or a hang, its replicas come back on the other worker, the jobs it was reading
+finish with one result each, and the time to recover is printed."""
 
 from __future__ import annotations
 
@@ -9,22 +10,38 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
+from scripts.s3_dev import SeaweedFS
 from tests.cluster.nodes import Cluster, Node
+from tests.conftest import reads_phototest
 from tests.load import Load
-from tests.serve_fixtures import ROOT, answers_200, free_port, wait_for
+from tests.serve_fixtures import (
+    ROOT,
+    S3_CREDENTIALS,
+    answers_200,
+    complete_result,
+    finished,
+    free_port,
+    queue_pages,
+    stored_files,
+    wait_for,
+    wait_job,
+)
 
 CLIENTS = 4
+JOBS, JOB_PAGES = 2, 8
 MODELS = ("Layout", "Recognizer")
 # The shape of a GPU cluster: only the workers have what the models ask for (here a custom resource
 # standing in for GPUs), and the front end is pinned to the head, which has no models.
 MODEL_NODE, FRONT_NODE = {"model_node": 1}, {"front_node": 1}
 
 
-def cluster_config(port: int) -> dict:
-    """serve_config.cpu.yaml as a cluster's config: the models need a model node, the ingress the head."""
+def cluster_config(port: int, s3: SeaweedFS) -> dict:
+    """serve_config.cpu.yaml as a cluster's config, storage in ``s3``: the models need a model node,
+    the ingress and the job runners the head."""
     config = yaml.safe_load((ROOT / "serve_config.cpu.yaml").read_text())
     config["http_options"] = {"host": "127.0.0.1", "port": port}
     config["proxy_location"] = "HeadOnly"  # one proxy: every node shares 127.0.0.1 here
@@ -32,7 +49,13 @@ def cluster_config(port: int) -> dict:
     # A quarter each: both models fit on one worker when the other is lost.
     for section in ("layout", "recognizer"):
         args[section]["deployment"]["ray_actor_options"]["resources"] = {"model_node": 0.25}
-    args["ingress"]["deployment"]["ray_actor_options"]["resources"] = {"front_node": 0.1}
+    args["storage"] = {"endpoint_url": s3.endpoint_url, "bucket": "ocr-results", "timeout_s": 2}
+    # Short leases and one page a slice: a job is mid-document when its models' node is lost.
+    args["jobs"].update(lease_s=4, poll_s=0.5, slice_pages=1)
+    for section in ("ingress", "jobs"):
+        args[section]["deployment"]["ray_actor_options"].update(
+            resources={"front_node": 0.1}, runtime_env={"env_vars": S3_CREDENTIALS}
+        )
     return config
 
 
@@ -52,10 +75,10 @@ def cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
-def url(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> str:
+def url(cluster: Cluster, s3: SeaweedFS, tmp_path_factory: pytest.TempPathFactory) -> str:
     port = free_port()
     path = Path(tmp_path_factory.mktemp("config")) / "serve_config.yaml"
-    path.write_text(yaml.safe_dump(cluster_config(port)))
+    path.write_text(yaml.safe_dump(cluster_config(port, s3)))
     deployed = cluster.serve("deploy", str(path))
     assert deployed.returncode == 0, deployed.stderr[-3000:]
     url = f"http://127.0.0.1:{port}"
@@ -72,27 +95,38 @@ def placement(cluster: Cluster) -> dict[str, set[str]]:
     return where
 
 
+def on_the_head(where: dict[str, set[str]], head: str) -> bool:
+    return where["controller"] == where["proxy"] == where["Ingress"] == where["Jobs"] == {head}
+
+
 def test_serve_deploy_puts_the_models_on_the_workers_and_the_front_on_the_head(
     cluster: Cluster, url: str
 ) -> None:
     head, *workers = (node.node_id for node in cluster.nodes)
     where = placement(cluster)
-    assert where["controller"] == where["proxy"] == where["Ingress"] == {head}, where
+    assert on_the_head(where, head), where
     for name in MODELS:
         assert len(where[name]) == 1 and where[name] <= set(workers), (name, where)
     status = cluster.serve("status")
     assert status.returncode == 0 and "status: RUNNING" in status.stdout, status.stdout
 
 
-def test_a_worker_node_lost_under_load_loses_no_request_and_its_replicas_come_back(
-    cluster: Cluster, url: str
+def test_a_worker_node_lost_under_load_loses_no_request_and_no_job(
+    cluster: Cluster, url: str, s3: SeaweedFS
 ) -> None:
     head, *workers = cluster.nodes
     (victim_id,) = placement(cluster)["Recognizer"]
     victim: Node = next(n for n in workers if n.node_id == victim_id)
     (survivor,) = (n for n in workers if n is not victim)
-    with Load(url, CLIENTS) as load:
-        wait_for(lambda: load.ok_since(0) >= 3, timeout_s=120)
+    jobs = [queue_pages(url, JOB_PAGES) for _ in range(JOBS)]
+    views: list[dict] = []
+    with Load(url, CLIENTS) as load, httpx.Client(base_url=url, timeout=10) as client:
+
+        def reading() -> bool:  # every job has read a page, and every client too
+            views[:] = [client.get(f"/v1/jobs/{job}").json() for job in jobs]
+            return load.ok_since(0) >= CLIENTS and all(v["progress"]["pages_done"] >= 1 for v in views)
+
+        wait_for(reading, timeout_s=120)
         victim.kill()
         lost = time.monotonic()
         wait_for(lambda: victim_id not in {n["node_id"] for n in cluster.alive_nodes()}, timeout_s=120)
@@ -108,11 +142,21 @@ def test_a_worker_node_lost_under_load_loses_no_request_and_its_replicas_come_ba
     assert not any(t.is_alive() for t in load.threads), "a client got no answer"
     assert not load.wrong, load.wrong[:5]
     first_ok = min(answered for sent, answered, status in load.outcomes if sent > lost and status == 200)
-    where = placement(cluster)
-    assert where["controller"] == where["proxy"] == where["Ingress"] == {head.node_id}, where
+    assert on_the_head(placement(cluster), head.node_id)
     print(
         f"\nworker node lost: dead to the cluster after {noticed - lost:.1f} s, models back and /ready "
         f"200 after {recovered - lost:.1f} s, first page read (sent after the loss) after "
         f"{first_ok - lost:.1f} s; "
         f"{CLIENTS} clients, outcomes {load.counts()}, after the loss {load.counts(since=lost)}"
     )
+
+    at_loss = [v["progress"]["pages_done"] for v in views]
+    assert all(n < JOB_PAGES for n in at_loss), at_loss  # the jobs were mid-document
+    for job in jobs:
+        done = wait_job(url, job, finished, timeout_s=240)
+        assert done["status"] == "succeeded", done
+        assert done["progress"] == {"pages_done": JOB_PAGES, "pages_total": JOB_PAGES}
+        assert stored_files(s3, done["result"]["key"]) == complete_result(JOB_PAGES)
+        result = httpx.get(done["result"]["json_url"], timeout=10).json()
+        assert all(reads_phototest(p["text"]) for p in result["pages"])
+    print(f"{JOBS} jobs of {JOB_PAGES} pages ({at_loss} read at the loss): each succeeded, one result")

@@ -26,6 +26,8 @@ BIN = Path(sys.executable).parent  # ray and serve of this venv
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "SERVE_APP_"))}
 ENV["RAY_AUTH_MODE"] = "disabled"
 OBJECT_STORE_BYTES = 200 * 1024 * 1024  # three stores on one machine; pages are a few MB
+# `ray start --block` killed when pytest dies, however it dies; Ray's reaper then ends its group.
+FATE_SHARE = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
 
 
 class Node:
@@ -35,7 +37,7 @@ class Node:
         self.log = log
         with log.open("ab") as out:
             self.process = subprocess.Popen(
-                [str(BIN / "ray"), "start", "--block", "--disable-usage-stats", *args],
+                [*FATE_SHARE, str(BIN / "ray"), "start", "--block", "--disable-usage-stats", *args],
                 cwd=ROOT, env=ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         self.node_id = ""

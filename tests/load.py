@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 
 import httpx
 
@@ -20,6 +21,7 @@ class Load:
         self.url, self.stop = url, threading.Event()
         self.outcomes: list[tuple[float, float, int]] = []  # (sent, answered, status)
         self.wrong: list[str] = []
+        self.problems: Counter[str] = Counter()  # the detail of each answer that is not a 200
         self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
 
     def __enter__(self) -> Load:
@@ -43,6 +45,8 @@ class Load:
                     self.wrong.append(f"no answer: {exc!r}")
                     continue
                 self.outcomes.append((sent, time.monotonic(), r.status_code))
+                if r.status_code != 200:
+                    self.problems[f"{r.status_code} {_detail(r)}"] += 1
                 if r.status_code == 503 and not r.headers.get("retry-after"):
                     self.wrong.append(f"503 without Retry-After: {r.text}")
                 elif r.status_code == 200 and not reads_phototest(r.json()["text"]):
@@ -60,3 +64,10 @@ class Load:
         """Answers by status, of the requests answered after ``since``."""
         statuses = [status for _, answered, status in self.outcomes if answered > since]
         return {s: statuses.count(s) for s in sorted(set(statuses))}
+
+
+def _detail(r: httpx.Response) -> str:
+    try:
+        return str(r.json().get("detail", ""))[:120]
+    except ValueError:
+        return r.text[:120]

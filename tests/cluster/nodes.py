@@ -47,6 +47,14 @@ class Node:
         with contextlib.suppress(ProcessLookupError):  # already gone
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
+        wait_for(self._ended, timeout_s=30, every_s=0.1)  # its raylet and workers too, reaped
+
+    def _ended(self) -> bool:
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
 
 
 class Cluster:

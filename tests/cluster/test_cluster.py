@@ -2,7 +2,9 @@
 in a real S3, deployed with `serve deploy` through the dashboard as an operator does: the models land
 on the workers, the proxy, controller, ingress and job runners on the head; a worker lost under load
 costs no request a 500 or a hang, its replicas come back on the other worker, the jobs it was reading
-finish with one result each, and the time to recover is printed."""
+finish with one result each, and the time to recover is printed; a changed config rolled out and
+rolled back (`serve deploy` of the previous file) under load answers every request with a page or a
+503 + Retry-After while models load, and the time each takes is printed."""
 
 from __future__ import annotations
 
@@ -31,7 +33,9 @@ from tests.serve_fixtures import (
     wait_job,
 )
 
-CLIENTS = 4
+# As many as the ingress admits at once (ingress.max_documents): a 503 is then the cluster's doing,
+# never the clients' backpressure.
+CLIENTS = 3
 JOBS, JOB_PAGES = 2, 8
 MODELS = ("Layout", "Recognizer")
 # The shape of a GPU cluster: only the workers have what the models ask for (here a custom resource
@@ -75,15 +79,24 @@ def cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
-def url(cluster: Cluster, s3: SeaweedFS, tmp_path_factory: pytest.TempPathFactory) -> str:
-    port = free_port()
+def config_file(s3: SeaweedFS, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The config first deployed (the one a rollback goes back to)."""
     path = Path(tmp_path_factory.mktemp("config")) / "serve_config.yaml"
-    path.write_text(yaml.safe_dump(cluster_config(port, s3)))
-    deployed = cluster.serve("deploy", str(path))
-    assert deployed.returncode == 0, deployed.stderr[-3000:]
-    url = f"http://127.0.0.1:{port}"
+    path.write_text(yaml.safe_dump(cluster_config(free_port(), s3)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def url(cluster: Cluster, config_file: Path) -> str:
+    deploy(cluster, config_file)
+    url = f"http://127.0.0.1:{yaml.safe_load(config_file.read_text())['http_options']['port']}"
     wait_for(lambda: answers_200(f"{url}/ready"), timeout_s=180)
     return url
+
+
+def deploy(cluster: Cluster, config_file: Path) -> None:
+    deployed = cluster.serve("deploy", str(config_file))
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
 
 
 def placement(cluster: Cluster) -> dict[str, set[str]]:
@@ -147,7 +160,8 @@ def test_a_worker_node_lost_under_load_loses_no_request_and_no_job(
         f"\nworker node lost: dead to the cluster after {noticed - lost:.1f} s, models back and /ready "
         f"200 after {recovered - lost:.1f} s, first page read (sent after the loss) after "
         f"{first_ok - lost:.1f} s; "
-        f"{CLIENTS} clients, outcomes {load.counts()}, after the loss {load.counts(since=lost)}"
+        f"{CLIENTS} clients, outcomes {load.counts()}, after the loss {load.counts(since=lost)}, "
+        f"{dict(load.problems)}"
     )
 
     at_loss = [v["progress"]["pages_done"] for v in views]
@@ -160,3 +174,53 @@ def test_a_worker_node_lost_under_load_loses_no_request_and_no_job(
         result = httpx.get(done["result"]["json_url"], timeout=10).json()
         assert all(reads_phototest(p["text"]) for p in result["pages"])
     print(f"{JOBS} jobs of {JOB_PAGES} pages ({at_loss} read at the loss): each succeeded, one result")
+
+
+def replica_ids(cluster: Cluster) -> dict[str, set[str]]:
+    """Each deployment's replicas (any state) by id."""
+    deployments = cluster.serve_details()["applications"]["ocr"]["deployments"]
+    return {name: {r["replica_id"] for r in d["replicas"]} for name, d in deployments.items()}
+
+
+def rolled(cluster: Cluster, old: dict[str, set[str]], clean_confidence: int) -> bool:
+    """The config with ``clean_confidence`` is running: every deployment healthy with new replicas
+    only (a change of ``args`` is a new code version of the whole app to Serve), none starting or
+    stopping."""
+    app = cluster.serve_details()["applications"]["ocr"]
+    deployments = app["deployments"].values()
+    return (
+        app["status"] == "RUNNING"
+        and app["deployed_app_config"]["args"]["recognizer"]["clean_confidence"] == clean_confidence
+        and all(d["status"] == "HEALTHY" for d in deployments)
+        and all(r["state"] == "RUNNING" and r["replica_id"] not in old[d["name"]]
+                for d in deployments for r in d["replicas"])
+    )  # fmt: skip
+
+
+def test_a_changed_config_rolled_out_and_rolled_back_under_load_answers_every_request(
+    cluster: Cluster, url: str, config_file: Path, tmp_path: Path
+) -> None:
+    config = yaml.safe_load(config_file.read_text())
+    old_value = config["applications"][0]["args"]["recognizer"]["clean_confidence"]
+    config["applications"][0]["args"]["recognizer"]["clean_confidence"] = old_value - 5  # a new option value
+    upgraded = tmp_path / "upgraded.yaml"
+    upgraded.write_text(yaml.safe_dump(config))
+    took: dict[str, float] = {}
+    with Load(url, CLIENTS) as load:
+        wait_for(lambda: load.ok_since(0) >= CLIENTS, timeout_s=120)
+        for step, path, value in (("rollout", upgraded, old_value - 5), ("rollback", config_file, old_value)):
+            old = replica_ids(cluster)
+            started = time.monotonic()
+            deploy(cluster, path)
+            wait_for(lambda: rolled(cluster, old, value), timeout_s=180)  # noqa: B023 (called here)
+            took[step] = time.monotonic() - started
+            wait_for(lambda: load.ok_since(started + took[step]) >= CLIENTS, timeout_s=120)  # noqa: B023
+            assert replica_ids(cluster).keys() == old.keys()
+    assert not any(t.is_alive() for t in load.threads), "a client got no answer"
+    assert not load.wrong, load.wrong[:5]
+    # One replica a deployment: Serve stops it as it starts the new one, so pages wait for models
+    # to load (503 + Retry-After) for a few seconds; more replicas would keep serving (not tested yet).
+    print(
+        f"\nrolled out in {took['rollout']:.1f} s and back in {took['rollback']:.1f} s under {CLIENTS} "
+        f"clients: outcomes {load.counts()}, {dict(load.problems)}"
+    )

@@ -151,7 +151,7 @@ def test_a_worker_node_lost_under_load_loses_no_request_and_no_job(
 
         wait_for(back, timeout_s=180)
         recovered = time.monotonic()
-        wait_for(lambda: load.ok_since(recovered) >= 3, timeout_s=120)  # pages are read again
+        wait_for(lambda: load.ok_since(recovered) >= CLIENTS, timeout_s=120)  # pages are read again
     assert not any(t.is_alive() for t in load.threads), "a client got no answer"
     assert not load.wrong, load.wrong[:5]
     first_ok = min(answered for sent, answered, status in load.outcomes if sent > lost and status == 200)

@@ -1,5 +1,5 @@
-"""A region's pixels as a reader wants them: cut out with a margin, on a white border, only its
-lines' ink where the lines are known, light-on-dark text inverted, a ruled table cut into cells."""
+"""A region's pixels as a reader wants them: cut out with a margin, on a white border, with its
+known text lines beside them, light-on-dark text inverted, a ruled table cut into cells."""
 
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ Crop = tuple[np.ndarray, tuple[Box, ...]]  # pixels to read, and their text line
 
 
 def crop(image: np.ndarray, region: Region) -> Crop:
-    """The region's pixels on a white border (where its lines are known, only their ink), and
-    those lines in the crop's pixels.
+    """The region's pixels on a white border, and its known lines in the crop's pixels.
 
     Light text on a dark field (a banner, a coloured badge: the region is ringed by dark) comes
     back whole, inverted to dark text on white, with no lines (the reader finds them itself)."""
@@ -52,15 +51,17 @@ def _crops(image: np.ndarray, region: Region, split_cells: bool) -> list[Crop]:
             return [_lines_of(c.pixels, c.lines) for c in cells]
         if region.label == "table":
             raw = clean
-    return [_lines_of(raw, lines) if lines else (_bordered(raw), ())]
+    return [_lines_of(raw, lines)]
 
 
 def _lines_of(pixels: np.ndarray, lines: Sequence[Box]) -> Crop:
-    """The ink of these lines on a white border, and the lines in the bordered pixels."""
-    return _bordered(_masked(pixels, lines)), _shifted(lines)
+    """The pixels on a white border, and the lines in the bordered pixels. All of the pixels: a
+    reader that finds lines itself (RapidOCR's detector) reads faint print that the line finder
+    missed; one that reads what it is given (tesseract) takes ``only_lines`` of it."""
+    return _bordered(pixels), _shifted(lines)
 
 
-def _masked(pixels: np.ndarray, lines: Sequence[Box]) -> np.ndarray:
+def only_lines(pixels: np.ndarray, lines: Sequence[Box]) -> np.ndarray:
     """Only the ink of these lines (a little grown): not a line that another region owns, nor the
     specks and strokes between lines."""
     m = CROP_MARGIN_PX

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..config import CpuRecognizerArgs
+from ..crops import only_lines
 from ..datatypes import Recognition, RecognizeRequest
 from ..errors import UnsupportedLanguage
 from .base import ModelInfo, RecognizerEngine
@@ -228,7 +229,10 @@ class CpuRecognizer(RecognizerEngine):
         return rapid if rapid.text.strip() else _unless_noise(reading)
 
     def _read_tesseract(self, req: RecognizeRequest, lang: str) -> TessText:
-        return self._tesseract.read(req.image, lang, req.whole_page)
+        # Tesseract reads whatever ink it is given: of a crop whose lines are known, only theirs
+        # (RapidOCR's detector gets the whole crop and finds faint lines that the finder missed).
+        image = only_lines(req.image, req.lines) if req.lines else req.image
+        return self._tesseract.read(image, lang, req.whole_page)
 
     def _read_rapid(self, req: RecognizeRequest) -> Reading:
         text, score = self._rapid.read(req.image, req.lines)

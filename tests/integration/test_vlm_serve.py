@@ -42,7 +42,7 @@ def vlm_recognizer(model: Path, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    from tests.tiny_vlm import build
+    from bench.random_vlm import build
 
     return build(tmp_path_factory.mktemp("tiny-vlm-serve"))
 

@@ -115,7 +115,7 @@ def test_chat_formats_render_system_user_and_assistant_turns() -> None:
         "<|user|>Read it.<|endofuser|>"
         "<|assistant|>"
     )
-    # PaddleOCR-VL's template (its folder's chat_template.jinja; tests/tiny_vlm.py renders the same).
+    # PaddleOCR-VL's template (its folder's chat_template.jinja; bench/random_vlm.py renders the same).
     assert PaddleOcrVl().chat_prompt(turns) == (
         "<|begin_of_sentence|>Be brief.\n"
         "User: <|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>What is this?\n"
@@ -225,9 +225,9 @@ def test_the_engine_start_is_bounded_by_start_timeout_s_and_stays_offline() -> N
 
 
 def test_a_model_folder_whose_chat_template_renders_another_ocr_prompt_is_refused(tmp_path) -> None:
+    from bench.random_vlm import CHAT_TEMPLATE, build
     from serve_app.engines.base import ModelLoadError
     from serve_app.engines.vlm import check_chat_template
-    from tests.tiny_vlm import CHAT_TEMPLATE, build
 
     folder = build(tmp_path / "tiny")
     check_chat_template(folder, PaddleOcrVl(), trust_remote_code=False)  # the template it was made with

@@ -1,16 +1,25 @@
-"""Build a tiny, randomly initialised PaddleOCR-VL (model + tokenizer + processor) in a folder.
+"""Build a randomly initialised PaddleOCR-VL (config, tokenizer, processor) in a folder.
 
-Real architecture, real processor, real chat template, ~300k parameters: vLLM loads it on CPU and
-answers in milliseconds, so CI runs the production vLLM code path without a download. Its text
-is noise; tests assert structure, token counts and control flow, never content.
+``tiny``: real architecture, real processor, real chat template, ~300k parameters with their
+weights saved: vLLM loads it on CPU and answers in milliseconds, so CI runs the production vLLM
+code path without a download. Its text is noise; tests assert structure, token counts and control
+flow, never content.
 
-    python -m tests.tiny_vlm DIR
+``real``: the published PaddleOCR-VL-0.9B's dimensions (transformers' ``PaddleOCRVLConfig``
+defaults are that model's: a 27-layer 1152-wide vision encoder, the 18-layer ERNIE-4.5-0.3B text
+model, a 103,424-token vocabulary; the processor's pixel bounds of its preprocessor_config.json)
+and a tokenizer of the same size, but no weight file: vLLM starts it with ``load_format: dummy``
+(random weights), so a GPU box measures the real model's memory and compute per token and image
+before, or without, downloading it (the GPU kit, bench/gpu_check.py).
+
+    python -m bench.random_vlm DIR [--size tiny|real]
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
+from typing import Literal
 
 SPECIAL = {
     "pad": "<pad>",
@@ -46,8 +55,22 @@ CHAT_TEMPLATE = (
 )
 
 
-def build(folder: Path) -> Path:
+# The real model's special tokens where its tokenizer has them (pad, bos, eos; the image tokens are
+# PaddleOCRVLConfig's defaults).
+REAL_IDS = {
+    "pad": 0, "bos": 1, "eos": 2, "unk": 3,
+    "image": 100295, "video": 100296, "vision_start": 101305, "vision_end": 101306,
+}  # fmt: skip
+REAL_PIXELS = {"shortest_edge": 147384, "longest_edge": 2822400}
+
+
+def build(folder: Path, size: Literal["tiny", "real"] = "tiny") -> Path:
     """Write the model into ``folder`` (created) and return it. Takes a few seconds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return _build_real(folder) if size == "real" else _build_tiny(folder)
+
+
+def _build_tiny(folder: Path) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
@@ -58,7 +81,6 @@ def build(folder: Path) -> Path:
         PreTrainedTokenizerFast,
     )
 
-    folder.mkdir(parents=True, exist_ok=True)
     bpe = Tokenizer(models.BPE(unk_token=SPECIAL["unk"]))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -123,5 +145,63 @@ def build(folder: Path) -> Path:
     return folder
 
 
+def _build_real(folder: Path) -> Path:
+    """Config, processor and a tokenizer of the real vocabulary's size (its ordinary tokens are
+    made-up words: the output is noise either way); no weights."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import (
+        PaddleOCRVLConfig,
+        PaddleOCRVLImageProcessorPil,
+        PaddleOCRVLProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    vocab_size = PaddleOCRVLConfig().text_config.vocab_size
+    names = {i: SPECIAL[k] for k, i in REAL_IDS.items()}
+    vocab = {names.get(i, f"w{i}"): i for i in range(vocab_size)}
+    words = Tokenizer(models.WordLevel(vocab, unk_token=SPECIAL["unk"]))
+    words.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    words.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=words,
+        bos_token=SPECIAL["bos"],
+        eos_token=SPECIAL["eos"],
+        unk_token=SPECIAL["unk"],
+        pad_token=SPECIAL["pad"],
+        extra_special_tokens={
+            "image_token": SPECIAL["image"],
+            "vision_start_token": SPECIAL["vision_start"],
+            "vision_end_token": SPECIAL["vision_end"],
+            "video_token": SPECIAL["video"],
+        },
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    config = PaddleOCRVLConfig(
+        # The published config's multimodal RoPE split of the 128-wide heads (temporal, h, w).
+        text_config={
+            "rope_parameters": {"rope_type": "default", "rope_theta": 5e5, "mrope_section": [16, 24, 24]}
+        },
+        image_token_id=REAL_IDS["image"],
+        video_token_id=REAL_IDS["video"],
+        vision_start_token_id=REAL_IDS["vision_start"],
+        vision_end_token_id=REAL_IDS["vision_end"],
+        architectures=["PaddleOCRVLForConditionalGeneration"],
+        torch_dtype="bfloat16",
+    )
+    config.save_pretrained(folder)
+    image_processor = PaddleOCRVLImageProcessorPil(
+        patch_size=14, merge_size=2, temporal_patch_size=1, size=dict(REAL_PIXELS)
+    )
+    PaddleOCRVLProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE
+    ).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 if __name__ == "__main__":
-    print(build(Path(sys.argv[1])))
+    parser = argparse.ArgumentParser(prog="python -m bench.random_vlm")
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--size", choices=("tiny", "real"), default="tiny")
+    opts = parser.parse_args()
+    print(build(opts.folder, opts.size))

@@ -220,20 +220,18 @@ def _box_of(points: Sequence[Sequence[float]]) -> tuple[float, float, float, flo
 
 
 def order_lines(boxes: Sequence[tuple[float, float, float, float]]) -> list[list[int]]:
-    """Group text-line boxes into visual rows (vertical overlap), rows top-down, items left-right."""
+    """Group text-line boxes into visual rows (vertical overlap with the row's first box, so that
+    a box two lines tall, a stamp or a handwritten total, does not join the rows above and below
+    it into one), rows top-down, items left-right."""
     order = sorted(range(len(boxes)), key=lambda i: (boxes[i][1] + boxes[i][3]) / 2)
     rows: list[list[int]] = []
-    row_span: list[tuple[float, float]] = []
     for i in order:
         y0, y1 = boxes[i][1], boxes[i][3]
-        height = max(1.0, y1 - y0)
         if rows:
-            top, bottom = row_span[-1]
+            top, bottom = boxes[rows[-1][0]][1], boxes[rows[-1][0]][3]
             overlap = min(bottom, y1) - max(top, y0)
-            if overlap > 0.5 * min(height, bottom - top):
+            if overlap > 0.5 * min(max(1.0, y1 - y0), bottom - top):
                 rows[-1].append(i)
-                row_span[-1] = (min(top, y0), max(bottom, y1))
                 continue
         rows.append([i])
-        row_span.append((y0, y1))
     return [sorted(row, key=lambda i: boxes[i][0]) for row in rows]

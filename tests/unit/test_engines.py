@@ -100,6 +100,10 @@ def test_script_detection() -> None:
 def test_rapidocr_lines_come_out_in_rows() -> None:
     boxes = [(300, 12, 400, 30), (10, 10, 200, 32), (10, 50, 200, 70)]
     assert order_lines(boxes) == [[1, 0], [2]]
+    # A handwritten total two lines tall beside the last two lines of a receipt (sroie_005's
+    # boxes): it goes with the first; the lines above and below it stay two rows.
+    receipt = [(153, 523, 298, 546), (365, 519, 443, 570), (119, 544, 332, 573)]
+    assert order_lines(receipt) == [[0, 1], [2]]
 
 
 def test_missing_layout_model_is_a_startup_error_naming_the_path(tmp_path: Path) -> None:

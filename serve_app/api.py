@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__, paddlex
 from .auth import OPEN_ROUTES, PROBE, Gate
-from .backend import Backend
+from .backend import FAILED, Backend, Health
 from .bodies import (
     OcrJsonRequest,
     OcrOptions,
@@ -36,7 +36,7 @@ from .bodies import (
     request_id,
     within_limit,
 )
-from .chat import add_chat_routes, served_models
+from .chat import add_chat_routes
 from .config import AppArgs
 from .documents import MEDIA_TYPES, sniff
 from .errors import (
@@ -103,6 +103,27 @@ def _route(request: Request) -> str | None:
 # Declared for OpenAPI (Swagger's Authorize); the check itself is Gate.caller's.
 BEARER = HTTPBearer(auto_error=False)
 API_KEY_HEADER = APIKeyHeader(name="X-Api-Key", auto_error=False)
+
+
+def model_cards(args: AppArgs, health: Health) -> list[dict[str, Any]]:
+    """``/v1/models``: the layout's model, then every recognizer (its ``id`` is what a request's
+    ``model`` names) with its state (loaded, loading, not loaded) and GPU budget."""
+    card = {"object": "model", "owned_by": "serve_app"}
+    cards = [
+        {"id": str(info.get("name")), **card, "deployment": deployment, **info}
+        for deployment, info in health.models.items()
+        if info.get("role") == "layout"
+    ]
+    for name, rec in args.recognizers.items():
+        deployment = args.deployment_of(name)
+        status = health.deployments.get(deployment, {}).get("status")
+        loaded = deployment in health.models
+        state = "loaded" if loaded else "not loaded" if status in FAILED else "loading"
+        budget = getattr(rec, "gpu_budget_gb", None)  # the CPU readers have none
+        cards.append({"id": name, **card, "deployment": deployment, "state": state,
+                      **({"gpu_budget_gb": budget} if budget else {}),
+                      **health.models.get(deployment, {})})  # fmt: skip
+    return cards
 
 
 def _masked(exc: ServeAppError, request_id: str) -> ServeAppError:
@@ -265,19 +286,12 @@ def create_api(args: AppArgs, backend: Backend, meter: Meter | None = None) -> F
 
     @app.get(
         "/v1/models",
-        summary="The models loaded in each deployment (OpenAI-compatible list)",
+        summary="The layout model and every configured recognizer, with its state (OpenAI-compatible list)",
         response_model=None,
         responses={**ok(ModelList), **problems(401)},
     )
     async def models() -> dict[str, Any]:
-        h = await backend.health()
-        chat = served_models(h.models)
-        data = [
-            {"id": chat[0] if chat and deployment == "Recognizer" else str(info.get("name")),
-             "object": "model", "owned_by": "serve_app", "deployment": deployment, **info}
-            for deployment, info in h.models.items()
-        ]  # fmt: skip
-        return {"object": "list", "data": data}
+        return {"object": "list", "data": model_cards(args, await backend.health())}
 
     add_chat_routes(app, args, backend, gate)
     add_job_routes(app, args, backend, service, gate)

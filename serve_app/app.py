@@ -13,7 +13,7 @@ from ray.serve import Application
 
 from .config import AppArgs, load_args
 from .deployments import IngressDeployment, JobsDeployment, LayoutDeployment, RecognizerDeployment
-from .serve_backend import INGRESS, JOBS, LAYOUT, RECOGNIZER
+from .serve_backend import INGRESS, JOBS, LAYOUT
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:
@@ -26,16 +26,20 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         if config.uses_layout
         else None
     )
-    recognizer = serve.deployment(name=RECOGNIZER, **config.recognizer.deployment.serve_options())(
-        RecognizerDeployment
-    ).bind(config.recognizer)
+    # Each recognizer is a deployment of its own, with its own options and GPU share.
+    recognizers = {
+        config.deployment_of(name): serve.deployment(
+            name=config.deployment_of(name), **rec.deployment.serve_options()
+        )(RecognizerDeployment).bind(rec)
+        for name, rec in config.recognizers.items()
+    }
     # Jobs keep their state in S3: with storage configured, runners are deployed beside the models.
     jobs = (
         serve.deployment(name=JOBS, **config.jobs.deployment.serve_options())(JobsDeployment).bind(
-            layout, recognizer, config
+            layout, recognizers, config
         )
         if config.storage is not None
         else None
     )
     ingress = serve.deployment(name=INGRESS, **config.ingress.serve_options())(IngressDeployment)
-    return ingress.bind(layout, recognizer, jobs, config)
+    return ingress.bind(layout, recognizers, jobs, config)

@@ -12,6 +12,8 @@ from .datatypes import ChatReply, ChatTurn
 from .pipeline import LayoutClient, RecognizerClient
 
 Status = Literal["starting", "loading", "ready", "degraded"]
+# Serve's statuses of a deployment that will not come up by itself.
+FAILED = ("DEPLOY_FAILED", "UNHEALTHY")
 
 
 @dataclass(frozen=True)
@@ -37,14 +39,22 @@ class Engines(Protocol):
 
     async def check_lang(self, lang: str) -> str: ...
 
+    def select(self, deployment: str) -> Engines:
+        """The engines as the recognizer deployment ``deployment`` reads with them."""
+        ...
+
 
 class Backend(Engines, Protocol):
     """What the API needs from the world behind it: the engines, chat, and the job runners."""
 
-    async def chat(self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float) -> ChatReply: ...
+    async def chat(
+        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float, deployment: str = ...
+    ) -> ChatReply:
+        """Answered by the recognizer deployment ``deployment`` (the default one's unless given)."""
+        ...
 
     def chat_stream(
-        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float
+        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float, deployment: str = ...
     ) -> AsyncGenerator[ChatReply, None]: ...
 
     def wake_jobs(self) -> None:

@@ -88,8 +88,12 @@ class DocumentOptions(BaseModel):
         "'off' OCRs every page, 'only' never OCRs",
     )
 
+    model: str | None = Field(
+        None, description="the recognizer that reads it, by name (GET /v1/models); the default if empty"
+    )
+
     def options(self) -> Options:
-        return Options(self.pages, self.dpi, self.layout, self.lang, self.text_layer)
+        return Options(self.pages, self.dpi, self.layout, self.lang, self.text_layer, model=self.model)
 
 
 class OcrOptions(DocumentOptions):

@@ -2,9 +2,10 @@
 
 Streaming (``"stream": true``, server-sent events as OpenAI sends them) or not. Images come as
 ``data:`` URLs (the service fetches nothing); one image per conversation, decoded with the same
-limits as OCR uploads. The requested model must be the one loaded, or the answer is 404: never a
-silent answer from another model. A stream starts only once the model has produced its first piece,
-so a failure before that is a plain problem+json answer; a client that goes away aborts generation.
+limits as OCR uploads. The requested model must be a loaded one (a VLM recognizer's served name),
+and its own deployment answers; any other is a 404: never a silent answer from another model. A
+stream starts only once the model has produced its first piece, so a failure before that is a plain
+problem+json answer; a client that goes away aborts generation.
 """
 
 from __future__ import annotations
@@ -82,9 +83,9 @@ DEFAULT_MAX_TOKENS = 1024
 
 
 def served_models(models: dict[str, Any]) -> list[str]:
-    """Chat model ids (the recognizer's served name) from the health view's model infos."""
-    name = str(models.get("Recognizer", {}).get("name", ""))
-    return [name.removeprefix("vllm:")] if name.startswith("vllm:") else []
+    """Chat model ids (the recognizers' served names) from the health view's model infos."""
+    names = [str(info.get("name", "")) for info in models.values() if info.get("role") == "recognizer"]
+    return [name.removeprefix("vllm:") for name in names if name.startswith("vllm:")]
 
 
 def add_chat_routes(app: FastAPI, args: AppArgs, backend: Backend, gate: Gate) -> None:
@@ -125,12 +126,13 @@ def add_chat_routes(app: FastAPI, args: AppArgs, backend: Backend, gate: Gate) -
             raise BadRequest("one image per conversation")
         max_tokens = body.max_completion_tokens or body.max_tokens or DEFAULT_MAX_TOKENS
         head = {"id": "chatcmpl-" + uuid.uuid4().hex, "created": int(time.time()), "model": body.model}
+        deployment = args.deployment_of(body.model)
         if body.stream:
-            pieces = backend.chat_stream(turns, max_tokens, body.temperature)
+            pieces = backend.chat_stream(turns, max_tokens, body.temperature, deployment)
             first = await anext(pieces)  # errors before any output are still plain problem+json
             usage = body.stream_options is not None and body.stream_options.include_usage
             return StreamingResponse(_events(head, first, pieces, usage), media_type="text/event-stream")
-        reply = await backend.chat(turns, max_tokens, body.temperature)
+        reply = await backend.chat(turns, max_tokens, body.temperature, deployment)
         return {
             **head,
             "object": "chat.completion",

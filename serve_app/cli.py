@@ -118,6 +118,7 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
         "layout": False if args.no_layout else None,
         "dpi": args.dpi,
         "text_layer": args.text_layer,
+        "model": args.model,
     }
 
 
@@ -296,6 +297,7 @@ def parser() -> argparse.ArgumentParser:
         c.add_argument("--no-layout", action="store_true", help="read each page as one region")
         c.add_argument("--dpi", type=int, help="PDF render resolution")
         c.add_argument("--text-layer", choices=["auto", "off", "only"], help="use a PDF's own text")
+        c.add_argument("--model", help="the recognizer to read with (GET /v1/models; default: the first)")
 
     def output_options(c: argparse.ArgumentParser) -> None:
         c.add_argument("--format", choices=["md", "json", "txt"], default="md")

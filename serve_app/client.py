@@ -132,7 +132,7 @@ class _Api:
 
     def ocr(self, document: Document, **options: Any) -> Any:
         """Read a document now: the JSON of ``POST /v1/ocr`` (options: pages, lang, layout, dpi,
-        text_layer, timeout_s, store)."""
+        text_layer, model, timeout_s, store)."""
         return self._send(document_call("/v1/ocr", document, options))
 
     def submit(self, document: Document, **options: Any) -> Any:

@@ -255,6 +255,32 @@ RecognizerArgs = Annotated[
     _engine_tag("cpu"),
 ]
 
+# The Serve deployment of the first (default) recognizer; the others are "Recognizer-2", ...: by
+# place, not by model name, so that a one-recognizer config keeps its deployment, and a name (which
+# may hold "/" or change with the model) never renames a deployment.
+RECOGNIZER_DEPLOYMENT = "Recognizer"
+
+
+def recognizer_name(rec: CpuRecognizerArgs | VllmRecognizerArgs) -> str:
+    """What a request's ``model`` names: vLLM's served model name (its folder's name unless set),
+    ``cpu`` for the CPU readers."""
+    if isinstance(rec, VllmRecognizerArgs):
+        return rec.served_model_name or rec.model.name
+    return "cpu"
+
+
+def ocr_tasks(rec: CpuRecognizerArgs | VllmRecognizerArgs) -> frozenset[str]:
+    """Tasks OCR'd even where a PDF's text layer holds their text (none on the CPU readers)."""
+    if not isinstance(rec, VllmRecognizerArgs):
+        return frozenset()
+    # A picture the VLM does not read is not read from the layer either: it stays a picture.
+    return frozenset(rec.text_layer_ocr_tasks) | (frozenset() if rec.read_figures else {"figure"})
+
+
+def reads_pages(rec: CpuRecognizerArgs | VllmRecognizerArgs) -> bool:
+    """True when the recognizer lays out whole pages itself (no Layout deployment for it)."""
+    return isinstance(rec, VllmRecognizerArgs) and rec.reads_pages
+
 
 class LimitsArgs(_Strict):
     max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1)
@@ -387,7 +413,11 @@ class AppArgs(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     layout: LayoutArgs = RapidLayoutArgs()
-    recognizer: RecognizerArgs = CpuRecognizerArgs()
+    # One recognizer, or a list of them (each its own deployment); a request's `model` picks one
+    # by name, the first by default.
+    recognizer: RecognizerArgs | Annotated[tuple[RecognizerArgs, ...], Field(min_length=1)] = (
+        CpuRecognizerArgs()
+    )
     ingress: IngressArgs = IngressArgs()
     limits: LimitsArgs = LimitsArgs()
     gpu: GpuArgs | None = None
@@ -396,32 +426,58 @@ class AppArgs(_Strict):
     auth: AuthArgs = AuthArgs()
 
     @property
+    def recognizers(self) -> dict[str, CpuRecognizerArgs | VllmRecognizerArgs]:
+        """Every recognizer by its name, the default first."""
+        return {recognizer_name(r): r for r in self._listed_recognizers}
+
+    @property
+    def _listed_recognizers(self) -> tuple[CpuRecognizerArgs | VllmRecognizerArgs, ...]:
+        return self.recognizer if isinstance(self.recognizer, tuple) else (self.recognizer,)
+
+    def deployment_of(self, model: str) -> str:
+        """The Serve deployment of the recognizer named ``model``."""
+        index = list(self.recognizers).index(model)
+        return RECOGNIZER_DEPLOYMENT if index == 0 else f"{RECOGNIZER_DEPLOYMENT}-{index + 1}"
+
+    @property
     def uses_layout(self) -> bool:
-        """False when the recognizer lays out whole pages itself: no Layout deployment then."""
-        return not (isinstance(self.recognizer, VllmRecognizerArgs) and self.recognizer.reads_pages)
+        """False when every recognizer lays out whole pages itself: no Layout deployment then."""
+        return not all(reads_pages(r) for r in self.recognizers.values())
 
     @property
     def text_layer_ocr_tasks(self) -> frozenset[str]:
-        """Tasks OCR'd even where a PDF's text layer holds their text (none on the CPU readers)."""
-        rec = self.recognizer
-        if not isinstance(rec, VllmRecognizerArgs):
-            return frozenset()
-        # A picture the VLM does not read is not read from the layer either: it stays a picture.
-        return frozenset(rec.text_layer_ocr_tasks) | (frozenset() if rec.read_figures else {"figure"})
+        """The default recognizer's ``ocr_tasks``."""
+        return ocr_tasks(next(iter(self.recognizers.values())))
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> AppArgs:
+        names = [recognizer_name(r) for r in self._listed_recognizers]
+        if len(set(names)) < len(names):
+            raise ValueError(
+                f"recognizer names must differ, and {names} do not: set served_model_name "
+                "(a CPU recognizer is named cpu)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _vllm_share_from_its_budget(self) -> AppArgs:
         """vLLM's ``gpu_memory_utilization`` is a share of the whole card: a budget in GB sets it,
         unless it is given."""
-        rec = self.recognizer
-        if (
-            isinstance(rec, VllmRecognizerArgs)
-            and self.gpu
-            and rec.gpu_budget_gb
-            and not rec.gpu_memory_utilization
-        ):
-            share = round(rec.gpu_budget_gb / self.gpu.card_gb, 4)
-            object.__setattr__(self, "recognizer", rec.model_copy(update={"gpu_memory_utilization": share}))
+        gpu = self.gpu
+        if gpu is None:
+            return self
+
+        def shared(rec: CpuRecognizerArgs | VllmRecognizerArgs) -> CpuRecognizerArgs | VllmRecognizerArgs:
+            if isinstance(rec, VllmRecognizerArgs) and rec.gpu_budget_gb and not rec.gpu_memory_utilization:
+                return rec.model_copy(
+                    update={"gpu_memory_utilization": round(rec.gpu_budget_gb / gpu.card_gb, 4)}
+                )
+            return rec
+
+        recs = self.recognizer
+        object.__setattr__(
+            self, "recognizer", tuple(map(shared, recs)) if isinstance(recs, tuple) else shared(recs)
+        )
         return self
 
     @model_validator(mode="after")
@@ -441,14 +497,24 @@ class AppArgs(_Strict):
                         f"num_gpus {share:g} x {room:g} GB (gpu.card_gb / gpu.limit_gb) = {fits:g} GB; "
                         "replicas sharing a card would exceed it. Lower the budget or raise num_gpus."
                     )
+            total = sum(budget for budget, _ in budgets.values())
+            if total > room + 1e-9:
+                raise ValueError(
+                    f"{', '.join(budgets)}: gpu_budget_gb {total:g} GB together, more than the "
+                    f"{room:g} GB of the card (gpu.card_gb / gpu.limit_gb): these models do not fit "
+                    "together, and swapping models in and out is not built yet. Keep fewer "
+                    "recognizers, or lower their budgets."
+                )
         return self
 
 
 def gpu_budgets(args: AppArgs) -> dict[str, tuple[float, float]]:
     """(GPU budget in GB, num_gpus share) of each deployed section that holds a GPU share."""
     out = {}
-    sections = (("layout", args.layout), ("recognizer", args.recognizer))
-    for name, section in sections if args.uses_layout else sections[1:]:
+    sections: list[tuple[str, Any]] = [("layout", args.layout)] if args.uses_layout else []
+    recs = list(args.recognizers.items())
+    sections += [("recognizer" if i == 0 else f"recognizer {name}", r) for i, (name, r) in enumerate(recs)]
+    for name, section in sections:
         budget = getattr(section, "gpu_budget_gb", None)
         share = float(section.deployment.ray_actor_options.get("num_gpus", 0))
         if budget is not None and share > 0:
@@ -486,6 +552,9 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = _merge(dict(out[key]), value)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), list | tuple) and out[key]:
+            # A list of recognizers: SERVE_APP_RECOGNIZER__* set the first (the default) one.
+            out[key] = [_merge(dict(out[key][0]), value), *out[key][1:]]
         else:
             out[key] = value
     return out

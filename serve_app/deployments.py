@@ -127,10 +127,10 @@ class JobsDeployment:
 
     # Serve awaits an async constructor (on the replica's event loop, where the job loop runs).
     async def __init__(  # type: ignore[misc]
-        self, layout: DeploymentHandle | None, recognizer: DeploymentHandle, args: AppArgs
+        self, layout: DeploymentHandle | None, recognizers: dict[str, DeploymentHandle], args: AppArgs
     ):
         assert args.storage is not None
-        self._runner = JobRunner(args, Storage(args.storage), ServeBackend(layout, recognizer), ServeMeter())
+        self._runner = JobRunner(args, Storage(args.storage), ServeBackend(layout, recognizers), ServeMeter())
         self._loop = asyncio.create_task(self._runner.run_forever())
 
     def check_health(self) -> None:
@@ -168,12 +168,12 @@ class IngressDeployment:
     def __init__(
         self,
         layout: DeploymentHandle | None,
-        recognizer: DeploymentHandle,
+        recognizers: dict[str, DeploymentHandle],
         jobs: DeploymentHandle | None,
         args: AppArgs,
     ):
         self._args = args
-        self._backend = ServeBackend(layout, recognizer, jobs)
+        self._backend = ServeBackend(layout, recognizers, jobs)
         if warning := exposure_warning(_proxy_host(), args.auth):
             logger.warning(warning)
 

@@ -59,6 +59,8 @@ class JobRecord(BaseModel):
     # Records written before the option existed were read without the layer: "off" keeps them so.
     text_layer: TextLayer = "off"
     ocr_tasks: list[str] = []
+    # The recognizer that reads it (records from before the field: the default one).
+    model: str | None = None
     pages_done: int = 0
     result_key: str | None = None
     cache: Literal["hit", "miss"] | None = None
@@ -70,7 +72,9 @@ class JobRecord(BaseModel):
 
     @property
     def options(self) -> Options:
-        return Options(None, self.dpi, self.layout, self.lang, self.text_layer, frozenset(self.ocr_tasks))
+        return Options(
+            None, self.dpi, self.layout, self.lang, self.text_layer, frozenset(self.ocr_tasks), self.model
+        )
 
     def change(self, **update: Any) -> JobRecord:
         return self.model_copy(update={"updated_at": time.time(), **update})

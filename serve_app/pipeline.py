@@ -51,6 +51,8 @@ class Options:
     # Regions of these tasks go to the recognizer even where the layer holds their text (a VLM
     # gives a table its structure); set by the service from its config.
     ocr_tasks: frozenset[str] = frozenset()
+    # The recognizer that reads it, by name; None: the default (the config's first).
+    model: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -18,13 +19,14 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from .backend import Health
+from .backend import FAILED, Engines, Health
+from .config import RECOGNIZER_DEPLOYMENT
 from .datatypes import ChatReply, ChatTurn, Recognition, RecognizeRequest, Region
 from .errors import ModelError, NotReady, Overloaded, ServeAppError
 
 logger = logging.getLogger("ray.serve.serve_app")
 
-LAYOUT, RECOGNIZER, JOBS, INGRESS = "Layout", "Recognizer", "Jobs", "Ingress"
+LAYOUT, RECOGNIZER, JOBS, INGRESS = "Layout", RECOGNIZER_DEPLOYMENT, "Jobs", "Ingress"
 HEALTH_CACHE_S = 1.0
 HEALTH_TIMEOUT_S = 5.0
 
@@ -78,36 +80,43 @@ class _RecognizerClient:
 
 
 class ServeBackend:
-    """Readiness comes from Serve's own deployment status, not from ``/-/healthz``."""
+    """Readiness comes from Serve's own deployment status, not from ``/-/healthz``.
+    ``recognizers``: each recognizer deployment's handle by its name, the default first."""
 
     def __init__(
         self,
         layout: DeploymentHandle | None,
-        recognizer: DeploymentHandle,
+        recognizers: Mapping[str, DeploymentHandle],
         jobs: DeploymentHandle | None = None,
     ) -> None:
-        self._handles = {RECOGNIZER: recognizer}
-        if layout is not None:
-            self._handles = {LAYOUT: layout, **self._handles}
+        self._handles = {**({LAYOUT: layout} if layout is not None else {}), **recognizers}
         self._jobs = jobs
         # Readiness covers the job runners too; models come from the model deployments only.
         self._watched = [*self._handles, *([JOBS] if jobs is not None else [])]
         self.layout = None if layout is None else _LayoutClient(layout)
-        self.recognizer = _RecognizerClient(recognizer)
+        self._selected = {
+            name: _Selected(self, name, _RecognizerClient(h)) for name, h in recognizers.items()
+        }
+        self.recognizer = next(iter(self._selected.values())).recognizer
         self._models: dict[str, Any] = {}
         self._cached: tuple[float, Health] | None = None
         self._lock = asyncio.Lock()
 
-    async def check_lang(self, lang: str) -> str:
-        return await _call(self._handles[RECOGNIZER].check_lang.remote(lang))
+    def select(self, deployment: str) -> Engines:
+        return self._selected[deployment]
 
-    async def chat(self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float) -> ChatReply:
-        return await _call(self._handles[RECOGNIZER].chat.remote(list(turns), max_tokens, temperature))
+    async def check_lang(self, lang: str, deployment: str = RECOGNIZER) -> str:
+        return await _call(self._handles[deployment].check_lang.remote(lang))
+
+    async def chat(
+        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float, deployment: str = RECOGNIZER
+    ) -> ChatReply:
+        return await _call(self._handles[deployment].chat.remote(list(turns), max_tokens, temperature))
 
     def chat_stream(
-        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float
+        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float, deployment: str = RECOGNIZER
     ) -> AsyncGenerator[ChatReply, None]:
-        handle = self._handles[RECOGNIZER].options(stream=True)
+        handle = self._handles[deployment].options(stream=True)
         return _stream(handle.chat_stream.remote(list(turns), max_tokens, temperature))
 
     def wake_jobs(self) -> None:
@@ -146,7 +155,7 @@ class ServeBackend:
                 "message": d.message if d else "",
             }
             if running == 0:
-                failed = d is not None and d.status.value in ("DEPLOY_FAILED", "UNHEALTHY")
+                failed = d is not None and d.status.value in FAILED
                 (broken if failed else waiting).append(name)
             elif name in self._handles and name not in self._models:
                 self._models[name] = await _call(self._handles[name].info.remote())
@@ -155,3 +164,27 @@ class ServeBackend:
         if waiting:
             return Health("loading", f"models of {', '.join(waiting)} are loading", deployments, self._models)
         return Health("ready", "", deployments, self._models)
+
+
+@dataclass(frozen=True)
+class _Selected:
+    """The engines as one recognizer deployment reads with them: its models (with the layout's)
+    are those a result is keyed by."""
+
+    backend: ServeBackend
+    deployment: str
+    recognizer: _RecognizerClient
+
+    @property
+    def layout(self) -> _LayoutClient | None:
+        return self.backend.layout
+
+    async def health(self) -> Health:
+        h = await self.backend.health()
+        return replace(h, models={k: v for k, v in h.models.items() if k in (LAYOUT, self.deployment)})
+
+    async def check_lang(self, lang: str) -> str:
+        return await self.backend.check_lang(lang, self.deployment)
+
+    def select(self, deployment: str) -> Engines:
+        return self.backend.select(deployment)

@@ -24,7 +24,7 @@ import numpy as np
 
 from .assemble import page_json, result_body
 from .backend import Engines
-from .config import AppArgs, LimitsArgs
+from .config import AppArgs, LimitsArgs, ocr_tasks, reads_pages
 from .documents import Document
 from .errors import BadRequest, NotReady, StorageUnavailable
 from .metrics import Meter
@@ -86,28 +86,40 @@ class DocumentService:
         finally:
             await in_thread(doc.close)
 
-    async def ready_models(self) -> dict[str, Any]:
-        """The models' names, once every deployment is ready to read (else 503)."""
-        health = await self._engines.health()
+    def model(self, model: str | None) -> str:
+        """The recognizer a request names (the default when it names none); 400 if there is none."""
+        recognizers = self._args.recognizers
+        name = model or next(iter(recognizers))
+        if name not in recognizers:
+            raise BadRequest(f"no model {name!r}; the models are: {', '.join(recognizers)}")
+        return name
+
+    def engines(self, model: str | None) -> Engines:
+        """The engines as the recognizer ``model`` reads with them: the one place it is chosen."""
+        return self._engines.select(self._args.deployment_of(self.model(model)))
+
+    async def ready_models(self, model: str | None = None) -> dict[str, Any]:
+        """The names of the models that read with ``model``, once every deployment is ready to
+        read (else 503)."""
+        health = await self.engines(model).health()
         if health.status != "ready":
             raise NotReady(f"service is {health.status}: {health.reason}")
         return {k: v.get("name") for k, v in health.models.items()}
 
-    async def lang(self, lang: str) -> str:
-        """``auto``, or the recognizer's own spelling of a language (400 if it has none): so that
-        ``ru`` and ``rus+eng`` are one cache key, and a job asks for what can be read."""
-        return lang if lang == "auto" else await self._engines.check_lang(lang)
-
     async def options(self, options: Options, doc: Document) -> Options:
-        """A client's options as they are read: the language checked, the config's part added; an
-        image has no text layer (``only`` is a 400 for it, and ``auto`` is ``off``: one cache key)."""
+        """A client's options as they are read: the model named, the language checked (``auto``,
+        or the recognizer's own spelling: ``ru`` and ``rus+eng`` are one cache key, and a job asks
+        for what can be read; 400 if it has none), the config's part added; an image has no text
+        layer (``only`` is a 400 for it, and ``auto`` is ``off``: one cache key)."""
         if doc.kind != "pdf":
             if options.text_layer == "only":
                 raise BadRequest(
                     "text_layer 'only' reads a PDF's own text; an image has none (use auto or off)"
                 )
             options = replace(options, text_layer="off")
-        return replace(options, lang=await self.lang(options.lang), ocr_tasks=self._args.text_layer_ocr_tasks)
+        model = self.model(options.model)
+        lang = options.lang if options.lang == "auto" else await self.engines(model).check_lang(options.lang)
+        return replace(options, model=model, lang=lang, ocr_tasks=ocr_tasks(self._args.recognizers[model]))
 
     async def key(
         self, data: bytes, opened: Opened, indices: Sequence[int], options: Options, models: Mapping[str, Any]
@@ -135,12 +147,13 @@ class DocumentService:
             if save is not None:
                 await save(page, image)
 
+        engines = self.engines(options.model)
         pages = await process_document(
             opened.doc,
             indices,
             options,
-            self._engines.layout,
-            self._engines.recognizer,
+            None if reads_pages(self._args.recognizers[self.model(options.model)]) else engines.layout,
+            engines.recognizer,
             concurrency,
             on_page=sink if save is not None or inline_images else None,
         )
@@ -168,7 +181,7 @@ class DocumentService:
         started = time.perf_counter()
         async with self.opened(data, options.dpi, options.pages) as opened:
             admit(len(opened.indices))
-            models = await self.ready_models()
+            models = await self.ready_models(options.model)
             options = await self.options(options, opened.doc)
             key = None
             if self.results is not None:  # hashing a 50 MiB upload costs ~0.1 s: only with a store to ask

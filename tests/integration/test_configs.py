@@ -63,13 +63,23 @@ def test_build_app_applies_the_deployment_options() -> None:
     app = build_app(load("serve_config.yaml")["applications"][0]["args"])
     ingress = app._bound_deployment
     assert ingress.name == "Ingress"
-    layout, recognizer = ingress.init_args[:2]
+    layout, recognizers = ingress.init_args[:2]
+    recognizer = recognizers["Recognizer"]
     assert layout._bound_deployment.ray_actor_options["num_gpus"] == 0.25
     assert recognizer._bound_deployment.ray_actor_options["num_gpus"] == 0.75
     assert recognizer._bound_deployment.max_ongoing_requests == 64
     assert recognizer._bound_deployment._deployment_config.graceful_shutdown_timeout_s == 90
     dots = build_app(load("deploy/examples/gpu-16gb-dots-ocr.yaml")["applications"][0]["args"])
     assert dots._bound_deployment.init_args[0] is None  # no Layout deployment for a page reader
+    # A list: each recognizer its own deployment, with its own options.
+    args = load("serve_config.cpu.yaml")["applications"][0]["args"]
+    second = {"engine": "vllm", "model": "/models/PaddleOCR-VL", "deployment": {"max_ongoing_requests": 5}}
+    two = build_app({**args, "recognizer": [args["recognizer"], second]})._bound_deployment.init_args[1]
+    assert {name: d._bound_deployment.name for name, d in two.items()} == {
+        "Recognizer": "Recognizer",
+        "Recognizer-2": "Recognizer-2",
+    }
+    assert two["Recognizer-2"]._bound_deployment.max_ongoing_requests == 5
 
 
 def test_cluster_yaml_passes_rays_validator() -> None:

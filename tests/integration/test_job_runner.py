@@ -243,3 +243,21 @@ def test_a_job_is_seen_and_cancelled_by_the_key_that_submitted_it_only(args: App
         # Another key's job is as unknown as none: not even its existence is told.
         assert r.status_code == 404 and r.json()["detail"] == unknown.replace("0" * 28, job_id), r.text
     assert c.delete(f"/v1/jobs/{job_id}", headers=as_me).json()["status"] == "cancelled"
+
+
+def test_a_job_keeps_the_model_it_was_submitted_with(args: AppArgs, engines) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from serve_app.api import create_api
+    from tests.conftest import DATA
+
+    c = TestClient(create_api(args, EngineBackend(*engines)))
+    files = {"file": ("p.png", (DATA / "phototest.png").read_bytes())}
+    job = c.post("/v1/jobs", files=files, data={"model": "cpu"})
+    assert job.status_code == 202, job.text
+    unknown = c.post("/v1/jobs", files=files, data={"model": "tiny"})
+    assert unknown.status_code == 400 and unknown.json()["detail"] == "no model 'tiny'; the models are: cpu"
+    default = c.post("/v1/jobs", files=files).json()["id"]
+    store = runner(args, engines).store
+    assert asyncio.run(store.get(job.json()["id"])).model == "cpu"
+    assert asyncio.run(store.get(default)).model == "cpu"  # the first, named when it was submitted

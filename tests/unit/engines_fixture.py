@@ -52,10 +52,13 @@ class EngineBackend:
         reason = "" if self.status == "ready" else "models are loading"
         return Health(self.status, reason, {}, models)  # type: ignore[arg-type]
 
-    async def chat(self, turns, max_tokens: int, temperature: float):  # type: ignore[no-untyped-def]
+    def select(self, deployment: str) -> EngineBackend:
+        return self  # one recognizer
+
+    async def chat(self, turns, max_tokens: int, temperature: float, deployment: str = ""):  # type: ignore[no-untyped-def]
         return await self._engines["Recognizer"].chat(turns, max_tokens, temperature)  # type: ignore[attr-defined]
 
-    def chat_stream(self, turns, max_tokens: int, temperature: float):  # type: ignore[no-untyped-def]
+    def chat_stream(self, turns, max_tokens: int, temperature: float, deployment: str = ""):  # type: ignore[no-untyped-def]
         return self._engines["Recognizer"].chat_stream(turns, max_tokens, temperature)
 
     async def check_lang(self, lang: str) -> str:

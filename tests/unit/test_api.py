@@ -307,7 +307,9 @@ def test_health_models_docs_and_unknown_routes(client) -> None:
     c = client()
     health = c.get("/health").json()
     assert health["status"] == "ready" and health["version"]
-    assert {m["role"] for m in c.get("/v1/models").json()["data"]} == {"layout", "recognizer"}
+    cards = c.get("/v1/models").json()["data"]
+    assert {m["role"] for m in cards} == {"layout", "recognizer"}
+    assert [(m["id"], m["state"]) for m in cards if m["role"] == "recognizer"] == [("cpu", "loaded")]
     HealthOut.model_validate(health)
     ModelList.model_validate(c.get("/v1/models").json())
     ReadyOut.model_validate(c.get("/ready").json())
@@ -459,3 +461,12 @@ async def test_a_document_opened_for_a_request_that_timed_out_is_closed(
             await asyncio.sleep(0.1)
     assert opened and opened[0]._closed
     assert backend.recognizer.calls == 0
+
+
+def test_the_model_field_names_a_configured_recognizer(client, backend) -> None:
+    c = client()
+    r = c.post("/v1/ocr", files={"file": ("p.png", PHOTOTEST)}, data={"model": "cpu", "layout": "false"})
+    assert r.status_code == 200 and backend.recognizer.calls == 1, r.text
+    r = c.post("/v1/ocr", json={"file": base64.b64encode(PHOTOTEST).decode(), "model": "PaddleOCR-VL"})
+    assert assert_problem(r, 400, "bad-request")["detail"] == "no model 'PaddleOCR-VL'; the models are: cpu"
+    assert backend.recognizer.calls == 1

@@ -159,3 +159,54 @@ def test_a_job_lease_must_outlast_two_polls() -> None:
     with pytest.raises(ValidationError, match="poll_s"):
         AppArgs.model_validate({"jobs": {"lease_s": 10, "poll_s": 5}})
     assert AppArgs.model_validate({"jobs": {"lease_s": 10, "poll_s": 4}}).jobs.poll_s == 4
+
+
+def two_vlms(first_gb: float, second_gb: float, num_gpus: float = 0.375) -> dict:
+    """The users' 16 GB card (12 GB for models): a 2 GB layout, PaddleOCR-VL and dots.ocr."""
+    config = vlm_on_gpu(2, first_gb, card_gb=16, limit_gb=12)
+    share = {"ray_actor_options": {"num_gpus": num_gpus}}
+    first = {**config["recognizer"], "served_model_name": "paddleocr-vl", "deployment": share}
+    second = {"engine": "vllm", "model": "/models/DotsOCR", "profile": "dots.ocr", "gpu_budget_gb": second_gb,
+              "deployment": share}  # fmt: skip
+    return {**config, "recognizer": [first, second]}
+
+
+def test_one_recognizer_mapping_is_still_a_list_of_one() -> None:
+    args = load_args(vlm_on_gpu(2, 9, card_gb=16), environ={})
+    assert list(args.recognizers) == ["PaddleOCR-VL"]  # its folder's name
+    assert args.deployment_of("PaddleOCR-VL") == "Recognizer"
+    assert list(load_args({}, environ={}).recognizers) == ["cpu"]
+
+
+def test_a_list_of_recognizers_each_with_its_own_deployment_and_vllm_share() -> None:
+    env = {"SERVE_APP_RECOGNIZER__MAX_NUM_SEQS": "4"}  # the environment sets the first (the default)
+    args = load_args(two_vlms(4, 4), environ=env)
+    assert list(args.recognizers) == ["paddleocr-vl", "DotsOCR"]
+    assert [args.deployment_of(n) for n in args.recognizers] == ["Recognizer", "Recognizer-2"]
+    first, second = args.recognizers.values()
+    assert first.max_num_seqs == 4 and second.max_num_seqs == 128
+    assert first.gpu_memory_utilization == second.gpu_memory_utilization == 0.25
+    # The layout is deployed for the region reader; the page reader reads without it.
+    assert args.uses_layout and args.text_layer_ocr_tasks == {"table", "formula", "figure"}
+
+
+def test_recognizers_of_one_name_are_refused() -> None:
+    same = {"engine": "vllm", "model": "/a/m"}
+    with pytest.raises(ValidationError, match=r"names must differ.*\['m', 'm'\].*served_model_name"):
+        load_args({"recognizer": [same, {**same, "model": "/b/m"}]}, environ={})
+    with pytest.raises(ValidationError, match="names must differ"):
+        load_args({"recognizer": [{"engine": "cpu"}, {"engine": "cpu"}]}, environ={})
+    with pytest.raises(ValidationError):
+        load_args({"recognizer": []}, environ={})
+
+
+def test_recognizers_that_do_not_fit_the_card_together_are_refused_until_swapping_lands() -> None:
+    # 2 + 4.5 + 4.5 = 11 GB fits the 12; 2 + 5 + 5.5 = 12.5 does not, though each fits its share.
+    load_args(two_vlms(4.5, 4.5), environ={})
+    with pytest.raises(ValidationError, match=r"recognizer DotsOCR: gpu_budget_gb 5\.5 GB .* = 4\.5 GB"):
+        load_args(two_vlms(4.5, 5.5), environ={})
+    with pytest.raises(
+        ValidationError,
+        match=r"layout, recognizer, recognizer DotsOCR: gpu_budget_gb 12\.5 GB together.*swapping",
+    ):
+        load_args(two_vlms(5, 5.5, num_gpus=0.5), environ={})

@@ -10,7 +10,7 @@ const TEXT = {
     drop: "Drop a PDF or an image here, or click to choose one",
     "opt.pages": "Pages", "opt.lang": "Language", "lang.auto": "auto", "opt.layout": "Layout",
     "opt.text_layer": "PDF text layer", "tl.auto": "where it can be trusted", "tl.off": "off: OCR every page",
-    "tl.only": "only: never OCR", "opt.job": "As a background job", go: "Read", busy: "Reading…",
+    "tl.only": "only: never OCR", "opt.job": "As a background job", "opt.model": "Model", go: "Read", busy: "Reading…",
     "block.hint": "Point at a block to see its text",
     "view.md": "Markdown", "view.raw": "Markdown source", "view.text": "Text",
     copy: "Copy", copied: "Copied", download: "Download",
@@ -39,7 +39,7 @@ const TEXT = {
     drop: "Перетащите сюда PDF или изображение или нажмите, чтобы выбрать файл",
     "opt.pages": "Страницы", "opt.lang": "Язык", "lang.auto": "авто", "opt.layout": "Разметка",
     "opt.text_layer": "Текстовый слой PDF", "tl.auto": "где ему можно верить", "tl.off": "нет: OCR всех страниц",
-    "tl.only": "только он: без OCR", "opt.job": "Фоновым заданием", go: "Распознать", busy: "Распознаём…",
+    "tl.only": "только он: без OCR", "opt.job": "Фоновым заданием", "opt.model": "Модель", go: "Распознать", busy: "Распознаём…",
     "block.hint": "Наведите на блок, чтобы увидеть его текст",
     "view.md": "Markdown", "view.raw": "Исходный Markdown", "view.text": "Текст",
     copy: "Копировать", copied: "Скопировано", download: "Скачать",
@@ -177,6 +177,7 @@ function documentForm(form, file) {
   data.append("lang", form.lang.value);
   data.append("layout", form.layout.checked ? "true" : "false");
   data.append("text_layer", form.text_layer.value);
+  if (form.model.value) data.append("model", form.model.value);
   return data;
 }
 
@@ -641,14 +642,23 @@ async function readEvents(response, onChunk) {
   }
 }
 
-async function findChatModel() {
+async function findModels() {
+  let models = { data: [] };
   try {
-    const models = await json("v1/models");
-    const vlm = models.data.find((m) => m.deployment === "Recognizer" && String(m.name || "").startsWith("vllm:"));
-    chatModel = vlm ? vlm.id : null;
+    models = await json("v1/models");
   } catch {
-    chatModel = null;
+    // no key yet, or the service is down: no picker, no chat
   }
+  const readers = models.data.filter((m) => m.role === "recognizer").map((m) => m.id);
+  const select = $("#read-form").model;
+  if ([...select.options].map((o) => o.value).join("\n") !== readers.join("\n")) {
+    const chosen = select.value;
+    select.replaceChildren(...readers.map((id) => el("option", { value: id }, id)));
+    if (readers.includes(chosen)) select.value = chosen;
+  }
+  $("#model-pick").hidden = readers.length < 2; // one recognizer: nothing to choose
+  const vlm = models.data.find((m) => m.deployment === "Recognizer" && String(m.name || "").startsWith("vllm:"));
+  chatModel = vlm ? vlm.id : null;
   $('#tabs [data-tab="chat"]').hidden = !chatModel;
   document.body.dataset.chat = chatModel ? "on" : "off"; // settled: tests wait for it
 }
@@ -719,7 +729,7 @@ function setUp() {
   $("#api-key").value = remembered.get("key") || "";
   $("#api-key").addEventListener("change", () => {
     remembered.set("key", $("#api-key").value.trim());
-    findChatModel();
+    findModels();
     refreshHealth();
   });
   $("#lang").addEventListener("click", () => {
@@ -751,9 +761,9 @@ function setUp() {
   });
   applyLanguage();
   refreshHealth();
-  findChatModel();
+  findModels();
   pollJobs();
-  setInterval(() => { refreshHealth(); findChatModel(); }, 5000); // a VLM loaded later shows its chat
+  setInterval(() => { refreshHealth(); findModels(); }, 5000); // a VLM loaded later shows its chat
 }
 
 document.addEventListener("DOMContentLoaded", setUp);

@@ -203,66 +203,84 @@ def test_a_page_reading_recognizer_runs_without_a_layout_deployment(base_url: st
         serve.delete("vlm-pages")
 
 
-def test_two_recognizers_in_one_app_each_read_what_names_it(
-    base_url: str, tiny_model: Path, s3: SeaweedFS
-) -> None:
-    """Two VLMs (the same tiny weights, told apart by served name and sampling seed) in one app:
-    ``model`` on /v1/ocr, jobs and chat reaches the one named, the first by default."""
+@pytest.fixture(scope="module")
+def vlms_url(base_url: str, tiny_model: Path, s3: SeaweedFS):
+    """Two VLMs in one app (the same tiny weights, told apart by served name and sampling seed),
+    with storage and a Jobs deployment."""
+    from ray import serve
+
+    a, b = (
+        vlm_recognizer(tiny_model, served_model_name="tiny-a"),
+        vlm_recognizer(tiny_model, served_model_name="tiny-b", seed=1),
+    )
+    yield deploy(base_url, "vlms", [a, b], small_app_args(s3))
+    serve.delete("vlms")
+
+
+def test_two_recognizers_in_one_app_each_read_what_names_it(vlms_url: str) -> None:
+    """``model`` on /v1/ocr, jobs and chat reaches the recognizer named, the first by default."""
     import base64
 
     from ray import serve
 
     from serve_app.client import Client
 
-    a, b = (
-        vlm_recognizer(tiny_model, served_model_name="tiny-a"),
-        vlm_recognizer(tiny_model, served_model_name="tiny-b", seed=1),
+    url = vlms_url
+    assert {"Layout", "Recognizer", "Recognizer-2", "Jobs"} <= set(
+        serve.status().applications["vlms"].deployments
     )
-    url = deploy(base_url, "vlms", [a, b], small_app_args(s3))
-    try:
-        assert {"Layout", "Recognizer", "Recognizer-2", "Jobs"} <= set(
-            serve.status().applications["vlms"].deployments
-        )
-        health = httpx.get(url + "/health", timeout=10).json()
-        assert {"Recognizer", "Recognizer-2"} <= set(health["deployments"]) and health["status"] == "ready"
-        cards = httpx.get(url + "/v1/models", timeout=10).json()["data"]
-        recognizers = [
-            (m["id"], m["deployment"], m["state"], m["name"]) for m in cards if m["role"] == "recognizer"
-        ]
-        assert recognizers == [("tiny-a", "Recognizer", "loaded", "vllm:tiny-a"),
-                               ("tiny-b", "Recognizer-2", "loaded", "vllm:tiny-b")]  # fmt: skip
-        png = (DATA / "phototest.png").read_bytes()
-        for asked, reader in ((None, "tiny-a"), ("tiny-a", "tiny-a"), ("tiny-b", "tiny-b")):
-            form = {"layout": "false", **({"model": asked} if asked else {})}
-            r = httpx.post(url + "/v1/ocr", files={"file": ("p.png", png)}, data=form, timeout=120)
-            assert r.status_code == 200, r.text
-            assert {blk["engine"] for blk in r.json()["pages"][0]["blocks"]} == {f"vllm:{reader}"}
-            # The result is keyed by the models that read it: the two models' results are two.
-            assert set(r.json()["models"]) == {
-                "Layout",
-                "Recognizer" if reader == "tiny-a" else "Recognizer-2",
-            }
-        as_json = {"file": base64.b64encode(png).decode(), "layout": False, "model": "tiny-b"}
-        r = httpx.post(url + "/v1/ocr", json=as_json, timeout=120)
-        assert {blk["engine"] for blk in r.json()["pages"][0]["blocks"]} == {"vllm:tiny-b"}
-        r = httpx.post(url + "/v1/ocr", files={"file": ("p.png", png)}, data={"model": "nope"}, timeout=30)
-        assert r.status_code == 400 and "tiny-a, tiny-b" in r.json()["detail"], r.text
-        # A job keeps the model it was submitted with; its runner reads with it.
-        with Client(url, api_key=None, retries=2) as c:
-            job = c.submit(("p.png", png), layout=False, model="tiny-b")
-            assert c.wait(job["id"])["status"] == "succeeded"
-            assert {blk["engine"] for blk in c.result(job["id"])["pages"][0]["blocks"]} == {"vllm:tiny-b"}
-        r = httpx.post(url + "/v1/jobs", files={"file": ("p.png", png)}, data={"model": "nope"}, timeout=30)
-        assert r.status_code == 400, r.text
-        # Chat reaches the model named: sampled (temperature 1), each answers by its own seed.
-        _, body = chat_request(url, max_tokens=8, temperature=1.0)
-        answers = {}
-        for model in ("tiny-a", "tiny-b", "tiny-a", "tiny-b"):
-            r = httpx.post(url + "/v1/chat/completions", json={**body, "model": model}, timeout=60)
-            assert r.status_code == 200 and r.json()["model"] == model, r.text
-            answers.setdefault(model, set()).add(r.json()["choices"][0]["message"]["content"])
-        assert all(len(said) == 1 for said in answers.values()) and answers["tiny-a"] != answers["tiny-b"]
-        r = httpx.post(url + "/v1/chat/completions", json={**body, "model": "nope"}, timeout=10)
-        assert r.status_code == 404 and "tiny-a, tiny-b" in r.json()["detail"]
-    finally:
-        serve.delete("vlms")
+    health = httpx.get(url + "/health", timeout=10).json()
+    assert {"Recognizer", "Recognizer-2"} <= set(health["deployments"]) and health["status"] == "ready"
+    cards = httpx.get(url + "/v1/models", timeout=10).json()["data"]
+    recognizers = [
+        (m["id"], m["deployment"], m["state"], m["name"]) for m in cards if m["role"] == "recognizer"
+    ]
+    assert recognizers == [("tiny-a", "Recognizer", "loaded", "vllm:tiny-a"),
+                           ("tiny-b", "Recognizer-2", "loaded", "vllm:tiny-b")]  # fmt: skip
+    png = (DATA / "phototest.png").read_bytes()
+    for asked, reader in ((None, "tiny-a"), ("tiny-a", "tiny-a"), ("tiny-b", "tiny-b")):
+        form = {"layout": "false", **({"model": asked} if asked else {})}
+        r = httpx.post(url + "/v1/ocr", files={"file": ("p.png", png)}, data=form, timeout=120)
+        assert r.status_code == 200, r.text
+        assert {blk["engine"] for blk in r.json()["pages"][0]["blocks"]} == {f"vllm:{reader}"}
+        # The result is keyed by the models that read it: the two models' results are two.
+        assert set(r.json()["models"]) == {
+            "Layout",
+            "Recognizer" if reader == "tiny-a" else "Recognizer-2",
+        }
+    as_json = {"file": base64.b64encode(png).decode(), "layout": False, "model": "tiny-b"}
+    r = httpx.post(url + "/v1/ocr", json=as_json, timeout=120)
+    assert {blk["engine"] for blk in r.json()["pages"][0]["blocks"]} == {"vllm:tiny-b"}
+    r = httpx.post(url + "/v1/ocr", files={"file": ("p.png", png)}, data={"model": "nope"}, timeout=30)
+    assert r.status_code == 400 and "tiny-a, tiny-b" in r.json()["detail"], r.text
+    # A job keeps the model it was submitted with; its runner reads with it.
+    with Client(url, api_key=None, retries=2) as c:
+        job = c.submit(("p.png", png), layout=False, model="tiny-b")
+        assert c.wait(job["id"])["status"] == "succeeded"
+        assert {blk["engine"] for blk in c.result(job["id"])["pages"][0]["blocks"]} == {"vllm:tiny-b"}
+    r = httpx.post(url + "/v1/jobs", files={"file": ("p.png", png)}, data={"model": "nope"}, timeout=30)
+    assert r.status_code == 400, r.text
+    # Chat reaches the model named: sampled (temperature 1), each answers by its own seed.
+    _, body = chat_request(url, max_tokens=8, temperature=1.0)
+    answers = {}
+    for model in ("tiny-a", "tiny-b", "tiny-a", "tiny-b"):
+        r = httpx.post(url + "/v1/chat/completions", json={**body, "model": model}, timeout=60)
+        assert r.status_code == 200 and r.json()["model"] == model, r.text
+        answers.setdefault(model, set()).add(r.json()["choices"][0]["message"]["content"])
+    assert all(len(said) == 1 for said in answers.values()) and answers["tiny-a"] != answers["tiny-b"]
+    r = httpx.post(url + "/v1/chat/completions", json={**body, "model": "nope"}, timeout=10)
+    assert r.status_code == 404 and "tiny-a, tiny-b" in r.json()["detail"]
+
+
+def test_the_web_page_reads_with_the_model_picked(vlms_url: str, page) -> None:
+    page.goto(vlms_url + "/")
+    page.wait_for_selector("body[data-chat=on]")  # the models are listed
+    assert page.is_visible("#model-pick")
+    assert page.locator("select[name=model] option").all_inner_texts() == ["tiny-a", "tiny-b"]
+    page.select_option("select[name=model]", "tiny-b")
+    page.set_input_files("#file", str(DATA / "phototest.png"))
+    page.uncheck("input[name=layout]")
+    page.click("#read-go")
+    page.wait_for_selector("svg.page .box", timeout=120_000)
+    page.hover("svg.page .box >> nth=0")
+    assert "vllm:tiny-b" in page.inner_text("#block")

@@ -47,7 +47,7 @@ def phototest_tiff(pages: int) -> bytes:
         frame.paste((255, 255, 255), (0, 0, 40 + 12 * n, 6))
         frames.append(frame)
     out = io.BytesIO()
-    frames[0].save(out, format="TIFF", save_all=True, append_images=frames[1:])
+    frames[0].save(out, format="TIFF", save_all=True, append_images=frames[1:], compression="tiff_deflate")
     return out.getvalue()
 
 

@@ -173,8 +173,9 @@ def job_ids(s3: SeaweedFS) -> list[str]:
     import boto3
 
     client = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1")
-    listed = client.list_objects_v2(Bucket="ocr-results", Prefix="serve-app/jobs/")
-    return [o["Key"].split("/")[2] for o in listed.get("Contents", []) if o["Key"].endswith("/job.json")]
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket="ocr-results", Prefix="serve-app/jobs/")
+    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    return [key.split("/")[2] for key in keys if key.endswith("/job.json")]
 
 
 def test_the_cli_submits_follows_fetches_and_cancels_jobs(
@@ -213,7 +214,9 @@ def test_the_cli_submits_follows_fetches_and_cancels_jobs(
 
     long = [tmp_path / "long-1.tif", tmp_path / "long-2.tif"]
     for n, path in enumerate(long):
-        path.write_bytes(phototest_tiff(20 + n))  # two documents, two jobs (not one cached result)
+        # Two documents, two jobs (not one cached result), too long to end before the Ctrl-C
+        # (of 20 pages each, both were once read to their end before it came: exit 0).
+        path.write_bytes(phototest_tiff(60 + n))
     before = set(job_ids(s3))
     cli_path = str(Path(sys.executable).parent / "serve-app")
     command = [cli_path, "--url", url, "ocr", *map(str, long), "--job", "--concurrency", "2"]
@@ -301,7 +304,7 @@ def test_without_s3_storing_is_refused_with_503_and_plain_ocr_keeps_working(url:
     assert httpx.get(f"{url}/health", timeout=10).json()["storage"] == "ok"
     s3.stop()
     r = ocr(url, DATA / "phototest.png", store="true", lang="en")
-    assert r.status_code == 503 and r.headers["retry-after"] == "7"
+    assert r.status_code == 503 and r.headers["retry-after"] == "7", r.text
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["type"].endswith("/storage-unavailable")
     plain = ocr(url, DATA / "phototest.png", lang="en")

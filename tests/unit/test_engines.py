@@ -173,6 +173,27 @@ def test_rapidocr_reads_the_lines_it_is_given_with_its_recognizer_alone(engines)
     assert len(text.splitlines()) >= 6  # one row per line of the page, in order
 
 
+def test_the_detector_sees_known_lines_at_their_print_size_not_a_736_px_crop(engines) -> None:
+    from serve_app.regions import text_lines
+
+    rapid = engines[1]._rapid
+    page = np.asarray(Image.open(DATA / "phototest.png").convert("RGB"))
+    crop = page[185:370]  # four and a half lines of "The quick brown dog...", 185 px high
+    lines = [(x0, y0 - 185, x1, y1 - 185) for x0, y0, x1, y1 in text_lines(page) if y0 >= 185]
+    # Two lines touching (one box two lines tall): only the detector can take them apart.
+    lines[0:2] = [(lines[0][0], lines[0][1], lines[1][2], lines[1][3])]
+    ocr = rapid.engines[0]
+    sizes = []
+    with swapped_engines(rapid, lambda _: ocr):  # one RapidOCR for both reads, to look at
+        for known in (lines, []):
+            text, _ = rapid.read(crop, known)
+            assert "".join(text.split()).lower().count("thelazyfox") == 4, text
+            sizes.append(ocr.text_det.detector.limit_side_len)  # the short side the detector saw
+    # Lines ~31 px high are seen at most 40 px high (1.3x), not at RapidOCR's 736 px (4x), which
+    # stays where the lines are not known.
+    assert sizes[0] <= 1.4 * 185 and sizes[1] == 736, sizes
+
+
 def test_a_page_of_english_is_read_in_english_and_its_russian_region_still_in_russian(engines) -> None:
     _, recognizer = engines
     english = load("phototest.png")

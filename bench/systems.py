@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).parents[1]
 VENV_BIN = Path(sys.executable).parent
 REQUEST_TIMEOUT_S = 600.0
+RETRIES = 120  # at Retry-After's 5 s, as long as REQUEST_TIMEOUT_S
 T = TypeVar("T")
 
 
@@ -179,7 +180,12 @@ class Service(HttpSystem):
 
     async def send(self, page: Page) -> Any:
         if self._service is None:
-            self._service = AsyncClient(self.url, timeout_s=REQUEST_TIMEOUT_S, max_connections=None)
+            # As the service's clients do: a 503's Retry-After honoured (the CPU config reads 3
+            # documents at once and refuses the rest), so a step past that counts pages read, not
+            # refusals sent back to back.
+            self._service = AsyncClient(
+                self.url, timeout_s=REQUEST_TIMEOUT_S, retries=RETRIES, max_connections=None
+            )
         return await self._service.ocr((page.name, page.data))
 
     async def close(self) -> None:

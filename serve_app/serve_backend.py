@@ -19,7 +19,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from .backend import FAILED, Engines, Health
+from .backend import FAILED, Engines, Health, Status
 from .config import RECOGNIZER_DEPLOYMENT
 from .datatypes import ChatReply, ChatTurn, Recognition, RecognizeRequest, Region
 from .errors import ModelError, NotReady, Overloaded, ServeAppError
@@ -141,29 +141,38 @@ class ServeBackend:
         app = status.applications.get(app_name)
         if app is None:
             return Health("starting", f"application {app_name!r} is not known to Serve yet")
+        if not app.deployments and self._cached is not None and self._cached[1].deployments:
+            # Serve lists no deployment while it builds a new version of the app (`serve deploy`
+            # of a changed config); the running version's replicas still serve these handles.
+            return self._cached[1]
         deployments: dict[str, Any] = {}
-        waiting: list[str] = []
-        broken: list[str] = []
         for name in self._watched:
             d = app.deployments.get(name)
             # Keys are typed ReplicaState but arrive as plain strings over the wire.
             replicas = {str(getattr(k, "value", k)): v for k, v in d.replica_states.items()} if d else {}
-            running = replicas.get("RUNNING", 0)
             deployments[name] = {
                 "status": str(d.status.value) if d else "UNKNOWN",
                 "replicas": replicas,
                 "message": d.message if d else "",
             }
-            if running == 0:
-                failed = d is not None and d.status.value in FAILED
-                (broken if failed else waiting).append(name)
-            elif name in self._handles and name not in self._models:
+            if replicas.get("RUNNING", 0) and name in self._handles and name not in self._models:
                 self._models[name] = await _call(self._handles[name].info.remote())
-        if broken:
-            return Health("degraded", f"no healthy replica of {', '.join(broken)}", deployments, self._models)
-        if waiting:
-            return Health("loading", f"models of {', '.join(waiting)} are loading", deployments, self._models)
-        return Health("ready", "", deployments, self._models)
+        return Health(*_readiness(deployments, self._watched), deployments, self._models)
+
+
+def _readiness(deployments: dict[str, Any], names: Sequence[str]) -> tuple[Status, str]:
+    """Ready when each of ``names`` has a running replica: the one place readiness is decided."""
+    waiting: list[str] = []
+    broken: list[str] = []
+    for name in names:
+        d = deployments.get(name, {})
+        if d.get("replicas", {}).get("RUNNING", 0) == 0:
+            (broken if d.get("status") in FAILED else waiting).append(name)
+    if broken:
+        return "degraded", f"no healthy replica of {', '.join(broken)}"
+    if waiting:
+        return "loading", f"models of {', '.join(waiting)} are loading"
+    return "ready", ""
 
 
 @dataclass(frozen=True)
@@ -180,8 +189,13 @@ class _Selected:
         return self.backend.layout
 
     async def health(self) -> Health:
+        """Ready when this recognizer and the layout are: a document read with them needs no other
+        deployment (a job runner or another recognizer being replaced holds no page back)."""
         h = await self.backend.health()
-        return replace(h, models={k: v for k, v in h.models.items() if k in (LAYOUT, self.deployment)})
+        needed = [name for name in (LAYOUT, self.deployment) if name in h.deployments]
+        status, reason = _readiness(h.deployments, needed) if needed else (h.status, h.reason)
+        models = {k: v for k, v in h.models.items() if k in (LAYOUT, self.deployment)}
+        return replace(h, status=status, reason=reason, models=models)
 
     async def check_lang(self, lang: str) -> str:
         return await self.backend.check_lang(lang, self.deployment)

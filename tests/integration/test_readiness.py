@@ -1,4 +1,5 @@
-"""No request reaches a replica whose models are not loaded: the ingress answers 503 instead."""
+"""No request reaches a replica whose models are not loaded: the ingress answers 503 instead; readiness
+from Serve's view of the deployments is one rule that /ready and each read share."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 import httpx
 import pytest
 
+from serve_app.serve_backend import _readiness
 from tests.conftest import DATA
 from tests.serve_fixtures import answers_200, cpu_args, wait_for
 
@@ -61,3 +63,20 @@ def test_requests_get_503_while_the_recognizer_cannot_load(broken_app) -> None:
     assert r.status_code == 503, r.text
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["type"].endswith("/not-ready") and int(r.headers["retry-after"]) >= 1
+
+
+def deployment(running: int, status: str = "HEALTHY") -> dict:
+    return {"status": status, "replicas": {"RUNNING": running} if running else {"STARTING": 1}}
+
+
+def test_ready_when_every_named_deployment_has_a_running_replica() -> None:
+    seen = {"Layout": deployment(2), "Recognizer": deployment(1), "Jobs": deployment(0, "UPDATING")}
+    assert _readiness(seen, ["Layout", "Recognizer"]) == ("ready", "")
+    # The job runner being replaced holds back /ready, not a read that never uses it.
+    assert _readiness(seen, ["Layout", "Recognizer", "Jobs"]) == ("loading", "models of Jobs are loading")
+
+
+def test_a_deployment_that_will_not_come_up_is_degraded_and_one_not_listed_is_loading() -> None:
+    seen = {"Layout": deployment(0, "DEPLOY_FAILED"), "Recognizer": deployment(1)}
+    assert _readiness(seen, ["Layout", "Recognizer"]) == ("degraded", "no healthy replica of Layout")
+    assert _readiness({}, ["Recognizer"]) == ("loading", "models of Recognizer are loading")

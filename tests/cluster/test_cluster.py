@@ -2,9 +2,10 @@
 in a real S3, deployed with `serve deploy` through the dashboard as an operator does: the models land
 on the workers, the proxy, controller, ingress and job runners on the head; a worker lost under load
 costs no request a 500 or a hang, its replicas come back on the other worker, the jobs it was reading
-finish with one result each, and the time to recover is printed; a changed config rolled out and
-rolled back (`serve deploy` of the previous file) under load answers every request with a page or a
-503 + Retry-After while models load, and the time each takes is printed."""
+finish with one result each, and the time to recover is printed; with two replicas of each deployment
+on the request path, a changed config rolled out and rolled back (`serve deploy` of the previous
+file) under load answers every request with its page; a node that joins takes the Recognizer's
+second replica when a step of load asks for it, removed when the load ends."""
 
 from __future__ import annotations
 
@@ -197,10 +198,35 @@ def rolled(cluster: Cluster, old: dict[str, set[str]], clean_confidence: int) ->
     )  # fmt: skip
 
 
-def test_a_changed_config_rolled_out_and_rolled_back_under_load_answers_every_request(
+def with_replicas(config: dict, n: int) -> dict:
+    """``config`` with ``n`` replicas of every deployment on the request path."""
+    args = config["applications"][0]["args"]
+    for section in ("layout", "recognizer"):
+        args[section]["deployment"]["autoscaling_config"].update(min_replicas=n, max_replicas=n)
+    args["ingress"]["deployment"]["num_replicas"] = n
+    return config
+
+
+def running(cluster: Cluster, replicas: int) -> bool:
+    """Every deployment on the request path has ``replicas`` replicas, all running (a deployment
+    being built anew is not listed yet)."""
+    deployments = cluster.serve_details()["applications"]["ocr"]["deployments"]
+    states = [
+        [r["state"] for r in deployments.get(name, {}).get("replicas", [])] for name in (*MODELS, "Ingress")
+    ]
+    return all(s == ["RUNNING"] * replicas for s in states)
+
+
+def test_a_changed_config_rolled_out_and_rolled_back_under_load_fails_no_request(
     cluster: Cluster, url: str, config_file: Path, tmp_path: Path
 ) -> None:
-    config = yaml.safe_load(config_file.read_text())
+    # Two replicas of each deployment on the request path (the models on the worker left by the
+    # node loss above): Serve replaces them one at a time, so one always serves.
+    config = with_replicas(yaml.safe_load(config_file.read_text()), 2)
+    two = tmp_path / "two-replicas.yaml"
+    two.write_text(yaml.safe_dump(config))
+    deploy(cluster, two)
+    wait_for(lambda: running(cluster, 2) and answers_200(f"{url}/ready"), timeout_s=240)
     old_value = config["applications"][0]["args"]["recognizer"]["clean_confidence"]
     config["applications"][0]["args"]["recognizer"]["clean_confidence"] = old_value - 5  # a new option value
     upgraded = tmp_path / "upgraded.yaml"
@@ -208,19 +234,57 @@ def test_a_changed_config_rolled_out_and_rolled_back_under_load_answers_every_re
     took: dict[str, float] = {}
     with Load(url, CLIENTS) as load:
         wait_for(lambda: load.ok_since(0) >= CLIENTS, timeout_s=120)
-        for step, path, value in (("rollout", upgraded, old_value - 5), ("rollback", config_file, old_value)):
+        for step, path, value in (("rollout", upgraded, old_value - 5), ("rollback", two, old_value)):
             old = replica_ids(cluster)
             started = time.monotonic()
             deploy(cluster, path)
-            wait_for(lambda: rolled(cluster, old, value), timeout_s=180)  # noqa: B023 (called here)
+            wait_for(lambda: rolled(cluster, old, value), timeout_s=300)  # noqa: B023 (called here)
             took[step] = time.monotonic() - started
             wait_for(lambda: load.ok_since(started + took[step]) >= CLIENTS, timeout_s=120)  # noqa: B023
             assert replica_ids(cluster).keys() == old.keys()
     assert not any(t.is_alive() for t in load.threads), "a client got no answer"
     assert not load.wrong, load.wrong[:5]
-    # One replica a deployment: Serve stops it as it starts the new one, so pages wait for models
-    # to load (503 + Retry-After) for a few seconds; more replicas would keep serving (not tested yet).
     print(
         f"\nrolled out in {took['rollout']:.1f} s and back in {took['rollback']:.1f} s under {CLIENTS} "
-        f"clients: outcomes {load.counts()}, {dict(load.problems)}"
+        f"clients, two replicas a deployment: outcomes {load.counts()}, {dict(load.problems)}"
+    )
+    assert load.counts() == {200: len(load.outcomes)}, dict(load.problems)  # not one 503 or 504
+
+
+def test_a_step_of_load_adds_a_recognizer_on_a_worker_and_its_end_removes_it(
+    cluster: Cluster, url: str, config_file: Path, tmp_path: Path
+) -> None:
+    # A node joins in place of the one lost above (as KubeRay's autoscaler would add one), and the
+    # Recognizer may grow to two replicas when more than one page at a time waits for it.
+    cluster.add_worker(cpus=2, resources=MODEL_NODE)
+    config = yaml.safe_load(config_file.read_text())
+    scaling = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1}
+    scaling.update(upscale_delay_s=2, downscale_delay_s=10, look_back_period_s=2, metrics_interval_s=1)
+    config["applications"][0]["args"]["recognizer"]["deployment"]["autoscaling_config"] = scaling
+    path = tmp_path / "autoscaled.yaml"
+    path.write_text(yaml.safe_dump(config))
+    deploy(cluster, path)
+
+    def recognizers() -> set[str]:
+        return placement(cluster)["Recognizer"]
+
+    def settled() -> bool:
+        app = cluster.serve_details()["applications"]["ocr"]
+        return app["status"] == "RUNNING" and len(recognizers()) == 1 and answers_200(f"{url}/ready")
+
+    wait_for(settled, timeout_s=240)
+    workers = {node.node_id for node in cluster.nodes[1:]}  # the joined one among them
+    with Load(url, CLIENTS) as load:
+        started = time.monotonic()
+        wait_for(lambda: len(recognizers()) == 2, timeout_s=180)
+        up = time.monotonic() - started
+        where = recognizers()
+    stopped = time.monotonic()
+    wait_for(lambda: len(recognizers()) == 1, timeout_s=180)
+    down = time.monotonic() - stopped
+    assert where <= workers, (where, workers)
+    assert not load.wrong, load.wrong[:5]
+    print(
+        f"\nrecognizers 1 -> 2 after {up:.1f} s of {CLIENTS} clients (on {len(where)} worker node(s)), "
+        f"back to 1 {down:.1f} s after the load ended: outcomes {load.counts()}, {dict(load.problems)}"
     )

@@ -4,8 +4,7 @@ on the workers, the proxy, controller, ingress and job runners on the head; a wo
 costs no request a 500 or a hang, its replicas come back on the other worker, the jobs it was reading
 finish with one result each, and the time to recover is printed; with two replicas of each deployment
 on the request path, a changed config rolled out and rolled back (`serve deploy` of the previous
-file) under load answers every request with its page; a node that joins takes the Recognizer's
-second replica when a step of load asks for it, removed when the load ends."""
+file) under load answers every request with its page."""
 
 from __future__ import annotations
 
@@ -249,42 +248,3 @@ def test_a_changed_config_rolled_out_and_rolled_back_under_load_fails_no_request
         f"clients, two replicas a deployment: outcomes {load.counts()}, {dict(load.problems)}"
     )
     assert load.counts() == {200: len(load.outcomes)}, dict(load.problems)  # not one 503 or 504
-
-
-def test_a_step_of_load_adds_a_recognizer_on_a_worker_and_its_end_removes_it(
-    cluster: Cluster, url: str, config_file: Path, tmp_path: Path
-) -> None:
-    # A node joins in place of the one lost above (as KubeRay's autoscaler would add one), and the
-    # Recognizer may grow to two replicas when more than one page at a time waits for it.
-    cluster.add_worker(cpus=2, resources=MODEL_NODE)
-    config = yaml.safe_load(config_file.read_text())
-    scaling = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 1}
-    scaling.update(upscale_delay_s=2, downscale_delay_s=10, look_back_period_s=2, metrics_interval_s=1)
-    config["applications"][0]["args"]["recognizer"]["deployment"]["autoscaling_config"] = scaling
-    path = tmp_path / "autoscaled.yaml"
-    path.write_text(yaml.safe_dump(config))
-    deploy(cluster, path)
-
-    def recognizers() -> set[str]:
-        return placement(cluster)["Recognizer"]
-
-    def settled() -> bool:
-        app = cluster.serve_details()["applications"]["ocr"]
-        return app["status"] == "RUNNING" and len(recognizers()) == 1 and answers_200(f"{url}/ready")
-
-    wait_for(settled, timeout_s=240)
-    workers = {node.node_id for node in cluster.nodes[1:]}  # the joined one among them
-    with Load(url, CLIENTS) as load:
-        started = time.monotonic()
-        wait_for(lambda: len(recognizers()) == 2, timeout_s=180)
-        up = time.monotonic() - started
-        where = recognizers()
-    stopped = time.monotonic()
-    wait_for(lambda: len(recognizers()) == 1, timeout_s=180)
-    down = time.monotonic() - stopped
-    assert where <= workers, (where, workers)
-    assert not load.wrong, load.wrong[:5]
-    print(
-        f"\nrecognizers 1 -> 2 after {up:.1f} s of {CLIENTS} clients (on {len(where)} worker node(s)), "
-        f"back to 1 {down:.1f} s after the load ended: outcomes {load.counts()}, {dict(load.problems)}"
-    )

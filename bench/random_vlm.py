@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 SPECIAL = {
     "pad": "<pad>",
@@ -78,7 +78,6 @@ def _build_tiny(folder: Path) -> Path:
         PaddleOCRVLForConditionalGeneration,
         PaddleOCRVLImageProcessorPil,
         PaddleOCRVLProcessor,
-        PreTrainedTokenizerFast,
     )
 
     bpe = Tokenizer(models.BPE(unk_token=SPECIAL["unk"]))
@@ -94,20 +93,7 @@ def _build_tiny(folder: Path) -> Path:
         "Привет, мир. Hello world 0123456789 | - = + ( ) [ ] { } \\frac{a}{b}",
     ] * 20
     bpe.train_from_iterator(corpus, trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        bos_token=SPECIAL["bos"],
-        eos_token=SPECIAL["eos"],
-        unk_token=SPECIAL["unk"],
-        pad_token=SPECIAL["pad"],
-        extra_special_tokens={
-            "image_token": SPECIAL["image"],
-            "vision_start_token": SPECIAL["vision_start"],
-            "vision_end_token": SPECIAL["vision_end"],
-            "video_token": SPECIAL["video"],
-        },
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer = _tokenizer(bpe)
     ids = {k: tokenizer.convert_tokens_to_ids(v) for k, v in SPECIAL.items()}
 
     torch.manual_seed(0)
@@ -145,25 +131,12 @@ def _build_tiny(folder: Path) -> Path:
     return folder
 
 
-def _build_real(folder: Path) -> Path:
-    """Config, processor and a tokenizer of the real vocabulary's size (its ordinary tokens are
-    made-up words: the output is noise either way); no weights."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import (
-        PaddleOCRVLConfig,
-        PaddleOCRVLImageProcessorPil,
-        PaddleOCRVLProcessor,
-        PreTrainedTokenizerFast,
-    )
+def _tokenizer(model: Any) -> Any:
+    """A fast tokenizer over ``model`` with PaddleOCR-VL's special tokens and chat template."""
+    from transformers import PreTrainedTokenizerFast
 
-    vocab_size = PaddleOCRVLConfig().text_config.vocab_size
-    names = {i: SPECIAL[k] for k, i in REAL_IDS.items()}
-    vocab = {names.get(i, f"w{i}"): i for i in range(vocab_size)}
-    words = Tokenizer(models.WordLevel(vocab, unk_token=SPECIAL["unk"]))
-    words.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    words.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=words,
+        tokenizer_object=model,
         bos_token=SPECIAL["bos"],
         eos_token=SPECIAL["eos"],
         unk_token=SPECIAL["unk"],
@@ -176,6 +149,26 @@ def _build_real(folder: Path) -> Path:
         },
     )
     tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def _build_real(folder: Path) -> Path:
+    """Config, processor and a tokenizer of the real vocabulary's size (its ordinary tokens are
+    made-up words: the output is noise either way); no weights."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import (
+        PaddleOCRVLConfig,
+        PaddleOCRVLImageProcessorPil,
+        PaddleOCRVLProcessor,
+    )
+
+    vocab_size = PaddleOCRVLConfig().text_config.vocab_size
+    names = {i: SPECIAL[k] for k, i in REAL_IDS.items()}
+    vocab = {names.get(i, f"w{i}"): i for i in range(vocab_size)}
+    words = Tokenizer(models.WordLevel(vocab, unk_token=SPECIAL["unk"]))
+    words.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    words.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    tokenizer = _tokenizer(words)
     config = PaddleOCRVLConfig(
         # The published config's multimodal RoPE split of the 128-wide heads (temporal, h, w).
         text_config={

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.gpu_check import CPU_RECOGNIZER
 from tests.browser import screenshot
 from tests.conftest import DATA
 from tests.serve_fixtures import (
@@ -30,20 +31,8 @@ def vlm_recognizer(model: Path, **extra: Any) -> dict[str, Any]:
     return {
         "engine": "vllm",
         "model": str(model),
-        "max_model_len": 1024,
-        "max_num_seqs": 8,
-        "max_num_batched_tokens": 1024,
-        "enforce_eager": True,
-        "kv_cache_memory_bytes": 64 << 20,
+        **CPU_RECOGNIZER,  # the GPU kit's CPU dry run reads with the same settings
         "sampling": {"max_tokens": {"text": 16, "table": 24, "formula": 16, "chart": 16}},
-        "deployment": {
-            "ray_actor_options": {
-                "num_cpus": 0.1,
-                "runtime_env": {"env_vars": {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}},
-            },
-            "num_replicas": 1,
-            "max_ongoing_requests": 64,
-        },
         **extra,
     }
 

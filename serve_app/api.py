@@ -117,12 +117,14 @@ def model_cards(args: AppArgs, health: Health) -> list[dict[str, Any]]:
     for name, rec in args.recognizers.items():
         deployment = args.deployment_of(name)
         status = health.deployments.get(deployment, {}).get("status")
-        loaded = deployment in health.models
-        state = "loaded" if loaded else "not loaded" if status in FAILED else "loading"
+        known = health.recognizers.get(name, {})
+        # A swap group's replica says which of its models is awake; others are loaded once known.
+        state = known.get("state") or ("loaded" if known else "not loaded" if status in FAILED else "loading")
         budget = getattr(rec, "gpu_budget_gb", None)  # the CPU readers have none
-        cards.append({"id": name, **card, "deployment": deployment, "state": state,
+        swappable = name in args.swap_group
+        cards.append({"id": name, **card, **known, "deployment": deployment, "state": state,
                       **({"gpu_budget_gb": budget} if budget else {}),
-                      **health.models.get(deployment, {})})  # fmt: skip
+                      **({"swappable": True} if swappable else {})})  # fmt: skip
     return cards
 
 
@@ -257,6 +259,7 @@ def create_api(args: AppArgs, backend: Backend, meter: Meter | None = None) -> F
             "reason": h.reason,
             "deployments": h.deployments,
             "models": h.models,
+            "recognizers": h.recognizers,
             "storage": await results.storage.status() if results is not None else "disabled",
             "version": __version__,
         }

@@ -26,12 +26,13 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
         if config.uses_layout
         else None
     )
-    # Each recognizer is a deployment of its own, with its own options and GPU share.
+    # Each recognizer is a deployment of its own, with its own options and GPU share; those that
+    # swap share one, with the first one's options.
     recognizers = {
-        config.deployment_of(name): serve.deployment(
-            name=config.deployment_of(name), **rec.deployment.serve_options()
-        )(RecognizerDeployment).bind(rec)
-        for name, rec in config.recognizers.items()
+        deployment: serve.deployment(name=deployment, **next(iter(held.values())).deployment.serve_options())(
+            RecognizerDeployment
+        ).bind(held)
+        for deployment, held in config.recognizer_deployments.items()
     }
     # Jobs keep their state in S3: with storage configured, runners are deployed beside the models.
     jobs = (

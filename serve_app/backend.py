@@ -22,6 +22,8 @@ class Health:
     reason: str = ""
     deployments: dict[str, Any] = field(default_factory=dict)
     models: dict[str, Any] = field(default_factory=dict)
+    # Each loaded recognizer model by its name: its info, deployment and (in a swap group) state.
+    recognizers: dict[str, Any] = field(default_factory=dict)
 
 
 class Engines(Protocol):
@@ -39,8 +41,8 @@ class Engines(Protocol):
 
     async def check_lang(self, lang: str) -> str: ...
 
-    def select(self, deployment: str) -> Engines:
-        """The engines as the recognizer deployment ``deployment`` reads with them."""
+    def select(self, model: str) -> Engines:
+        """The engines as the recognizer model ``model`` reads with them."""
         ...
 
 
@@ -48,13 +50,13 @@ class Backend(Engines, Protocol):
     """What the API needs from the world behind it: the engines, chat, and the job runners."""
 
     async def chat(
-        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float, deployment: str = ...
+        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float, model: str | None = ...
     ) -> ChatReply:
-        """Answered by the recognizer deployment ``deployment`` (the default one's unless given)."""
+        """Answered by the recognizer model ``model`` (the default one unless given)."""
         ...
 
     def chat_stream(
-        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float, deployment: str = ...
+        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float, model: str | None = ...
     ) -> AsyncGenerator[ChatReply, None]: ...
 
     def wake_jobs(self) -> None:

@@ -83,7 +83,7 @@ DEFAULT_MAX_TOKENS = 1024
 
 
 def served_models(models: dict[str, Any]) -> list[str]:
-    """Chat model ids (the recognizers' served names) from the health view's model infos."""
+    """Chat model ids (the recognizers' served names) from the health view's recognizer infos."""
     names = [str(info.get("name", "")) for info in models.values() if info.get("role") == "recognizer"]
     return [name.removeprefix("vllm:") for name in names if name.startswith("vllm:")]
 
@@ -115,7 +115,7 @@ def add_chat_routes(app: FastAPI, args: AppArgs, backend: Backend, gate: Gate) -
         health = await backend.health()
         if health.status != "ready":
             raise NotReady(f"service is {health.status}: {health.reason}")
-        available = served_models(health.models)
+        available = served_models(health.recognizers)
         if body.model not in available:
             raise ModelNotFound(
                 f"model {body.model!r} is not loaded; loaded chat models: {', '.join(available) or 'none'}"
@@ -126,13 +126,12 @@ def add_chat_routes(app: FastAPI, args: AppArgs, backend: Backend, gate: Gate) -
             raise BadRequest("one image per conversation")
         max_tokens = body.max_completion_tokens or body.max_tokens or DEFAULT_MAX_TOKENS
         head = {"id": "chatcmpl-" + uuid.uuid4().hex, "created": int(time.time()), "model": body.model}
-        deployment = args.deployment_of(body.model)
         if body.stream:
-            pieces = backend.chat_stream(turns, max_tokens, body.temperature, deployment)
+            pieces = backend.chat_stream(turns, max_tokens, body.temperature, body.model)
             first = await anext(pieces)  # errors before any output are still plain problem+json
             usage = body.stream_options is not None and body.stream_options.include_usage
             return StreamingResponse(_events(head, first, pieces, usage), media_type="text/event-stream")
-        reply = await backend.chat(turns, max_tokens, body.temperature, deployment)
+        reply = await backend.chat(turns, max_tokens, body.temperature, body.model)
         return {
             **head,
             "object": "chat.completion",

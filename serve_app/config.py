@@ -229,6 +229,16 @@ class VllmRecognizerArgs(_Strict):
     # How long vLLM waits for its engine core to load the weights and size the KV cache.
     start_timeout_s: float = Field(900.0, gt=0)
     sampling: SamplingArgs = SamplingArgs()
+    # Recognizers that do not fit the card together share one replica, one awake at a time, swapped
+    # in when a request names it (engines/swap.py). Those whose budgets do not fit beside the others
+    # are made swappable at validation; true makes this one so anyway (a CPU host short of memory).
+    swappable: bool = False
+    # How a swapped-out model lets go of its memory: "sleep" is vLLM's sleep mode (weights to host
+    # memory, KV cache freed, woken in about a second; CUDA only), "reload" shuts the engine down and
+    # starts it again (as long as a start). "auto": sleep on a GPU, reload elsewhere.
+    swap: Literal["auto", "sleep", "reload"] = "auto"
+    # How long a request for this model waits for it to be swapped in, then 503 + Retry-After.
+    swap_wait_s: float = Field(300.0, gt=0)
     # A replica stopped by a downscale finishes its pages (a page can take a minute on a busy
     # card), and its engine process lets go of the card before a new replica starts.
     deployment: DeploymentOptions = DeploymentOptions(
@@ -244,9 +254,27 @@ class VllmRecognizerArgs(_Strict):
             raise ValueError(f"unknown prompt keys {sorted(unknown)}; use {sorted(PROMPT_KEYS)}")
         return self
 
+    @model_validator(mode="after")
+    def _sleep_needs_a_gpu(self) -> VllmRecognizerArgs:
+        if self.swap == "sleep" and not self.on_gpu:
+            raise ValueError(
+                "swap: sleep is vLLM's sleep mode, which needs CUDA, and this recognizer has no GPU "
+                "(deployment.ray_actor_options.num_gpus): use swap: auto or reload"
+            )
+        return self
+
     @property
     def reads_pages(self) -> bool:
         return self.whole_page if self.whole_page is not None else self.profile in PAGE_PROFILES
+
+    @property
+    def on_gpu(self) -> bool:
+        return float(self.deployment.ray_actor_options.get("num_gpus", 0)) > 0
+
+    @property
+    def sleeps_in_place(self) -> bool:
+        """Swapped out by vLLM's sleep mode (kept in this process) rather than shut down."""
+        return self.swappable and (self.swap == "sleep" or (self.swap == "auto" and self.on_gpu))
 
 
 # The recognizer section is one of the engines' argument sets, chosen by `engine` (default: cpu).
@@ -383,6 +411,10 @@ class GpuArgs(_Strict):
     # All models together must stay within this (the users' 16 GB card: 12 GB for models).
     limit_gb: float | None = Field(None, gt=0)
 
+    @property
+    def room_gb(self) -> float:
+        return min(self.card_gb, self.limit_gb or self.card_gb)
+
 
 class AuthArgs(_Strict):
     """API keys (auth.py). Set them in the environment, not in the YAML (which ``serve status`` and
@@ -435,9 +467,29 @@ class AppArgs(_Strict):
         return self.recognizer if isinstance(self.recognizer, tuple) else (self.recognizer,)
 
     def deployment_of(self, model: str) -> str:
-        """The Serve deployment of the recognizer named ``model``."""
-        index = list(self.recognizers).index(model)
+        """The Serve deployment of the recognizer named ``model``; the swappable ones share their
+        first one's."""
+        names = list(self.recognizers)
+        if model in self.swap_group:
+            model = self.swap_group[0]
+        index = names.index(model)
         return RECOGNIZER_DEPLOYMENT if index == 0 else f"{RECOGNIZER_DEPLOYMENT}-{index + 1}"
+
+    @property
+    def swap_group(self) -> tuple[str, ...]:
+        """The recognizers that share one replica, one awake at a time (in list order)."""
+        return tuple(
+            name for name, r in self.recognizers.items() if isinstance(r, VllmRecognizerArgs) and r.swappable
+        )
+
+    @property
+    def recognizer_deployments(self) -> dict[str, dict[str, CpuRecognizerArgs | VllmRecognizerArgs]]:
+        """Each recognizer deployment with the recognizers it holds, the default first; a
+        deployment's options are its first recognizer's."""
+        out: dict[str, dict[str, CpuRecognizerArgs | VllmRecognizerArgs]] = {}
+        for name, rec in self.recognizers.items():
+            out.setdefault(self.deployment_of(name), {})[name] = rec
+        return out
 
     @property
     def uses_layout(self) -> bool:
@@ -481,6 +533,38 @@ class AppArgs(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _swap_what_does_not_fit(self) -> AppArgs:
+        """Recognizers are kept resident side by side while their budgets fit the card; from the
+        last one back, those that do not are made swappable (one awake at a time, in one replica).
+        Every member of the group then holds the first one's deployment options: the replica's."""
+        if not isinstance(self.recognizer, tuple):
+            return self
+        vllm = {i: r for i, r in enumerate(self.recognizer) if isinstance(r, VllmRecognizerArgs)}
+        group = [i for i, r in vllm.items() if r.swappable]
+        if self.gpu is not None:
+            room = self.gpu.room_gb
+            layout = gpu_budgets(self).get("layout", (0.0, 0.0))[0]
+            budget = {i: r.gpu_budget_gb or 0.0 for i, r in vllm.items()}
+            resident = [i for i, r in vllm.items() if not r.swappable and r.gpu_budget_gb]
+            moved: list[int] = []
+            while resident and layout + sum(budget[i] for i in resident) + max(
+                (budget[i] for i in group + moved), default=0.0
+            ) > room + 1e-9:  # fmt: skip
+                moved.append(resident.pop())
+            if moved and not group and len(moved) == 1:
+                moved = []  # it does not fit even alone: refused below
+            group = sorted(group + moved)
+        if len(group) < 2:
+            return self
+        first = vllm[group[0]]
+        recs = tuple(
+            r.model_copy(update={"swappable": True, "deployment": first.deployment}) if i in group else r
+            for i, r in enumerate(self.recognizer)
+        )
+        object.__setattr__(self, "recognizer", recs)
+        return self
+
+    @model_validator(mode="after")
     def _budgets_fit_the_card(self) -> AppArgs:
         """Ray packs replicas onto a card by their ``num_gpus`` shares (summing to at most 1), so
         memory stays within the card however they are packed when each budget fits its share."""
@@ -488,24 +572,43 @@ class AppArgs(_Strict):
         if budgets and self.gpu is None:
             raise ValueError("gpu_budget_gb is set but gpu.card_gb is not: say how big the card is")
         if self.gpu is not None:
-            room = min(self.gpu.card_gb, self.gpu.limit_gb or self.gpu.card_gb)
+            for name, rec in self.recognizers.items():
+                if getattr(rec, "gpu_budget_gb", None) and not getattr(rec, "on_gpu", True):
+                    raise ValueError(
+                        f"recognizer {name}: gpu_budget_gb is set but deployment.ray_actor_options."
+                        "num_gpus is not: give it its share of the card"
+                    )
+            room = self.gpu.room_gb
+            names = list(self.recognizers)
+            group = [_budget_label(names.index(name), name) for name in self.swap_group]
             for name, (budget, share) in budgets.items():
                 fits = share * room
                 if budget > fits + 1e-9:
                     raise ValueError(
                         f"{name}: gpu_budget_gb {budget:g} GB is more than its share of the card, "
                         f"num_gpus {share:g} x {room:g} GB (gpu.card_gb / gpu.limit_gb) = {fits:g} GB; "
-                        "replicas sharing a card would exceed it. Lower the budget or raise num_gpus."
+                        "replicas sharing a card would exceed it. Lower the budget or raise num_gpus"
+                        + (
+                            " (the first swappable one's: its replica holds them all)."
+                            if name in group
+                            else "."
+                        )
                     )
-            total = sum(budget for budget, _ in budgets.values())
+            resident = [budget for name, (budget, _) in budgets.items() if name not in group]
+            swapped = [budgets[name][0] for name in group if name in budgets]
+            total = sum(resident) + max(swapped, default=0.0)
             if total > room + 1e-9:
                 raise ValueError(
-                    f"{', '.join(budgets)}: gpu_budget_gb {total:g} GB together, more than the "
-                    f"{room:g} GB of the card (gpu.card_gb / gpu.limit_gb): these models do not fit "
-                    "together, and swapping models in and out is not built yet. Keep fewer "
-                    "recognizers, or lower their budgets."
+                    f"{', '.join(budgets)}: gpu_budget_gb {total:g} GB (the resident models and the "
+                    f"largest swappable one), more than the {room:g} GB of the card (gpu.card_gb / "
+                    "gpu.limit_gb): not even one recognizer at a time fits beside the layout. Lower "
+                    "the budgets."
                 )
         return self
+
+
+def _budget_label(index: int, name: str) -> str:
+    return "recognizer" if index == 0 else f"recognizer {name}"
 
 
 def gpu_budgets(args: AppArgs) -> dict[str, tuple[float, float]]:
@@ -513,7 +616,7 @@ def gpu_budgets(args: AppArgs) -> dict[str, tuple[float, float]]:
     out = {}
     sections: list[tuple[str, Any]] = [("layout", args.layout)] if args.uses_layout else []
     recs = list(args.recognizers.items())
-    sections += [("recognizer" if i == 0 else f"recognizer {name}", r) for i, (name, r) in enumerate(recs)]
+    sections += [(_budget_label(i, name), r) for i, (name, r) in enumerate(recs)]
     for name, section in sections:
         budget = getattr(section, "gpu_budget_gb", None)
         share = float(section.deployment.ray_actor_options.get("num_gpus", 0))

@@ -22,6 +22,7 @@ from .auth import exposure_warning
 from .config import AppArgs, CpuRecognizerArgs, PaddleLayoutArgs, RapidLayoutArgs, VllmRecognizerArgs
 from .datatypes import ChatReply, ChatTurn, Recognition, RecognizeRequest, Region
 from .engines import build_layout, build_recognizer
+from .engines.swap import Swapper
 from .job_runner import JobRunner
 from .local import LocalLayout
 from .metrics import BOUNDARIES, METRICS, Meter
@@ -77,49 +78,66 @@ class LayoutDeployment:
 
 
 class RecognizerDeployment:
-    def __init__(self, args: CpuRecognizerArgs | VllmRecognizerArgs) -> None:
+    """One recognizer, or a swap group of them (engines/swap.py): every call names its model, the
+    first one's by default."""
+
+    # Serve awaits an async constructor: the models start on the replica's event loop.
+    async def __init__(self, recognizers: dict[str, CpuRecognizerArgs | VllmRecognizerArgs]):  # type: ignore[misc]
         started = time.perf_counter()
-        self._engine = build_recognizer(args)
-        self._engine.start()
+        first = next(iter(recognizers.values()))
+        wait_s = first.swap_wait_s if isinstance(first, VllmRecognizerArgs) else 0.0
+        self._models = Swapper({name: build_recognizer(a) for name, a in recognizers.items()}, wait_s)
+        await self._models.start()
         self._meter = ServeMeter()
         logger.info("recognizer models loaded in %.1f s", time.perf_counter() - started)
 
     def check_health(self) -> None:
-        self._engine.check_health()
+        self._models.check_health()
 
-    async def recognize(self, requests: list[RecognizeRequest]) -> list[Recognition]:
-        recognitions = await self._engine.recognize(requests)
+    async def recognize(
+        self, requests: list[RecognizeRequest], model: str | None = None
+    ) -> list[Recognition]:
+        async with self._models.use(model) as engine:
+            recognitions = await engine.recognize(requests)
         for r in recognitions:
             if r.tokens:
                 self._meter.record("serve_app_vlm_completion_tokens", r.tokens)
         return recognitions
 
-    def check_lang(self, lang: str) -> str:
-        return self._engine.check_lang(lang)
+    def check_lang(self, lang: str, model: str | None = None) -> str:
+        return self._models.engine(model).check_lang(lang)
 
-    async def chat(self, turns: list[ChatTurn], max_tokens: int, temperature: float) -> ChatReply:
-        return await self._engine.chat(turns, max_tokens, temperature)
+    async def chat(
+        self, turns: list[ChatTurn], max_tokens: int, temperature: float, model: str | None = None
+    ) -> ChatReply:
+        async with self._models.use(model) as engine:
+            return await engine.chat(turns, max_tokens, temperature)
 
     async def chat_stream(
-        self, turns: list[ChatTurn], max_tokens: int, temperature: float
+        self, turns: list[ChatTurn], max_tokens: int, temperature: float, model: str | None = None
     ) -> AsyncIterator[ChatReply]:
         """Pieces of at least ``STREAM_FLUSH_S`` each: one Ray object per token would cost more than
         the token; a reader sees no difference at 20 pieces a second."""
         pending: ChatReply | None = None
         flushed = time.monotonic()
-        async for piece in self._engine.chat_stream(turns, max_tokens, temperature):
-            pending = piece if pending is None else replace(piece, text=pending.text + piece.text)
-            if piece.finish_reason is not None or time.monotonic() - flushed >= STREAM_FLUSH_S:
-                yield pending
-                pending, flushed = None, time.monotonic()
+        async with self._models.use(model) as engine:
+            async for piece in engine.chat_stream(turns, max_tokens, temperature):
+                pending = piece if pending is None else replace(piece, text=pending.text + piece.text)
+                if piece.finish_reason is not None or time.monotonic() - flushed >= STREAM_FLUSH_S:
+                    yield pending
+                    pending, flushed = None, time.monotonic()
         if pending is not None:
             yield pending
 
-    def info(self) -> dict[str, Any]:
-        return asdict(self._engine.info())
+    def info(self, model: str | None = None) -> dict[str, Any]:
+        return asdict(self._models.engine(model).info())
+
+    def states(self) -> dict[str, Any]:
+        return self._models.states()
 
     def __del__(self) -> None:
-        self._engine.shutdown()
+        for engine in self._models.engines.values():
+            engine.shutdown()
 
 
 class JobsDeployment:
@@ -130,7 +148,8 @@ class JobsDeployment:
         self, layout: DeploymentHandle | None, recognizers: dict[str, DeploymentHandle], args: AppArgs
     ):
         assert args.storage is not None
-        self._runner = JobRunner(args, Storage(args.storage), ServeBackend(layout, recognizers), ServeMeter())
+        backend = ServeBackend(layout, recognizers, _placement(args))
+        self._runner = JobRunner(args, Storage(args.storage), backend, ServeMeter())
         self._loop = asyncio.create_task(self._runner.run_forever())
 
     def check_health(self) -> None:
@@ -153,6 +172,10 @@ class JobsDeployment:
         await self._runner.release()
 
 
+def _placement(args: AppArgs) -> dict[str, str]:
+    return {name: args.deployment_of(name) for name in args.recognizers}
+
+
 def _proxy_host() -> str | None:
     """The host Serve's HTTP proxies bind. Serve has no public call for it; its controller client
     holds the options it was started with."""
@@ -173,7 +196,7 @@ class IngressDeployment:
         args: AppArgs,
     ):
         self._args = args
-        self._backend = ServeBackend(layout, recognizers, jobs)
+        self._backend = ServeBackend(layout, recognizers, _placement(args), jobs)
         if warning := exposure_warning(_proxy_host(), args.auth):
             logger.warning(warning)
 

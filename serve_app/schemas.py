@@ -105,6 +105,9 @@ class HealthOut(_Answer):
     reason: str | None = None
     deployments: dict[str, Any] | None = None
     models: dict[str, Any] | None = None
+    # Each recognizer model by name: deployment, info, and in a swap group its state, last load
+    # error and the swaps made.
+    recognizers: dict[str, Any] | None = None
     storage: str | None = None
     version: str
 

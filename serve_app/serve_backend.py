@@ -72,52 +72,64 @@ class _LayoutClient:
 
 
 class _RecognizerClient:
-    def __init__(self, handle: DeploymentHandle) -> None:
-        self._handle = handle
+    def __init__(self, handle: DeploymentHandle, model: str) -> None:
+        self._handle, self._model = handle, model
 
     async def recognize(self, requests: Sequence[RecognizeRequest]) -> list[Recognition]:
-        return await _call(self._handle.recognize.remote(list(requests)))
+        return await _call(self._handle.recognize.remote(list(requests), self._model))
 
 
 class ServeBackend:
     """Readiness comes from Serve's own deployment status, not from ``/-/healthz``.
-    ``recognizers``: each recognizer deployment's handle by its name, the default first."""
+    ``recognizers``: each recognizer deployment's handle by its name; ``placement``: the deployment
+    of each recognizer model by the model's name, the default first (a swap group's models share
+    one)."""
 
     def __init__(
         self,
         layout: DeploymentHandle | None,
         recognizers: Mapping[str, DeploymentHandle],
+        placement: Mapping[str, str],
         jobs: DeploymentHandle | None = None,
     ) -> None:
         self._handles = {**({LAYOUT: layout} if layout is not None else {}), **recognizers}
+        self._placement = dict(placement)
         self._jobs = jobs
         # Readiness covers the job runners too; models come from the model deployments only.
         self._watched = [*self._handles, *([JOBS] if jobs is not None else [])]
         self.layout = None if layout is None else _LayoutClient(layout)
         self._selected = {
-            name: _Selected(self, name, _RecognizerClient(h)) for name, h in recognizers.items()
+            model: _Selected(self, model, deployment, _RecognizerClient(recognizers[deployment], model))
+            for model, deployment in self._placement.items()
         }
         self.recognizer = next(iter(self._selected.values())).recognizer
-        self._models: dict[str, Any] = {}
+        self._models: dict[str, Any] = {}  # the layout's info, and each recognizer model's
         self._cached: tuple[float, Health] | None = None
         self._lock = asyncio.Lock()
 
-    def select(self, deployment: str) -> Engines:
-        return self._selected[deployment]
+    def select(self, model: str) -> Engines:
+        return self._selected[model]
 
-    async def check_lang(self, lang: str, deployment: str = RECOGNIZER) -> str:
-        return await _call(self._handles[deployment].check_lang.remote(lang))
+    def _handle(self, model: str | None) -> tuple[DeploymentHandle, str]:
+        model = model or next(iter(self._placement))
+        return self._handles[self._placement[model]], model
+
+    async def check_lang(self, lang: str, model: str | None = None) -> str:
+        handle, model = self._handle(model)
+        return await _call(handle.check_lang.remote(lang, model))
 
     async def chat(
-        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float, deployment: str = RECOGNIZER
+        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float, model: str | None = None
     ) -> ChatReply:
-        return await _call(self._handles[deployment].chat.remote(list(turns), max_tokens, temperature))
+        handle, model = self._handle(model)
+        return await _call(handle.chat.remote(list(turns), max_tokens, temperature, model))
 
     def chat_stream(
-        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float, deployment: str = RECOGNIZER
+        self, turns: Sequence[ChatTurn], max_tokens: int, temperature: float, model: str | None = None
     ) -> AsyncGenerator[ChatReply, None]:
-        handle = self._handles[deployment].options(stream=True)
-        return _stream(handle.chat_stream.remote(list(turns), max_tokens, temperature))
+        handle, model = self._handle(model)
+        streamed = handle.options(stream=True)
+        return _stream(streamed.chat_stream.remote(list(turns), max_tokens, temperature, model))
 
     def wake_jobs(self) -> None:
         if self._jobs is not None:
@@ -155,9 +167,28 @@ class ServeBackend:
                 "replicas": replicas,
                 "message": d.message if d else "",
             }
-            if replicas.get("RUNNING", 0) and name in self._handles and name not in self._models:
+            if replicas.get("RUNNING", 0) and name == LAYOUT and name not in self._models:
                 self._models[name] = await _call(self._handles[name].info.remote())
-        return Health(*_readiness(deployments, self._watched), deployments, self._models)
+        recognizers: dict[str, Any] = {}
+        for deployment in dict.fromkeys(self._placement.values()):
+            if not deployments[deployment]["replicas"].get("RUNNING", 0):
+                continue
+            held = [m for m, d in self._placement.items() if d == deployment]
+            for model in held:
+                if model not in self._models:
+                    self._models[model] = await _call(self._handles[deployment].info.remote(model))
+                recognizers[model] = {"deployment": deployment, **self._models[model]}
+            if len(held) > 1:  # a swap group: which model is awake changes (one replica's view)
+                states = await _call(self._handles[deployment].states.remote())
+                for model in held:
+                    recognizers[model].update(
+                        states["models"][model], swaps=states["swaps"], last_swap_s=states["last_swap_s"]
+                    )
+        models = {
+            **({LAYOUT: self._models[LAYOUT]} if LAYOUT in self._models else {}),
+            **{d: recognizers[m] for m, d in reversed(self._placement.items()) if m in recognizers},
+        }  # a deployment's default model: its first (reversed: the first one set wins)
+        return Health(*_readiness(deployments, self._watched), deployments, models, recognizers)
 
 
 def _readiness(deployments: dict[str, Any], names: Sequence[str]) -> tuple[Status, str]:
@@ -177,10 +208,11 @@ def _readiness(deployments: dict[str, Any], names: Sequence[str]) -> tuple[Statu
 
 @dataclass(frozen=True)
 class _Selected:
-    """The engines as one recognizer deployment reads with them: its models (with the layout's)
-    are those a result is keyed by."""
+    """The engines as one recognizer model reads with them: its model (with the layout's) is
+    what a result is keyed by."""
 
     backend: ServeBackend
+    model: str
     deployment: str
     recognizer: _RecognizerClient
 
@@ -194,11 +226,15 @@ class _Selected:
         h = await self.backend.health()
         needed = [name for name in (LAYOUT, self.deployment) if name in h.deployments]
         status, reason = _readiness(h.deployments, needed) if needed else (h.status, h.reason)
-        models = {k: v for k, v in h.models.items() if k in (LAYOUT, self.deployment)}
+        models = {k: v for k, v in h.models.items() if k == LAYOUT}
+        if self.model in h.recognizers:
+            models[self.deployment] = {
+                k: v for k, v in h.recognizers[self.model].items() if k in ("role", "name", "detail")
+            }
         return replace(h, status=status, reason=reason, models=models)
 
     async def check_lang(self, lang: str) -> str:
-        return await self.backend.check_lang(lang, self.deployment)
+        return await self.backend.check_lang(lang, self.model)
 
-    def select(self, deployment: str) -> Engines:
-        return self.backend.select(deployment)
+    def select(self, model: str) -> Engines:
+        return self.backend.select(model)

@@ -96,7 +96,7 @@ class DocumentService:
 
     def engines(self, model: str | None) -> Engines:
         """The engines as the recognizer ``model`` reads with them: the one place it is chosen."""
-        return self._engines.select(self._args.deployment_of(self.model(model)))
+        return self._engines.select(self.model(model))
 
     async def ready_models(self, model: str | None = None) -> dict[str, Any]:
         """The names of the models that read with ``model``, once every deployment is ready to

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 import fcntl
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -74,8 +75,23 @@ class LayoutEngine(abc.ABC):
 class RecognizerEngine(abc.ABC):
     """Region crops + task -> text. Batched: one call may carry crops of many pages and requests."""
 
+    # True when ``sleep`` keeps the model in this process (vLLM's sleep mode): a swapped-out model
+    # is then sleeping, not unloaded.
+    sleeps_in_place: bool = False
+
     @abc.abstractmethod
     def start(self) -> None: ...
+
+    def check_files(self) -> None:  # noqa: B027 (most engines find their files in start)
+        """Raise ``ModelLoadError`` if the model's files are missing, without loading it."""
+
+    async def sleep(self) -> None:
+        """Give the model's memory back until ``wake`` (a swap, engines/swap.py): by default the
+        engine is shut down, and ``wake`` starts it again."""
+        await asyncio.to_thread(self.shutdown)
+
+    async def wake(self) -> None:
+        await asyncio.to_thread(self.start)
 
     @abc.abstractmethod
     def check_health(self) -> None: ...

@@ -125,10 +125,18 @@ class VllmRecognizer(RecognizerEngine):
         self._engine: Any = None
         self.model_name = args.served_model_name or args.model.name
 
-    def start(self) -> None:
+    @property
+    def sleeps_in_place(self) -> bool:  # type: ignore[override]
+        return self._args.sleeps_in_place
+
+    def check_files(self) -> None:
         model = self._args.model
         if not (model / "config.json").is_file():
             raise ModelLoadError(f"VLM model folder not found at {model} (no download is attempted)")
+
+    def start(self) -> None:
+        model = self._args.model
+        self.check_files()
         for name, value in vllm_environment(self._args).items():  # before vLLM is imported
             os.environ.setdefault(name, value)
         if self._args.check_chat_template:
@@ -158,6 +166,7 @@ class VllmRecognizer(RecognizerEngine):
             seed=a.seed,
             load_format=a.load_format,
             disable_log_stats=True,
+            enable_sleep_mode=a.sleeps_in_place,
             **extra,
         )
         try:
@@ -263,6 +272,24 @@ class VllmRecognizer(RecognizerEngine):
                     len(completion.token_ids),
                 )
                 sent = len(completion.text)
+
+    async def sleep(self) -> None:
+        """Sleep mode level 1: the weights to host memory, the KV cache freed (vLLM's own
+        ``sleep``); otherwise the engine is shut down."""
+        if self.sleeps_in_place:
+            await self._engine.sleep(level=1)
+        else:
+            # vLLM's output handler (a task on this loop) goes first: it would see its engine core
+            # gone and log that as a crash. The rest (the core's exit, seconds) off the loop.
+            if (handler := self._engine.output_handler) is not None:
+                handler.cancel()
+            await asyncio.to_thread(self.shutdown)
+
+    async def wake(self) -> None:
+        if self.sleeps_in_place:
+            await self._engine.wake_up()
+        else:
+            await super().wake()
 
     def info(self) -> ModelInfo:
         a = self._args

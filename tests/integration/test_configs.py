@@ -38,11 +38,16 @@ def test_gpu_configs_put_every_model_on_a_gpu_share_within_its_budget(name: str)
     assert "recognizer" in budgets and ("layout" in budgets) == args.uses_layout
     for budget, share in budgets.values():
         assert 0 < share <= 1 and budget <= share * (args.gpu.limit_gb or args.gpu.card_gb)
-    if args.uses_layout:  # both model deployments fit one card together
-        assert sum(share for _, share in budgets.values()) <= 1
-    share_of_card = budgets["recognizer"][0] / args.gpu.card_gb
-    assert args.recognizer.gpu_memory_utilization == pytest.approx(share_of_card, abs=1e-4)
-    assert args.recognizer.deployment.max_ongoing_requests >= 64  # Serve's default 5 would starve vLLM
+    # The model deployments fit one card together (a swap group's replica counts once).
+    held = [next(iter(models.values())) for models in args.recognizer_deployments.values()]
+    shares = [
+        s.deployment.ray_actor_options["num_gpus"]
+        for s in [*held, *([args.layout] if args.uses_layout else [])]
+    ]
+    assert sum(shares) <= 1
+    for rec in args.recognizers.values():
+        assert rec.gpu_memory_utilization == pytest.approx(rec.gpu_budget_gb / args.gpu.card_gb, abs=1e-4)
+        assert rec.deployment.max_ongoing_requests >= 64  # Serve's default 5 would starve vLLM
 
 
 def test_the_cpu_config_fits_a_two_core_machine() -> None:
@@ -80,6 +85,13 @@ def test_build_app_applies_the_deployment_options() -> None:
         "Recognizer-2": "Recognizer-2",
     }
     assert two["Recognizer-2"]._bound_deployment.max_ongoing_requests == 5
+    # Those that do not fit the card together: one deployment holds them, with the first one's share.
+    swap = build_app(load("deploy/examples/gpu-80gb-swap.yaml")["applications"][0]["args"])
+    held = swap._bound_deployment.init_args[1]
+    assert list(held) == ["Recognizer", "Recognizer-2", "Recognizer-3"]
+    qwens = held["Recognizer-3"]._bound_deployment
+    assert list(qwens.init_args[0]) == ["qwen3-vl-8b", "qwen3-vl-32b"]
+    assert qwens.ray_actor_options["num_gpus"] == 0.5
 
 
 def test_cluster_yaml_passes_rays_validator() -> None:

@@ -273,3 +273,77 @@ def test_the_web_page_reads_with_the_model_picked(vlms_url: str, page) -> None:
     page.wait_for_selector("svg.page .box", timeout=120_000)
     page.hover("svg.page .box >> nth=0")
     assert "vllm:tiny-b" in page.inner_text("#block")
+
+
+@pytest.fixture(scope="module")
+def swap_url(base_url: str, tiny_model: Path):
+    """Two swappable VLMs: one replica holds them, one awake at a time."""
+    from ray import serve
+
+    a, b = (
+        vlm_recognizer(tiny_model, served_model_name="tiny-a", swappable=True),
+        vlm_recognizer(tiny_model, served_model_name="tiny-b", seed=1, swappable=True),
+    )
+    yield deploy(base_url, "swaps", [a, b])
+    serve.delete("swaps")
+
+
+def engine_cores(app: str) -> list[Any]:
+    """The vLLM engine-core processes of the app's recognizer replica."""
+    import psutil
+
+    title = f"ServeReplica:{app}:Recognizer"  # Ray's title for the replica's worker process
+    (replica,) = [p for p in psutil.process_iter(["cmdline"]) if title in " ".join(p.info["cmdline"] or [])]
+    return [p for p in replica.children() if p.name() == "VLLM::EngineCore"]  # vLLM's title
+
+
+def test_models_that_swap_share_one_replica_and_read_what_is_asked(swap_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ray import serve
+
+    url = swap_url
+    deployments = serve.status().applications["swaps"].deployments
+    assert "Recognizer" in deployments and "Recognizer-2" not in deployments
+
+    def cards() -> dict[str, dict[str, Any]]:
+        data = httpx.get(url + "/v1/models", timeout=10).json()["data"]
+        return {m["id"]: m for m in data if m["role"] == "recognizer"}
+
+    def states() -> dict[str, str]:
+        return {name: card["state"] for name, card in cards().items()}
+
+    seen = cards()
+    assert {name: (c["deployment"], c["swappable"]) for name, c in seen.items()} == {
+        "tiny-a": ("Recognizer", True),
+        "tiny-b": ("Recognizer", True),
+    }
+    assert states() == {"tiny-a": "loaded", "tiny-b": "not loaded"}
+    png = (DATA / "phototest.png").read_bytes()
+
+    def read(model: str) -> set[str]:
+        form = {"layout": "false", "model": model}
+        r = httpx.post(url + "/v1/ocr", files={"file": ("p.png", png)}, data=form, timeout=300)
+        assert r.status_code == 200, r.text
+        return {blk["engine"] for blk in r.json()["pages"][0]["blocks"]}
+
+    for model in ("tiny-b", "tiny-a", "tiny-b"):
+        assert read(model) == {f"vllm:{model}"}
+    wait_for(lambda: states() == {"tiny-a": "not loaded", "tiny-b": "loaded"}, timeout_s=10)
+    health = httpx.get(url + "/health", timeout=10).json()["recognizers"]
+    assert health["tiny-b"]["swaps"] == 3 and health["tiny-b"]["last_swap_s"] > 0
+    # The model swapped out let go of its memory: its engine process is gone, one is left.
+    assert len(engine_cores("swaps")) == 1
+    # Requests for both, at once: each reads with its own; requests for one model share its turn.
+    asked = ["tiny-a", "tiny-b", "tiny-a"]  # the ingress reads 3 documents at once (cpu_args)
+    with ThreadPoolExecutor(len(asked)) as pool:
+        engines = list(pool.map(read, asked))
+    assert engines == [{f"vllm:{m}"} for m in asked]
+    wait_for(lambda: "loaded" in states().values(), timeout_s=10)
+    swaps = httpx.get(url + "/health", timeout=10).json()["recognizers"]["tiny-a"]["swaps"]
+    assert 3 < swaps <= 3 + 2  # the two tiny-a requests share one turn, whatever their order
+    assert len(engine_cores("swaps")) == 1
+    # Chat names its model too.
+    _, body = chat_request(url, max_tokens=4)
+    r = httpx.post(url + "/v1/chat/completions", json={**body, "model": "tiny-a"}, timeout=300)
+    assert r.status_code == 200 and r.json()["model"] == "tiny-a", r.text

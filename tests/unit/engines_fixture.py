@@ -50,15 +50,16 @@ class EngineBackend:
 
         models = {k: asdict(e.info()) for k, e in self._engines.items()}
         reason = "" if self.status == "ready" else "models are loading"
-        return Health(self.status, reason, {}, models)  # type: ignore[arg-type]
+        recognizers = {"cpu": {"deployment": "Recognizer", **models["Recognizer"]}}
+        return Health(self.status, reason, {}, models, recognizers)  # type: ignore[arg-type]
 
-    def select(self, deployment: str) -> EngineBackend:
+    def select(self, model: str) -> EngineBackend:
         return self  # one recognizer
 
-    async def chat(self, turns, max_tokens: int, temperature: float, deployment: str = ""):  # type: ignore[no-untyped-def]
+    async def chat(self, turns, max_tokens: int, temperature: float, model: str | None = None):  # type: ignore[no-untyped-def]
         return await self._engines["Recognizer"].chat(turns, max_tokens, temperature)  # type: ignore[attr-defined]
 
-    def chat_stream(self, turns, max_tokens: int, temperature: float, deployment: str = ""):  # type: ignore[no-untyped-def]
+    def chat_stream(self, turns, max_tokens: int, temperature: float, model: str | None = None):  # type: ignore[no-untyped-def]
         return self._engines["Recognizer"].chat_stream(turns, max_tokens, temperature)
 
     async def check_lang(self, lang: str) -> str:

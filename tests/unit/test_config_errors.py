@@ -200,13 +200,44 @@ def test_recognizers_of_one_name_are_refused() -> None:
         load_args({"recognizer": []}, environ={})
 
 
-def test_recognizers_that_do_not_fit_the_card_together_are_refused_until_swapping_lands() -> None:
-    # 2 + 4.5 + 4.5 = 11 GB fits the 12; 2 + 5 + 5.5 = 12.5 does not, though each fits its share.
-    load_args(two_vlms(4.5, 4.5), environ={})
+def test_recognizers_that_do_not_fit_the_card_together_swap_in_one_replica() -> None:
+    # 2 + 4.5 + 4.5 = 11 GB fits the 12: both resident, each its own deployment.
+    args = load_args(two_vlms(4.5, 4.5), environ={})
+    assert args.swap_group == () and list(args.recognizer_deployments) == ["Recognizer", "Recognizer-2"]
     with pytest.raises(ValidationError, match=r"recognizer DotsOCR: gpu_budget_gb 5\.5 GB .* = 4\.5 GB"):
         load_args(two_vlms(4.5, 5.5), environ={})
-    with pytest.raises(
-        ValidationError,
-        match=r"layout, recognizer, recognizer DotsOCR: gpu_budget_gb 12\.5 GB together.*swapping",
-    ):
-        load_args(two_vlms(5, 5.5, num_gpus=0.5), environ={})
+    # 2 + 5 + 5.5 = 12.5 does not: one replica holds both, one awake at a time (2 + 5.5 fits).
+    args = load_args(two_vlms(5, 5.5, num_gpus=0.5), environ={})
+    assert args.swap_group == ("paddleocr-vl", "DotsOCR")
+    assert [args.deployment_of(n) for n in args.recognizers] == ["Recognizer", "Recognizer"]
+    assert list(args.recognizer_deployments["Recognizer"]) == ["paddleocr-vl", "DotsOCR"]
+    assert all(r.sleeps_in_place for r in args.recognizers.values())  # on a GPU: vLLM's sleep mode
+    # Only the resident ones and the largest swappable one must fit together.
+    three = two_vlms(5, 5.5, num_gpus=0.5)
+    three["recognizer"].insert(0, {"engine": "cpu"})
+    assert load_args(three, environ={}).swap_group == ("paddleocr-vl", "DotsOCR")
+    # The swap group's replica asks for its first recognizer's share: the others must fit in it.
+    with pytest.raises(ValidationError, match=r"DotsOCR: gpu_budget_gb 9 GB .*first swappable one's"):
+        load_args(two_vlms(5, 9, num_gpus=0.5), environ={})
+    # A swapped-in member needs no share of its own (it is the first one's); a resident one does.
+    three = two_vlms(4.5, 5.5, num_gpus=0.5)
+    three["recognizer"].append({**three["recognizer"][1], "served_model_name": "qwen", "deployment": {}})
+    assert load_args(three, environ={}).swap_group == ("DotsOCR", "qwen")
+    resident = two_vlms(1, 1)
+    resident["recognizer"][1]["deployment"] = {}
+    with pytest.raises(ValidationError, match=r"DotsOCR: gpu_budget_gb is set but .*num_gpus is not"):
+        load_args(resident, environ={})
+    # Not even one at a time beside the layout: refused.
+    with pytest.raises(ValidationError, match=r"gpu_budget_gb 13 GB .*not even one recognizer at a time"):
+        load_args(two_vlms(5, 11, num_gpus=1.0), environ={})
+
+
+def test_sleep_mode_is_for_gpus_and_swappable_can_be_asked_for() -> None:
+    vlm = {"engine": "vllm", "model": "/models/m"}
+    with pytest.raises(ValidationError, match="swap: sleep is vLLM's sleep mode, which needs CUDA"):
+        load_args({"recognizer": {**vlm, "swap": "sleep"}}, environ={})
+    second = {**vlm, "model": "/n", "swappable": True, "deployment": {"max_ongoing_requests": 3}}
+    args = load_args({"recognizer": [{**vlm, "swappable": True}, second]}, environ={})
+    assert args.swap_group == ("m", "n") and not any(r.sleeps_in_place for r in args.recognizers.values())
+    # Each member holds the group replica's options: the first one's.
+    assert args.recognizers["n"].deployment == args.recognizers["m"].deployment

@@ -416,6 +416,21 @@ class GpuArgs(_Strict):
         return min(self.card_gb, self.limit_gb or self.card_gb)
 
 
+class ScriptRouteArgs(_Strict):
+    """``route_by_script`` (routing.py): for requests that name no model, the recognizers that read
+    regions in Cyrillic, by name."""
+
+    # Reads the regions in Cyrillic (all of them when the request's lang names a Cyrillic language).
+    cyrillic: str
+    # Reads again a Cyrillic region that came back flagged (cut off, looping): the CPU reader `cpu`.
+    fallback: str | None = None
+
+    @property
+    def readers(self) -> dict[str, str]:
+        """Each role's recognizer: what a result's ``models`` names them by."""
+        return {"cyrillic": self.cyrillic, **({"fallback": self.fallback} if self.fallback else {})}
+
+
 class AuthArgs(_Strict):
     """API keys (auth.py). Set them in the environment, not in the YAML (which ``serve status`` and
     the dashboard show): ``SERVE_APP_AUTH__API_KEYS=key1,key2``, from a Kubernetes secret."""
@@ -456,6 +471,7 @@ class AppArgs(_Strict):
     storage: StorageArgs | None = None
     jobs: JobsArgs = JobsArgs()
     auth: AuthArgs = AuthArgs()
+    route_by_script: ScriptRouteArgs | None = None
 
     @property
     def recognizers(self) -> dict[str, CpuRecognizerArgs | VllmRecognizerArgs]:
@@ -509,6 +525,17 @@ class AppArgs(_Strict):
                 f"recognizer names must differ, and {names} do not: set served_model_name "
                 "(a CPU recognizer is named cpu)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _routes_name_recognizers(self) -> AppArgs:
+        if (routes := self.route_by_script) is not None:
+            for role, name in routes.readers.items():
+                if name not in self.recognizers:
+                    raise ValueError(
+                        f"route_by_script.{role}: no recognizer {name!r}; the recognizers are: "
+                        + ", ".join(self.recognizers)
+                    )
         return self
 
     @model_validator(mode="after")

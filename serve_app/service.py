@@ -28,8 +28,9 @@ from .config import AppArgs, LimitsArgs, ocr_tasks, reads_pages
 from .documents import Document
 from .errors import BadRequest, NotReady, StorageUnavailable
 from .metrics import Meter
-from .pipeline import Options, process_document
+from .pipeline import Options, RecognizerClient, process_document
 from .results import ResultStore, jpeg, page_image_name
+from .routing import ByScript
 
 logger = logging.getLogger("ray.serve.serve_app.service")
 
@@ -98,13 +99,31 @@ class DocumentService:
         """The engines as the recognizer ``model`` reads with them: the one place it is chosen."""
         return self._engines.select(self.model(model))
 
+    def _routes(self, model: str | None) -> dict[str, str]:
+        """The recognizers that read by script (``route_by_script``): for requests that name no
+        model only; one that names its model gets that model alone."""
+        routes = self._args.route_by_script
+        return routes.readers if model is None and routes is not None else {}
+
+    def reader(self, model: str | None) -> RecognizerClient:
+        """The recognizer that reads a request's regions: ``model``'s, or the script router."""
+        recognizer = self.engines(model).recognizer
+        if not (routes := self._routes(model)):
+            return recognizer
+        fallback = self.engines(routes["fallback"]).recognizer if "fallback" in routes else None
+        return ByScript(recognizer, self.engines(routes["cyrillic"]).recognizer, fallback)
+
     async def ready_models(self, model: str | None = None) -> dict[str, Any]:
-        """The names of the models that read with ``model``, once every deployment is ready to
-        read (else 503)."""
+        """The names of the models that read with ``model`` (with those it routes to, by their
+        role), once every deployment is ready to read (else 503)."""
         health = await self.engines(model).health()
         if health.status != "ready":
             raise NotReady(f"service is {health.status}: {health.reason}")
-        return {k: v.get("name") for k, v in health.models.items()}
+        models = {k: v.get("name") for k, v in health.models.items()}
+        for role, name in self._routes(model).items():
+            routed = await self.ready_models(name)
+            models[role] = routed[self._args.deployment_of(name)]
+        return models
 
     async def options(self, options: Options, doc: Document) -> Options:
         """A client's options as they are read: the model named, the language checked (``auto``,
@@ -117,9 +136,9 @@ class DocumentService:
                     "text_layer 'only' reads a PDF's own text; an image has none (use auto or off)"
                 )
             options = replace(options, text_layer="off")
-        model = self.model(options.model)
+        model = self.model(options.model)  # unnamed stays None: routed by script, if configured
         lang = options.lang if options.lang == "auto" else await self.engines(model).check_lang(options.lang)
-        return replace(options, model=model, lang=lang, ocr_tasks=ocr_tasks(self._args.recognizers[model]))
+        return replace(options, lang=lang, ocr_tasks=ocr_tasks(self._args.recognizers[model]))
 
     async def key(
         self, data: bytes, opened: Opened, indices: Sequence[int], options: Options, models: Mapping[str, Any]
@@ -153,7 +172,7 @@ class DocumentService:
             indices,
             options,
             None if reads_pages(self._args.recognizers[self.model(options.model)]) else engines.layout,
-            engines.recognizer,
+            self.reader(options.model),
             concurrency,
             on_page=sink if save is not None or inline_images else None,
         )

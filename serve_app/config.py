@@ -176,10 +176,12 @@ class SamplingArgs(_Strict):
     repeat_max_unit: int = Field(120, ge=1)
     # On a loop or a cut-off answer, retry once per step of this temperature ladder.
     retry_temperatures: list[float] = Field(default_factory=lambda: [0.3])
+    # vLLM's: above 1 makes a token already written less likely (GLM-OCR's SDK uses 1.1).
+    repetition_penalty: float = Field(1.0, gt=0)
 
 
 # Profiles whose model lays out a whole page itself: no Layout deployment is used with them.
-PAGE_PROFILES = {"dots.ocr"}
+PAGE_PROFILES = {"dots.ocr", "deepseek-ocr"}
 PROMPT_KEYS = {"text", "table", "formula", "chart", "page"}
 
 
@@ -188,7 +190,7 @@ class VllmRecognizerArgs(_Strict):
 
     engine: Literal["vllm"]
     model: Path
-    profile: Literal["paddleocr-vl", "dots.ocr", "qwen-vl"] = "paddleocr-vl"
+    profile: Literal["paddleocr-vl", "dots.ocr", "qwen-vl", "glm-ocr", "deepseek-ocr"] = "paddleocr-vl"
     # Read whole pages (one request a page, no Layout deployment) instead of layout regions.
     # None: the profile's way (dots.ocr reads pages; the others read regions).
     whole_page: bool | None = None

@@ -5,6 +5,10 @@
 - ``dots.ocr`` (rednote-hilab/dots.ocr): the whole page in one request with its layout-all prompt;
   the answer is a JSON list of blocks (bbox, category, text) in the coordinates of the image it saw.
 - ``qwen-vl`` (Qwen2.5-VL / Qwen3-VL): a plain instruction per region or per page, from config.
+- ``glm-ocr`` (zai-org/GLM-OCR): one request per layout region with its SDK's task prompts; tables
+  in HTML, formulas in LaTeX.
+- ``deepseek-ocr`` (deepseek-ai/DeepSeek-OCR): the whole page with its grounding prompt; Markdown
+  blocks each with a label and a box in 0..999.
 
 Prompts are written in each model's own chat format (``ChatFormat``), exactly as its chat template
 renders them; vLLM expands the image placeholder into the image's tokens.
@@ -70,6 +74,13 @@ class Profile:
     # start (vlm.py). False where one profile serves models whose templates differ (Qwen2.5-VL
     # adds a default system turn, Qwen3-VL does not): a difference is logged.
     exact_template: ClassVar[bool] = False
+    # Where a whole-page reader's boxes live: None, the pixels of the image sent; N, 0..N of its
+    # width and height.
+    box_scale: ClassVar[float | None] = None
+    # What its model needs of vLLM: logits processors loaded at engine start (``module:Class``),
+    # and arguments of every request's SamplingParams.
+    logits_processors: ClassVar[tuple[str, ...]] = ()
+    sampling: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, prompts: Mapping[str, str] | None = None, max_pixels: int | None = None) -> None:
         self._prompts = {**self.prompts, **(prompts or {})}
@@ -144,6 +155,31 @@ class QwenVl(Profile):
     }
 
 
+class GlmOcr(Profile):
+    """zai-org/GLM-OCR (0.9B, vLLM-native): a region reader, as in its own SDK (which lays pages
+    out with PP-DocLayoutV3). Prompts: its SDK's ``task_prompt_mapping`` (glmocr/config.yaml,
+    zai-org/GLM-OCR @ cef4d0e), image first, no system turn; it has no chart prompt (its SDK skips
+    charts), so a chart is read as text. Tables come back as HTML, formulas as LaTeX. The rendering
+    below is the GLM-4.1V family's as ports of GLM-OCR print it, not read from the model folder:
+    ``check_chat_template`` logs any difference at start. Its SDK samples with
+    ``repetition_penalty: 1.1`` (sampling, in the config)."""
+
+    name = "glm-ocr"
+    chat_format = ChatFormat(
+        begin="[gMASK]<sop>",
+        image="<|begin_of_image|><|image|><|end_of_image|>",
+        system="<|system|>\n{text}",
+        user="<|user|>\n{image}{text}",
+        assistant="<|assistant|>\n{text}",
+        generation="<|assistant|>\n",
+    )
+    prompts: ClassVar[dict[str, str]] = {
+        "text": "Text Recognition:",
+        "table": "Table Recognition:",
+        "formula": "Formula Recognition:",
+    }
+
+
 # dots.ocr's categories -> our labels (footnotes go with footers, as for PP-DocLayoutV2).
 DOTS_LABELS = {
     "Caption": "figure_caption", "Footnote": "footer", "Formula": "equation", "List-item": "text",
@@ -214,7 +250,66 @@ class DotsOcr(Profile):
         return Reading(joined, tuple(blocks), cut)
 
 
-PROFILES: dict[str, type[Profile]] = {p.name: p for p in (PaddleOcrVl, DotsOcr, QwenVl)}
+# DeepSeek-OCR's grounding labels -> ours (its own scripts special-case image and title).
+DEEPSEEK_LABELS = {
+    "title": "title", "sub_title": "title", "text": "text", "table": "table", "equation": "equation",
+    "image": "figure", "image_caption": "figure_caption", "table_caption": "table_caption",
+}  # fmt: skip
+DEEPSEEK_GROUNDING = re.compile(r"<\|ref\|>(.*?)<\|/ref\|><\|det\|>(.*?)<\|/det\|>", re.DOTALL)
+DEEPSEEK_EOS = "<｜end▁of▁sentence｜>"
+
+
+class DeepSeekOcr(Profile):
+    """deepseek-ai/DeepSeek-OCR (vLLM-native): the whole page with its grounding prompt, answered
+    as Markdown blocks each after a ``<|ref|>label<|/ref|><|det|>[[x1, y1, x2, y2]]<|/det|>`` line,
+    boxes in 0..999 of the image. Plain prompts, no chat template; vLLM's processor adds BOS and
+    tiles the image itself. Prompts, sampling and parsing follow DeepSeek-OCR-vllm/config.py and
+    run_dpsk_ocr_pdf.py (deepseek-ai/DeepSeek-OCR @ e4ac34e) and vLLM's recipe: its n-gram
+    no-repeat logits processor (vLLM's own), and special tokens kept in the answer."""
+
+    name = "deepseek-ocr"
+    chat_format = ChatFormat(image="<image>", user="{image}\n{text}", assistant="{text}\n", generation="")
+    prompts: ClassVar[dict[str, str]] = {
+        "page": "<|grounding|>Convert the document to markdown.",
+        "text": "Free OCR.",
+    }
+    box_scale = 999.0
+    logits_processors = ("vllm.model_executor.models.deepseek_ocr:NGramPerReqLogitsProcessor",)
+    # 128821 and 128822 are <td> and </td>: a table's cells may repeat.
+    sampling: ClassVar[dict[str, Any]] = {
+        "skip_special_tokens": False,
+        "extra_args": {"ngram_size": 30, "window_size": 90, "whitelist_token_ids": [128821, 128822]},
+    }
+
+    def parse(self, task: str, text: str, whole_page: bool) -> Reading:
+        text = text.replace(DEEPSEEK_EOS, "")
+        found = list(DEEPSEEK_GROUNDING.finditer(text))
+        if not whole_page or not found:
+            return super().parse(task, text, whole_page)
+        blocks = []
+        for match, after in zip(found, [*found[1:], None], strict=True):
+            try:
+                boxes = json.loads(match.group(2))
+            except ValueError:
+                continue  # a box cut short at the end of the answer
+            if not boxes or not all(isinstance(b, list) and len(b) == 4 for b in boxes):
+                continue
+            label = DEEPSEEK_LABELS.get(match.group(1).strip(), "text")
+            # Up to the next block, or to a last tag cut short by the token limit.
+            content = text[match.end() : after.start() if after else len(text)].split("<|ref|>")[0].strip()
+            if label == "title":
+                content = content.lstrip("#").strip()
+            elif label == "equation":
+                content = strip_math_delimiters(content)
+            elif label == "figure":
+                content = ""
+            bbox = (min(b[0] for b in boxes), min(b[1] for b in boxes),
+                    max(b[2] for b in boxes), max(b[3] for b in boxes))  # fmt: skip
+            blocks.append(ReadBlock(bbox=bbox, label=label, text=content))
+        return Reading("\n\n".join(b.text for b in blocks if b.text), tuple(blocks))
+
+
+PROFILES: dict[str, type[Profile]] = {p.name: p for p in (PaddleOcrVl, DotsOcr, QwenVl, GlmOcr, DeepSeekOcr)}
 
 
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:

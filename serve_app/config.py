@@ -181,7 +181,7 @@ class SamplingArgs(_Strict):
 
 
 # Profiles whose model lays out a whole page itself: no Layout deployment is used with them.
-PAGE_PROFILES = {"dots.ocr", "deepseek-ocr"}
+PAGE_PROFILES = {"dots.ocr", "deepseek-ocr", "mineru2.5"}
 PROMPT_KEYS = {"text", "table", "formula", "chart", "page"}
 
 
@@ -190,7 +190,9 @@ class VllmRecognizerArgs(_Strict):
 
     engine: Literal["vllm"]
     model: Path
-    profile: Literal["paddleocr-vl", "dots.ocr", "qwen-vl", "glm-ocr", "deepseek-ocr"] = "paddleocr-vl"
+    profile: Literal["paddleocr-vl", "dots.ocr", "qwen-vl", "glm-ocr", "deepseek-ocr", "mineru2.5"] = (
+        "paddleocr-vl"
+    )
     # Read whole pages (one request a page, no Layout deployment) instead of layout regions.
     # None: the profile's way (dots.ocr reads pages; the others read regions).
     whole_page: bool | None = None

@@ -106,6 +106,7 @@ def add_job_routes(
             text_layer=options.text_layer,
             ocr_tasks=sorted(options.ocr_tasks),
             model=options.model,
+            routed=options.routed,
         )
         gate.take(request.state.caller, len(record.pages))  # a job's pages count when it is queued
         await store.submit(data, record)

@@ -258,7 +258,7 @@ class JobRunner:
             raise ServeAppError(f"the input of job {record.id} is missing from storage")
         started = time.perf_counter()
         async with self._service.opened(data, record.dpi, record.pages) as opened:
-            models = await self._service.ready_models(record.options.model)
+            models = await self._service.ready_models(record.options)
             key = await self._service.key(data, opened, record.pages, record.options, models)
             if await self.results.load(key, touch=True) is not None:
                 await self._succeeded(claim, key, "hit")

@@ -61,6 +61,8 @@ class JobRecord(BaseModel):
     ocr_tasks: list[str] = []
     # The recognizer that reads it (records from before the field: the default one).
     model: str | None = None
+    # Named no model: read by script (route_by_script), as it would have been at once.
+    routed: bool = False
     pages_done: int = 0
     result_key: str | None = None
     cache: Literal["hit", "miss"] | None = None
@@ -73,7 +75,14 @@ class JobRecord(BaseModel):
     @property
     def options(self) -> Options:
         return Options(
-            None, self.dpi, self.layout, self.lang, self.text_layer, frozenset(self.ocr_tasks), self.model
+            None,
+            self.dpi,
+            self.layout,
+            self.lang,
+            self.text_layer,
+            frozenset(self.ocr_tasks),
+            self.model,
+            self.routed,
         )
 
     def change(self, **update: Any) -> JobRecord:

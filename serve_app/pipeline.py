@@ -53,6 +53,8 @@ class Options:
     ocr_tasks: frozenset[str] = frozenset()
     # The recognizer that reads it, by name; None: the default (the config's first).
     model: str | None = None
+    # Its Cyrillic regions read by the recognizers of ``route_by_script``: it named no model.
+    routed: bool = False
 
 
 @dataclass(frozen=True)

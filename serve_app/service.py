@@ -99,29 +99,31 @@ class DocumentService:
         """The engines as the recognizer ``model`` reads with them: the one place it is chosen."""
         return self._engines.select(self.model(model))
 
-    def _routes(self, model: str | None) -> dict[str, str]:
-        """The recognizers that read by script (``route_by_script``): for requests that name no
-        model only; one that names its model gets that model alone."""
+    def _routes(self, options: Options) -> dict[str, str]:
+        """The recognizers that read by script (``route_by_script``): for requests that named no
+        model only (``routed``, or not yet resolved); one that names its model gets it alone."""
         routes = self._args.route_by_script
-        return routes.readers if model is None and routes is not None else {}
+        if routes is None or not (options.routed or options.model is None):
+            return {}
+        return routes.readers
 
-    def reader(self, model: str | None) -> RecognizerClient:
-        """The recognizer that reads a request's regions: ``model``'s, or the script router."""
-        recognizer = self.engines(model).recognizer
-        if not (routes := self._routes(model)):
+    def reader(self, options: Options) -> RecognizerClient:
+        """The recognizer that reads a request's regions: its model's, or the script router."""
+        recognizer = self.engines(options.model).recognizer
+        if not (routes := self._routes(options)):
             return recognizer
         fallback = self.engines(routes["fallback"]).recognizer if "fallback" in routes else None
         return ByScript(recognizer, self.engines(routes["cyrillic"]).recognizer, fallback)
 
-    async def ready_models(self, model: str | None = None) -> dict[str, Any]:
-        """The names of the models that read with ``model`` (with those it routes to, by their
+    async def ready_models(self, options: Options) -> dict[str, Any]:
+        """The names of the models that read as ``options`` ask (with those it routes to, by their
         role), once every deployment is ready to read (else 503)."""
-        health = await self.engines(model).health()
+        health = await self.engines(options.model).health()
         if health.status != "ready":
             raise NotReady(f"service is {health.status}: {health.reason}")
         models = {k: v.get("name") for k, v in health.models.items()}
-        for role, name in self._routes(model).items():
-            routed = await self.ready_models(name)
+        for role, name in self._routes(options).items():
+            routed = await self.ready_models(Options(model=name))
             models[role] = routed[self._args.deployment_of(name)]
         return models
 
@@ -136,9 +138,12 @@ class DocumentService:
                     "text_layer 'only' reads a PDF's own text; an image has none (use auto or off)"
                 )
             options = replace(options, text_layer="off")
-        model = self.model(options.model)  # unnamed stays None: routed by script, if configured
+        model = self.model(options.model)
         lang = options.lang if options.lang == "auto" else await self.engines(model).check_lang(options.lang)
-        return replace(options, lang=lang, ocr_tasks=ocr_tasks(self._args.recognizers[model]))
+        routed = bool(self._routes(options))
+        return replace(
+            options, model=model, routed=routed, lang=lang, ocr_tasks=ocr_tasks(self._args.recognizers[model])
+        )
 
     async def key(
         self, data: bytes, opened: Opened, indices: Sequence[int], options: Options, models: Mapping[str, Any]
@@ -172,7 +177,7 @@ class DocumentService:
             indices,
             options,
             None if reads_pages(self._args.recognizers[self.model(options.model)]) else engines.layout,
-            self.reader(options.model),
+            self.reader(options),
             concurrency,
             on_page=sink if save is not None or inline_images else None,
         )
@@ -200,7 +205,7 @@ class DocumentService:
         started = time.perf_counter()
         async with self.opened(data, options.dpi, options.pages) as opened:
             admit(len(opened.indices))
-            models = await self.ready_models(options.model)
+            models = await self.ready_models(options)
             options = await self.options(options, opened.doc)
             key = None
             if self.results is not None:  # hashing a 50 MiB upload costs ~0.1 s: only with a store to ask

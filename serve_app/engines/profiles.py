@@ -9,6 +9,7 @@
   in HTML, formulas in LaTeX.
 - ``deepseek-ocr`` (deepseek-ai/DeepSeek-OCR): the whole page with its grounding prompt; Markdown
   blocks each with a label and a box in 0..999.
+- ``mineru2.5`` (opendatalab/MinerU2.5): two steps, the page's layout, then each block's crop.
 
 Prompts are written in each model's own chat format (``ChatFormat``), exactly as its chat template
 renders them; vLLM expands the image placeholder into the image's tokens.
@@ -21,10 +22,10 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from ..datatypes import Box, ChatTurn, ReadBlock
+from ..datatypes import Box, ChatTurn, ReadBlock, Task
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,16 @@ class ChatFormat:
 
 
 @dataclass(frozen=True)
+class LayoutBlock:
+    """A block of a two-step reader's layout answer."""
+
+    bbox: Box  # in 0..1 of the page's width and height
+    label: str  # ours
+    task: Task | None  # what to ask of its crop; None: not read (a picture)
+    angle: int = 0  # MinerU's rotation token (0, 90, 180, 270): the crop is turned by it, as its client does
+
+
+@dataclass(frozen=True)
 class Reading:
     text: str
     blocks: tuple[ReadBlock, ...] = ()  # a whole-page reader's blocks, in the sent image's pixels
@@ -81,6 +92,9 @@ class Profile:
     # and arguments of every request's SamplingParams.
     logits_processors: ClassVar[tuple[str, ...]] = ()
     sampling: ClassVar[dict[str, Any]] = {}
+    # A reader that lays the page out itself in a first request ("layout" prompt), then reads each
+    # block's crop (MinerU2.5): the layout request's image size.
+    layout_size: ClassVar[tuple[int, int] | None] = None
 
     def __init__(self, prompts: Mapping[str, str] | None = None, max_pixels: int | None = None) -> None:
         self._prompts = {**self.prompts, **(prompts or {})}
@@ -103,6 +117,19 @@ class Profile:
             return width, height
         scale = math.sqrt(self.max_pixels / (width * height))
         return max(1, int(width * scale)), max(1, int(height * scale))
+
+    def sampling_args(self, task: str) -> dict[str, Any]:
+        """What the profile adds to a request's SamplingParams for ``task`` ("page": a whole page,
+        or a two-step reader's layout request)."""
+        return dict(self.sampling)
+
+    def layout(self, text: str) -> list[LayoutBlock]:
+        """A two-step reader's layout answer as blocks."""
+        raise NotImplementedError(f"profile {self.name!r} reads pages in one request")
+
+    def block_image(self, page: Any, block: LayoutBlock) -> Any:
+        """A two-step reader's crop of ``block`` from the page (a PIL image), as it reads it."""
+        raise NotImplementedError(f"profile {self.name!r} reads pages in one request")
 
     def parse(self, task: str, text: str, whole_page: bool) -> Reading:
         text = strip_code_fence(text.strip())
@@ -257,6 +284,8 @@ DEEPSEEK_LABELS = {
 }  # fmt: skip
 DEEPSEEK_GROUNDING = re.compile(r"<\|ref\|>(.*?)<\|/ref\|><\|det\|>(.*?)<\|/det\|>", re.DOTALL)
 DEEPSEEK_EOS = "<｜end▁of▁sentence｜>"
+# vLLM's n-gram no-repeat logits processor (written for DeepSeek-OCR; its module needs torchvision).
+NGRAM_PROCESSOR = "vllm.model_executor.models.deepseek_ocr:NGramPerReqLogitsProcessor"
 
 
 class DeepSeekOcr(Profile):
@@ -274,7 +303,7 @@ class DeepSeekOcr(Profile):
         "text": "Free OCR.",
     }
     box_scale = 999.0
-    logits_processors = ("vllm.model_executor.models.deepseek_ocr:NGramPerReqLogitsProcessor",)
+    logits_processors = (NGRAM_PROCESSOR,)
     # 128821 and 128822 are <td> and </td>: a table's cells may repeat.
     sampling: ClassVar[dict[str, Any]] = {
         "skip_special_tokens": False,
@@ -309,7 +338,96 @@ class DeepSeekOcr(Profile):
         return Reading("\n\n".join(b.text for b in blocks if b.text), tuple(blocks))
 
 
-PROFILES: dict[str, type[Profile]] = {p.name: p for p in (PaddleOcrVl, DotsOcr, QwenVl, GlmOcr, DeepSeekOcr)}
+# MinerU2.5's block types (mineru-vl-utils structs.py) -> ours; containers whose content comes as
+# other blocks (list, equation_block) are left out.
+MINERU_LABELS = {
+    "text": "text", "title": "title", "table": "table", "image": "figure", "code": "text",
+    "algorithm": "text", "header": "header", "footer": "footer", "page_number": "footer",
+    "page_footnote": "footer", "aside_text": "text", "equation": "equation", "ref_text": "reference",
+    "phonetic": "text", "table_caption": "table_caption", "image_caption": "figure_caption",
+    "code_caption": "figure_caption", "table_footnote": "table_caption",
+    "image_footnote": "figure_caption", "unknown": "text",
+}  # fmt: skip
+MINERU_LAYOUT = re.compile(
+    r"^<\|box_start\|>(\d+)\s+(\d+)\s+(\d+)\s+(\d+)<\|box_end\|><\|ref_start\|>(\w+?)<\|ref_end\|>(.*)$"
+)
+MINERU_ANGLES = {"<|rotate_up|>": 0, "<|rotate_right|>": 90, "<|rotate_down|>": 180, "<|rotate_left|>": 270}
+
+
+class MinerU25(Profile):
+    """opendatalab/MinerU2.5-2509-1.2B (Qwen2-VL, vLLM-native): the page's layout in a first
+    request (the page at 1036 x 1036, boxes in 0..1000 with kind and angle), then each block's crop
+    with the prompt of its kind. Prompts, system turn, sampling, sizes and parsing follow
+    mineru-vl-utils @ dd2ecf5 (mineru_client.py, structs.py); tables come back in OTSL. Its
+    full-history n-gram ban (their own logits processor, not installed here) is vLLM's n-gram
+    processor with a window longer than any answer."""
+
+    name = "mineru2.5"
+    # Qwen2-VL's ChatML, with its client's system turn always sent.
+    chat_format = replace(
+        QwenVl.chat_format, begin="<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    )
+    prompts: ClassVar[dict[str, str]] = {
+        "text": "\nText Recognition:",
+        "table": "\nTable Recognition:",
+        "formula": "\nFormula Recognition:",
+        "page": "\nLayout Detection:",
+    }
+    layout_size = (1036, 1036)
+    logits_processors = (NGRAM_PROCESSOR,)
+    MIN_EDGE, MAX_EDGE_RATIO = 28, 50
+
+    def sampling_args(self, task: str) -> dict[str, Any]:
+        presence, frequency = {"page": (0.0, 0.0), "table": (1.0, 0.005)}.get(task, (1.0, 0.05))
+        return {
+            "skip_special_tokens": False,
+            "presence_penalty": presence,
+            "frequency_penalty": frequency,
+            "extra_args": {"ngram_size": 100, "window_size": 1 << 20},
+        }
+
+    def layout(self, text: str) -> list[LayoutBlock]:
+        blocks = []
+        for line in text.splitlines():
+            match = MINERU_LAYOUT.match(line.strip())
+            if match is None or match.group(5) not in MINERU_LABELS:
+                continue
+            x0, y0, x1, y1 = (int(v) for v in match.groups()[:4])
+            x0, x1, y0, y1 = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
+            if x1 > 1000 or y1 > 1000 or x0 == x1 or y0 == y1:
+                continue
+            label = MINERU_LABELS[match.group(5)]
+            task: Task | None = {"table": "table", "equation": "formula", "figure": None}.get(label, "text")
+            angle = next((a for token, a in MINERU_ANGLES.items() if token in match.group(6)), 0)
+            blocks.append(LayoutBlock((x0 / 1000, y0 / 1000, x1 / 1000, y1 / 1000), label, task, angle))
+        return blocks
+
+    def block_image(self, page: Any, block: LayoutBlock) -> Any:
+        """Cropped, turned upright, padded white to an edge ratio of at most 50 and scaled up to a
+        short edge of at least 28 px (mineru-vl-utils' ``resize_by_need``)."""
+        from PIL import Image
+
+        w, h = page.size
+        x0, y0, x1, y1 = block.bbox
+        crop = page.crop((round(x0 * w), round(y0 * h), max(round(x1 * w), round(x0 * w) + 1),
+                          max(round(y1 * h), round(y0 * h) + 1)))  # fmt: skip
+        if block.angle:
+            crop = crop.rotate(block.angle, expand=True)
+        cw, ch = crop.size
+        if max(cw, ch) > self.MAX_EDGE_RATIO * min(cw, ch):
+            side = math.ceil(max(cw, ch) / self.MAX_EDGE_RATIO)
+            padded = Image.new("RGB", (max(cw, side), max(ch, side)), "white")
+            padded.paste(crop, ((padded.width - cw) // 2, (padded.height - ch) // 2))
+            crop, (cw, ch) = padded, padded.size
+        if min(cw, ch) < self.MIN_EDGE:
+            scale = self.MIN_EDGE / min(cw, ch)
+            crop = crop.resize((math.ceil(cw * scale), math.ceil(ch * scale)), Image.Resampling.BICUBIC)
+        return crop
+
+
+PROFILES: dict[str, type[Profile]] = {
+    p.name: p for p in (PaddleOcrVl, DotsOcr, QwenVl, GlmOcr, DeepSeekOcr, MinerU25)
+}
 
 
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:

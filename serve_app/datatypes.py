@@ -43,6 +43,9 @@ class Region:
     # The text lines found in this region (see regions.py); empty when unknown. A crop keeps
     # only these lines' ink, so a line another region owns is never read twice.
     lines: tuple[Box, ...] = ()
+    # Its outline where the layout model gives one (PP-DocLayoutV3's instance masks): the crop
+    # keeps only the ink inside it (an L-shaped paragraph round a picture). Empty: the box.
+    polygon: tuple[tuple[float, float], ...] = ()
 
     @property
     def task(self) -> Task:

@@ -39,7 +39,9 @@ def regions_from_result(result: Any) -> list[Region]:
     for box in result["boxes"]:
         x0, y0, x1, y1 = (float(v) for v in box["coordinate"])
         label = LABEL_MAP.get(str(box["label"]), "text")
-        regions.append(Region(bbox=(x0, y0, x1, y1), label=label, score=float(box["score"])))
+        # PP-DocLayoutV3 outlines each region too (its instance masks); V2 gives boxes only.
+        polygon = tuple((float(x), float(y)) for x, y in box.get("polygon_points") or ())
+        regions.append(Region(bbox=(x0, y0, x1, y1), label=label, score=float(box["score"]), polygon=polygon))
     return regions
 
 

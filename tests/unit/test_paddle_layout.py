@@ -119,3 +119,26 @@ def test_start_passes_the_pipelines_box_options_and_warms_up_under_the_start_loc
     assert model.init["threshold"][22] == 0.4 and model.init["layout_nms"] is True
     assert model.warmed_under_the_start_lock is True
     engine.check_health()
+
+
+def test_a_v3_outline_keeps_only_the_ink_inside_it() -> None:
+    """PP-DocLayoutV3 boxes carry ``polygon_points`` ([x, y] in input pixels; paddlex
+    ``layout_analysis/result.py`` draws them as masks, PaddlePaddle/PaddleX @ 0399d84)."""
+    import numpy as np
+
+    from serve_app.crops import CROP_BORDER_PX, CROP_MARGIN_PX, crop
+
+    box = {"cls_id": 22, "label": "text", "score": 0.9, "coordinate": [10, 10, 190, 190]}
+    ell = [[10, 10], [190, 10], [190, 60], [60, 60], [60, 190], [10, 190]]  # round a picture
+    (v3,) = regions_from_result({"boxes": [{**box, "polygon_points": ell}]})
+    (v2,) = regions_from_result({"boxes": [box]})
+    assert v3.polygon == tuple((float(x), float(y)) for x, y in ell) and v2.polygon == ()
+    page = np.full((200, 200, 3), 255, np.uint8)
+    page[20:40, 20:40] = 0  # in the L
+    page[150:170, 150:170] = 0  # in the box, outside the L: the picture's corner
+    b = CROP_BORDER_PX - (10 - CROP_MARGIN_PX)  # page pixels -> the crop's (from its margin, bordered)
+    pixels, _ = crop(page, v3)
+    assert pixels[20 + b : 40 + b, 20 + b : 40 + b].max() == 0
+    assert pixels[150 + b : 170 + b, 150 + b : 170 + b].min() == 255
+    pixels, _ = crop(page, v2)
+    assert pixels[150 + b : 170 + b, 150 + b : 170 + b].max() == 0

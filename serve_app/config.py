@@ -534,11 +534,17 @@ class AppArgs(_Strict):
     @model_validator(mode="after")
     def _routes_name_recognizers(self) -> AppArgs:
         if (routes := self.route_by_script) is not None:
+            default = next(iter(self.recognizers))
             for role, name in routes.readers.items():
                 if name not in self.recognizers:
                     raise ValueError(
                         f"route_by_script.{role}: no recognizer {name!r}; the recognizers are: "
                         + ", ".join(self.recognizers)
+                    )
+                if name != default and {name, default} <= set(self.swap_group):
+                    raise ValueError(
+                        f"route_by_script.{role}: {name!r} swaps with the default {default!r} (one "
+                        "awake at a time): a page would swap them back and forth; keep it resident"
                     )
         return self
 

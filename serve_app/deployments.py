@@ -84,8 +84,9 @@ class RecognizerDeployment:
     # Serve awaits an async constructor: the models start on the replica's event loop.
     async def __init__(self, recognizers: dict[str, CpuRecognizerArgs | VllmRecognizerArgs]):  # type: ignore[misc]
         started = time.perf_counter()
-        first = next(iter(recognizers.values()))
-        wait_s = first.swap_wait_s if isinstance(first, VllmRecognizerArgs) else 0.0
+        wait_s = {
+            n: a.swap_wait_s if isinstance(a, VllmRecognizerArgs) else 0.0 for n, a in recognizers.items()
+        }
         self._models = Swapper({name: build_recognizer(a) for name, a in recognizers.items()}, wait_s)
         await self._models.start()
         self._meter = ServeMeter()

@@ -12,6 +12,7 @@ when it is not flagged and has text.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from .datatypes import Recognition, RecognizeRequest
 from .pipeline import RecognizerClient
@@ -56,7 +57,10 @@ class ByScript:
             flagged = [i for i in [*named, *again] if _flagged(out[i])]
             if flagged:
                 second: list[Recognition | None] = [None] * len(requests)
-                await self._read(self._fallback, requests, flagged, second)
+                # Read as the fallback reads unknown text (rus+eng first): the request's lang may
+                # name another script than the one this region was read in.
+                auto = [replace(r, lang="auto") for r in requests]
+                await self._read(self._fallback, auto, flagged, second)
                 for i in flagged:
                     if not _flagged(second[i]) and _text(second[i]).strip():
                         out[i] = second[i]

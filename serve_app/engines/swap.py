@@ -38,10 +38,11 @@ class _Waiter:
 
 
 class Swapper:
-    def __init__(self, engines: Mapping[str, RecognizerEngine], wait_s: float) -> None:
+    def __init__(self, engines: Mapping[str, RecognizerEngine], wait_s: float | Mapping[str, float]) -> None:
         self.engines = dict(engines)
         self.default = next(iter(self.engines))
-        self._wait_s = wait_s
+        # How long a request for each model waits for it to be swapped in.
+        self._wait_s = dict(wait_s) if isinstance(wait_s, Mapping) else dict.fromkeys(self.engines, wait_s)
         self._awake: str | None = None
         self._swapping: str | None = None  # the model being swapped in
         self._in_flight = 0
@@ -52,6 +53,7 @@ class Swapper:
         self._changed = asyncio.Condition()
         self.swaps = 0
         self.last_swap_s: float | None = None
+        self._task: asyncio.Task[None] | None = None  # the swap running (held: the loop only weakly does)
 
     async def start(self) -> None:
         """The default model is started, and awake. The others are started and put to sleep
@@ -70,12 +72,14 @@ class Swapper:
         self._awake = self.default
 
     def check_health(self) -> None:
-        """The awake model's health; none is awake only during a swap, or after a swap whose model
-        before would not wake again either (then the replica is replaced)."""
-        if self._awake is not None:
-            self.engines[self._awake].check_health()
-        elif self._swapping is None:
+        """The awake model's health; during a swap (bounded by the engines' start timeouts) the
+        replica is healthy. None awake otherwise: a model before that would not let go or wake
+        again; then the replica is replaced."""
+        if self._swapping is not None:
+            return
+        if self._awake is None:
             raise RuntimeError(f"no model is awake: {self._errors}")
+        self.engines[self._awake].check_health()
 
     def engine(self, name: str | None) -> RecognizerEngine:
         return self.engines[name or self.default]
@@ -89,21 +93,29 @@ class Swapper:
         try:
             yield engine
         finally:
-            async with self._changed:
-                self._in_flight -= 1
-                self._changed.notify_all()
+            self._in_flight -= 1  # at once: a second cancellation cannot skip it
+            await asyncio.shield(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
 
     async def _admit(self, name: str) -> None:
-        deadline = time.monotonic() + self._wait_s
+        deadline = time.monotonic() + self._wait_s[name]
         me = _Waiter(name, self._epoch)
+        admitted = False
         async with self._changed:
             self._waiters.append(me)
             try:
                 while not self._admits(me):
                     if self._swapping is None and self._in_flight == 0 and not self._owed():
-                        self._swapping = name
-                        # Its own task: a swap runs to its end even if this request goes away.
-                        asyncio.get_running_loop().create_task(self._swap(name))
+                        # The model the longest waiter asked for (never the awake one).
+                        target = next((w.model for w in self._waiters if w.model != self._awake), None)
+                        if target is not None:
+                            self._swapping = target
+                            # Its own task: a swap runs to its end even if this request goes away.
+                            self._task = asyncio.get_running_loop().create_task(self._swap(target))
+                            self._task.add_done_callback(_log_crash)
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise Overloaded(
@@ -117,8 +129,11 @@ class Swapper:
                     if self._failed.get(name, -1) >= me.epoch:  # a swap for it failed while it waited
                         raise NotReady(f"model {name!r} could not be loaded: {self._errors[name]}")
                 self._in_flight += 1
+                admitted = True
             finally:
                 self._waiters.remove(me)
+                if not admitted:  # who waited behind it (or for its turn) may go now
+                    self._changed.notify_all()
 
     def _admits(self, me: _Waiter) -> bool:
         """Awake and not on its way out; and either nobody waits for another model, or this
@@ -136,7 +151,15 @@ class Swapper:
         before = self._awake
         try:
             if before is not None:
-                await self.engines[before].sleep()
+                try:
+                    await self.engines[before].sleep()
+                except Exception as exc:  # half let go: nothing is awake; health says so
+                    logger.error("model %s failed to let go for %s: %r", before, name, exc)
+                    self._awake = None
+                    self._errors[before] = repr(exc)
+                    self._errors[name] = f"model {before!r} would not let go of its memory: {exc!r}"
+                    self._failed[name] = self._epoch
+                    return
             self._awake = None
             try:
                 await self.engines[name].wake()
@@ -170,3 +193,8 @@ class Swapper:
             state = "loaded" if name == self._awake else asleep
             models[name] = {"state": state, **({"error": self._errors[name]} if name in self._errors else {})}
         return {"models": models, "swaps": self.swaps, "last_swap_s": self.last_swap_s}
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("swap task crashed: %r", task.exception())

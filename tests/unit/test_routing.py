@@ -19,11 +19,12 @@ class Scripted:
     was asked."""
 
     def __init__(self, name: str, readings: dict[int, tuple[str, str | None]]) -> None:
-        self.name, self.readings, self.asked = name, readings, list[int]()
+        self.name, self.readings, self.asked, self.langs = name, readings, list[int](), list[str]()
 
     async def recognize(self, requests: Sequence[RecognizeRequest]) -> list[Recognition]:
         ids = [int(r.image[0, 0, 0]) for r in requests]
         self.asked += ids
+        self.langs += [r.lang for r in requests]
         readings = [self.readings.get(i, ("", None)) for i in ids]
         return [Recognition(text, 0.9, self.name, error=error) for text, error in readings]
 
@@ -47,6 +48,7 @@ async def test_a_cyrillic_language_sends_every_region_to_the_cyrillic_model() ->
     fallback = Scripted("cpu", {1: ("Договор", None), 2: ("", None)})
     out = await ByScript(default, cyrillic, fallback).recognize(regions("rus+eng", 3))
     assert default.asked == [] and cyrillic.asked == [0, 1, 2]
+    assert fallback.langs == ["auto", "auto"]  # read as unknown text, whatever the request named
     # Flagged readings are read again; the fallback's is kept where it read something unflagged.
     assert fallback.asked == [1, 2]
     assert [(r.engine, r.text, r.error) for r in out] == [
@@ -81,6 +83,9 @@ def test_routes_must_name_configured_recognizers() -> None:
     )
     assert args.route_by_script is not None
     assert args.route_by_script.readers == {"cyrillic": "PaddleOCR-VL-1.5", "fallback": "cpu"}
+    swapping = [{**vlm, "swappable": True}, {**vlm, "model": "/models/PaddleOCR-VL-1.5", "swappable": True}]
+    with pytest.raises(ValidationError, match=r"route_by_script.cyrillic: 'PaddleOCR-VL-1.5' swaps with"):
+        load_args({"recognizer": swapping, "route_by_script": {"cyrillic": "PaddleOCR-VL-1.5"}}, environ={})
     with pytest.raises(ValidationError, match=r"route_by_script.fallback: no recognizer 'tesseract'.*cpu"):
         load_args(
             {"recognizer": two, "route_by_script": {"cyrillic": "cpu", "fallback": "tesseract"}}, environ={}

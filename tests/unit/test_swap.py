@@ -152,3 +152,66 @@ async def test_a_failure_refuses_only_the_requests_that_waited_for_it() -> None:
     engines["b"].fail_wake = None
     assert await read(swapper, "b") == "b"  # a later request tries again
     assert log[-4:] == ["sleep a", "wake b", "read b", "done b"]
+
+
+@pytest.mark.parametrize("newcomer", ["a", "c"])
+async def test_the_next_swap_is_for_the_longest_waiter_never_the_awake_model(newcomer: str) -> None:
+    """A request arriving as the awake model's last read ends neither swaps that model out and in
+    again nor goes ahead of the model waited for longest."""
+    swapper, engines, log = group("a", "b", "c")
+    await swapper.start()
+    held = engines["a"].hold = asyncio.Event()
+    first = asyncio.create_task(read(swapper, "a"))
+    await asyncio.sleep(0.01)
+    waiting = asyncio.create_task(read(swapper, "b"))
+    await asyncio.sleep(0.01)
+    engines["a"].hold = None
+    held.set()
+    late = asyncio.create_task(read(swapper, newcomer))  # in the same turn as a's read ends
+    assert await asyncio.gather(first, waiting, late) == ["a", "b", newcomer]
+    swaps = [entry for entry in log[3:] if entry.startswith(("sleep", "wake"))]
+    assert swaps == ["sleep a", "wake b", "sleep b", f"wake {newcomer}"]
+
+
+async def test_a_model_that_will_not_let_go_fails_the_swap_once_and_the_health() -> None:
+    swapper, engines, _ = group("a", "b")
+    await swapper.start()
+
+    async def stuck() -> None:
+        raise RuntimeError("sleep failed")
+
+    engines["a"].sleep = stuck  # type: ignore[method-assign]
+    with pytest.raises(NotReady, match="'a' would not let go"):
+        await read(swapper, "b")
+    assert swapper._epoch == 1  # one attempt, not one per wake-up of the waiter
+    with pytest.raises(RuntimeError, match="no model is awake"):
+        swapper.check_health()  # the replica is replaced
+
+
+async def test_a_request_cancelled_twice_still_leaves_and_one_that_gives_up_lets_others_in() -> None:
+    swapper, engines, _ = group("a", "b", wait_s=5.0)
+    await swapper.start()
+    engines["a"].hold = asyncio.Event()
+    reading = asyncio.create_task(read(swapper, "a"))
+    await asyncio.sleep(0.01)
+    await swapper._changed.acquire()  # its way out waits for the lock ...
+    reading.cancel()
+    await asyncio.sleep(0.01)
+    reading.cancel()  # ... and is cancelled again there
+    await asyncio.sleep(0.01)
+    swapper._changed.release()
+    await asyncio.sleep(0.01)
+    assert reading.cancelled() and swapper._in_flight == 0
+    # b waits for a's read; a request for a waits behind b; b gives up: a is let in at once.
+    engines["a"].hold = asyncio.Event()
+    reading = asyncio.create_task(read(swapper, "a"))
+    await asyncio.sleep(0.01)
+    waiting = asyncio.create_task(read(swapper, "b"))
+    await asyncio.sleep(0.01)
+    behind = asyncio.create_task(read(swapper, "a"))
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    await asyncio.sleep(0.01)
+    assert swapper._in_flight == 2  # both reads of a, without waiting out swap_wait_s
+    engines["a"].hold.set()
+    assert await asyncio.gather(reading, behind) == ["a", "a"]

@@ -278,7 +278,8 @@ def test_the_web_page_reads_with_the_model_picked(vlms_url: str, page) -> None:
 @pytest.fixture(scope="module")
 def swap_url(base_url: str, tiny_model: Path):
     """Two swappable VLMs: one replica holds them, one awake at a time; and the CPU reader, to
-    which tiny-b's flagged Cyrillic regions fall back (route_by_script)."""
+    which tiny-a's flagged Cyrillic regions fall back (route_by_script: a routed model must not
+    swap with the default, so the default reads Cyrillic itself here)."""
     from ray import serve
 
     a, b = (
@@ -287,7 +288,7 @@ def swap_url(base_url: str, tiny_model: Path):
     )
     args = cpu_args(layout={"deployment": SMALL}, ingress={"deployment": SMALL})
     cpu = {**args["recognizer"], "deployment": SMALL}
-    args["route_by_script"] = {"cyrillic": "tiny-b", "fallback": "cpu"}
+    args["route_by_script"] = {"cyrillic": "tiny-a", "fallback": "cpu"}
     yield deploy(base_url, "swaps", [a, b, cpu], args)
     serve.delete("swaps")
 
@@ -356,19 +357,20 @@ def test_models_that_swap_share_one_replica_and_read_what_is_asked(swap_url: str
 
 
 def test_cyrillic_pages_read_with_the_model_routed_to_and_fall_back_to_tesseract(swap_url: str) -> None:
-    """route_by_script: a request that names no model and asks for Russian is read by tiny-b; the
-    regions it flags (a random model rarely finishes in 16 tokens) are read again by the CPU reader."""
+    """route_by_script: a request that names no model and asks for Russian is read by the Cyrillic
+    model (tiny-a); the regions it flags (a random model rarely finishes in 16 tokens) are read
+    again by the CPU reader. One that names its model is not routed."""
     pdf = (DATA / "draft_federal_law_personal_data_p1.pdf").read_bytes()
     form = {"dpi": "150", "text_layer": "off", "lang": "rus"}
     r = httpx.post(swap_url + "/v1/ocr", files={"file": ("law.pdf", pdf)}, data=form, timeout=300)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["models"]["cyrillic"] == "vllm:tiny-b" and body["models"]["fallback"].startswith("cpu")
+    assert body["models"]["cyrillic"] == "vllm:tiny-a" and body["models"]["fallback"].startswith("cpu")
     read = [b for b in body["pages"][0]["blocks"] if b["engine"] != "skipped"]
     fell_back = [b for b in read if not b["engine"].startswith("vllm:")]
     assert fell_back and all(b["error"] is None and b["text"] for b in fell_back)
-    assert all(b["engine"] == "vllm:tiny-b" for b in read if b not in fell_back)
-    assert "Федерального закона" in body["text"]  # tesseract's reading, where tiny-b's was cut off
+    assert all(b["engine"] == "vllm:tiny-a" for b in read if b not in fell_back)
+    assert "Федерального закона" in body["text"]  # tesseract's reading, where tiny-a's was cut off
     # A request that names its model gets that model alone.
     r = httpx.post(
         swap_url + "/v1/ocr", files={"file": ("law.pdf", pdf)}, data={**form, "model": "tiny-a"}, timeout=300

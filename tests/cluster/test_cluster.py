@@ -4,7 +4,9 @@ on the workers, the proxy, controller, ingress and job runners on the head; a wo
 costs no request a 500 or a hang, its replicas come back on the other worker, the jobs it was reading
 finish with one result each, and the time to recover is printed; with two replicas of each deployment
 on the request path, a changed config rolled out and rolled back (`serve deploy` of the previous
-file) under load answers every request with its page."""
+file) under load answers every request with its page and the jobs running across it finish with
+one result each; a node that joins takes the Recognizer's
+second replica when a step of load asks for it, removed when the load ends."""
 
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from tests.serve_fixtures import (
 # never the clients' backpressure.
 CLIENTS = 3
 JOBS, JOB_PAGES = 2, 8
+ROLLOUT_JOB_PAGES = 24  # enough to be read across a rollout and its rollback (~30 s each)
 MODELS = ("Layout", "Recognizer")
 # The shape of a GPU cluster: only the workers have what the models ask for (here a custom resource
 # standing in for GPUs), and the front end is pinned to the head, which has no models.
@@ -216,8 +219,8 @@ def running(cluster: Cluster, replicas: int) -> bool:
     return all(s == ["RUNNING"] * replicas for s in states)
 
 
-def test_a_changed_config_rolled_out_and_rolled_back_under_load_fails_no_request(
-    cluster: Cluster, url: str, config_file: Path, tmp_path: Path
+def test_a_changed_config_rolled_out_and_rolled_back_under_load_fails_no_request_and_no_job(
+    cluster: Cluster, url: str, config_file: Path, tmp_path: Path, s3: SeaweedFS
 ) -> None:
     # Two replicas of each deployment on the request path (the models on the worker left by the
     # node loss above): Serve replaces them one at a time, so one always serves.
@@ -231,14 +234,24 @@ def test_a_changed_config_rolled_out_and_rolled_back_under_load_fails_no_request
     upgraded = tmp_path / "upgraded.yaml"
     upgraded.write_text(yaml.safe_dump(config))
     took: dict[str, float] = {}
-    with Load(url, CLIENTS) as load:
-        wait_for(lambda: load.ok_since(0) >= CLIENTS, timeout_s=120)
+    # Jobs mid-document as the job runner is replaced too (a new version of the app replaces every
+    # deployment): each must end with one complete result, its leased slices read again.
+    jobs = [queue_pages(url, ROLLOUT_JOB_PAGES) for _ in range(JOBS)]
+    with Load(url, CLIENTS) as load, httpx.Client(base_url=url, timeout=10) as client:
+
+        def progress() -> list[int]:
+            return [client.get(f"/v1/jobs/{job}").json()["progress"]["pages_done"] for job in jobs]
+
+        wait_for(lambda: load.ok_since(0) >= CLIENTS and min(progress()) >= 1, timeout_s=120)
+        at_rollout = progress()
+        read_by: dict[str, list[int]] = {}
         for step, path, value in (("rollout", upgraded, old_value - 5), ("rollback", two, old_value)):
             old = replica_ids(cluster)
             started = time.monotonic()
             deploy(cluster, path)
             wait_for(lambda: rolled(cluster, old, value), timeout_s=300)  # noqa: B023 (called here)
             took[step] = time.monotonic() - started
+            read_by[step] = progress()  # below the total: the jobs outlived the old job runner
             wait_for(lambda: load.ok_since(started + took[step]) >= CLIENTS, timeout_s=120)  # noqa: B023
             assert replica_ids(cluster).keys() == old.keys()
     assert not any(t.is_alive() for t in load.threads), "a client got no answer"
@@ -248,3 +261,73 @@ def test_a_changed_config_rolled_out_and_rolled_back_under_load_fails_no_request
         f"clients, two replicas a deployment: outcomes {load.counts()}, {dict(load.problems)}"
     )
     assert load.counts() == {200: len(load.outcomes)}, dict(load.problems)  # not one 503 or 504
+    assert all(n < ROLLOUT_JOB_PAGES for n in at_rollout), at_rollout  # mid-document at the rollout
+    for job in jobs:
+        done = wait_job(url, job, finished, timeout_s=240)
+        assert done["status"] == "succeeded", done
+        assert done["progress"] == {"pages_done": ROLLOUT_JOB_PAGES, "pages_total": ROLLOUT_JOB_PAGES}
+        assert stored_files(s3, done["result"]["key"]) == complete_result(ROLLOUT_JOB_PAGES)
+    print(
+        f"{JOBS} jobs of {ROLLOUT_JOB_PAGES} pages ({at_rollout} read at the rollout, {read_by['rollout']} "
+        f"when it ended, {read_by['rollback']} when the rollback ended): one result each"
+    )
+
+
+def recognizers(cluster: Cluster) -> tuple[int, list[str], str]:
+    """The Recognizer's target replica count, its running replicas' nodes, and its status message."""
+    d = cluster.serve_details()["applications"]["ocr"]["deployments"].get("Recognizer", {})
+    nodes = [r["node_id"] for r in d.get("replicas", []) if r["state"] == "RUNNING"]
+    return d.get("target_num_replicas", 0), nodes, f"{d.get('status')}: {d.get('message', '')}"
+
+
+def wait_recognizers(cluster: Cluster, n: int, timeout_s: float) -> float:
+    """Seconds until the Recognizer's target is ``n`` and ``n`` replicas run; on a timeout, what
+    Serve said (its target, its replicas' nodes, its status) rather than a bare TimeoutError."""
+    started = time.monotonic()
+
+    def there() -> bool:
+        target, nodes, _ = recognizers(cluster)
+        return target == n and len(nodes) == n
+
+    try:
+        wait_for(there, timeout_s=timeout_s)
+    except TimeoutError:
+        pytest.fail(f"not {n} Recognizer replicas after {timeout_s} s: {recognizers(cluster)}")
+    return time.monotonic() - started
+
+
+def test_a_step_of_load_adds_a_recognizer_on_another_worker_and_its_end_removes_it(
+    cluster: Cluster, url: str, config_file: Path, tmp_path: Path
+) -> None:
+    # A node joins in place of the one lost above (as KubeRay's autoscaler would add one), and the
+    # Recognizer may grow to one replica a worker when pages wait for it.
+    cluster.add_worker(cpus=2, resources=MODEL_NODE)
+    config = yaml.safe_load(config_file.read_text())
+    recognizer = config["applications"][0]["args"]["recognizer"]["deployment"]
+    recognizer["max_replicas_per_node"] = 1  # the second replica on the other worker
+    # A new config is a new version of the whole app (Serve hashes args), whose replica target
+    # starts where the last one ended unless initial_replicas says otherwise. 3 clients keep about
+    # 2 pages at the Recognizer, so a target of 0.5 a replica asks for 2 beyond doubt.
+    recognizer["autoscaling_config"] = {
+        "min_replicas": 1, "max_replicas": 2, "initial_replicas": 1, "target_ongoing_requests": 0.5,
+        "upscale_delay_s": 1, "downscale_delay_s": 10, "look_back_period_s": 2, "metrics_interval_s": 0.5,
+    }  # fmt: skip
+    path = tmp_path / "autoscaled.yaml"
+    path.write_text(yaml.safe_dump(config))
+    deploy(cluster, path)
+    wait_for(lambda: cluster.serve_details()["applications"]["ocr"]["status"] == "RUNNING", timeout_s=240)
+    wait_recognizers(cluster, 1, timeout_s=120)
+    wait_for(lambda: answers_200(f"{url}/ready"), timeout_s=120)
+    workers = {node.node_id for node in cluster.nodes[1:]}  # the joined one among them
+    with Load(url, CLIENTS) as load:
+        up = wait_recognizers(cluster, 2, timeout_s=180)
+        where = recognizers(cluster)[1]
+    down = wait_recognizers(cluster, 1, timeout_s=180)
+    assert len(set(where)) == 2 and set(where) <= workers, (where, workers)
+    assert not any(t.is_alive() for t in load.threads), "a client got no answer"
+    assert not load.wrong, load.wrong[:5]
+    assert load.counts() == {200: len(load.outcomes)}, dict(load.problems)
+    print(
+        f"\nrecognizers 1 -> 2 after {up:.1f} s of {CLIENTS} clients, on 2 worker nodes; back to 1 "
+        f"{down:.1f} s after the load ended: outcomes {load.counts()}"
+    )

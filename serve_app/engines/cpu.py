@@ -209,7 +209,7 @@ class CpuRecognizer(RecognizerEngine):
             read is None
             and rapid is None
             and hint in (None, "rapid")  # a page's first region, or one of a page of noisy print
-            and lang in ("auto", "eng")
+            and lang == "auto"  # a named language has no largest-first read: every region would pay
             and len(req.lines) > PROBE_LINES
         ):
             probe = self._read_tesseract(req, first, sample=True)

@@ -75,14 +75,13 @@ class JobRecord(BaseModel):
     @property
     def options(self) -> Options:
         return Options(
-            None,
-            self.dpi,
-            self.layout,
-            self.lang,
-            self.text_layer,
-            frozenset(self.ocr_tasks),
-            self.model,
-            self.routed,
+            dpi=self.dpi,
+            layout=self.layout,
+            lang=self.lang,
+            text_layer=self.text_layer,
+            ocr_tasks=frozenset(self.ocr_tasks),
+            model=self.model,
+            routed=self.routed,
         )
 
     def change(self, **update: Any) -> JobRecord:

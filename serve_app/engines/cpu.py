@@ -48,6 +48,9 @@ PROBE_LINES = 4
 CYRILLIC_TESSERACT = {"rus", "ukr", "bel", "kaz", "bul", "srp", "mkd"}
 
 Script = Literal["latin", "cyrillic", "han", "other", "none"]
+# What the page's largest region, read first, says of the others: clean English ("eng"), Chinese
+# ("zh"), other print tesseract read ("tesseract"), or noisy print RapidOCR read ("rapid").
+Hint = Literal["eng", "zh", "tesseract", "rapid"] | None
 
 
 def dominant_script(text: str) -> Script:
@@ -148,7 +151,7 @@ class CpuRecognizer(RecognizerEngine):
         loop = asyncio.get_running_loop()
         out: list[Recognition | None] = [None] * len(requests)
         rest = list(range(len(requests)))
-        hint = None
+        hint: Hint = None
         if (
             len(requests) > 1
             and all(r.lang in ("", "auto") for r in requests)
@@ -170,7 +173,7 @@ class CpuRecognizer(RecognizerEngine):
             out[i] = recognition
         return [r for r in out if r is not None]
 
-    def _read(self, req: RecognizeRequest, hint: str | None = None) -> Recognition:
+    def _read(self, req: RecognizeRequest, hint: Hint = None) -> Recognition:
         lang = self._default_lang if req.lang in ("", "auto") else self.check_lang(req.lang)
         try:
             reading = self._route(req, lang, hint)
@@ -178,7 +181,7 @@ class CpuRecognizer(RecognizerEngine):
             return Recognition(text="", confidence=0.0, engine="none", error=repr(exc))
         return Recognition(reading.text, reading.confidence, reading.engine)
 
-    def _route(self, req: RecognizeRequest, lang: str, hint: str | None = None) -> Reading:
+    def _route(self, req: RecognizeRequest, lang: str, hint: Hint = None) -> Reading:
         if lang == "zh":
             return self._read_rapid(req)
         rapid: Reading | None = None

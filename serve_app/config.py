@@ -153,7 +153,7 @@ class CpuRecognizerArgs(_Strict):
     rapidocr_det_model: Path | None = None
     rapidocr_rec_model: Path | None = None
     rapidocr_cls_model: Path | None = None  # loaded by RapidOCR, never run (see engines/rapid.py)
-    # Per RapidOCR instance; 0: ONNX Runtime's default (all cores, threads that sleep while idle).
+    # OpenVINO threads per RapidOCR model; 0: OpenVINO's default (all cores).
     onnx_threads: int = Field(0, ge=0)
     # Worker threads per replica, each with its own tesseract API (single-threaded under
     # OMP_THREAD_LIMIT=1) and its own RapidOCR instance.

@@ -272,7 +272,7 @@ class CpuRecognizer(RecognizerEngine):
             {
                 "tesseract": self._tesseract.version,
                 "languages": ["auto", "zh", *self._tesseract.languages],
-                "rapidocr": "PP-OCRv6 small (ch, en, ja, Latin)",
+                "rapidocr": f"PP-OCRv6 small (ch, en, ja, Latin), OpenVINO {self._rapid.precision}",
                 "default_lang": self._default_lang,
             },
         )

@@ -332,18 +332,34 @@ def test_rapidocr_never_turns_lines_upside_down(engines) -> None:
     assert "quick brown dog" in text
 
 
-def test_onnx_threads_sleep_while_they_wait_for_work(engines) -> None:
-    # Defaults: every core per session. Spinning threads would burn the cores other replicas need.
+def test_layout_threads_sleep_and_rapidocr_runs_on_openvino(engines) -> None:
+    # The layout's ONNX Runtime threads, every core by default, sleep while they wait: spinning,
+    # they would burn the cores other replicas need.
+    from onnxruntime import InferenceSession
+
+    from serve_app.engines.rapid import OpenVinoSession
+
     layout, recognizer = engines
-    sessions = [layout._model.session.session] + [
-        s
-        for ocr in recognizer._rapid.engines
-        for s in (ocr.text_det.infer.session, ocr.text_rec.session.session)
-    ]
-    assert len(sessions) == 1 + 2 * AppArgs().recognizer.tesseract_workers
-    for session in sessions:
-        options = session.get_session_options()
-        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    options = layout._model.session.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    # RapidOCR's detector and recognizer run on OpenVINO, one request each per worker ...
+    rapid = recognizer._rapid
+    assert len(rapid.engines) == AppArgs().recognizer.tesseract_workers
+    for ocr in rapid.engines:
+        assert isinstance(ocr.text_det.infer.session, OpenVinoSession)
+        assert isinstance(ocr.text_rec.session.session, OpenVinoSession)
+    assert rapid.precision in recognizer.info().detail["rapidocr"]
+    # ... and read a line of print as ONNX Runtime reads it.
+    line = load("phototest.png")[88:126, 30:585]
+    rec = rapid.engines[0].text_rec
+    text, score = rec([line])[0][0]
+    openvino_session, rec.session.session = rec.session.session, InferenceSession(str(rapid.paths["rec"]))
+    try:
+        ort_text, ort_score = rec([line])[0][0]
+    finally:
+        rec.session.session = openvino_session
+    assert text == ort_text == "This is a lot of 12 point text to test the"
+    assert abs(score - ort_score) < 0.01
 
 
 async def test_a_ruled_table_is_read_without_its_grid(engines) -> None:

@@ -86,6 +86,25 @@ def _box(stat: np.ndarray) -> tuple[int, int, int, int]:
     return x, y, x + w, y + h
 
 
+def _fill(labels: np.ndarray, stat: np.ndarray, i: int) -> float:
+    """The share of its box that component ``i`` fills, its box turned as the component is: a
+    scan's cell, skewed by a degree, fills three quarters of its upright box when one line high."""
+    import cv2
+
+    x0, y0, x1, y1 = _box(stat)
+    mask = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    _, (w, h), _ = cv2.minAreaRect(np.vstack(contours))
+    return float(stat[4]) / max(1.0, w * h)
+
+
+def _left_top(labels: np.ndarray, stat: np.ndarray, i: int, reach: int) -> int:
+    """The top of component ``i`` within ``reach`` pixels of its left edge."""
+    x0, y0, x1, y1 = _box(stat)
+    rows = np.flatnonzero((labels[y0:y1, x0 : min(x1, x0 + reach)] == i).any(axis=1))
+    return y0 + int(rows[0])
+
+
 def _pieces(lines: Sequence[Box], labels: np.ndarray, text: np.ndarray) -> dict[int, list[Box]]:
     """Each cell's parts of the text lines (the box of the line's ink in it, in the crop's
     pixels): a line read across cells is cut at their walls; a cell with under PIECE_SHARE of a
@@ -161,25 +180,30 @@ def grid(rgb: np.ndarray, lines: Sequence[Box]) -> tuple[np.ndarray, list[Cell]]
     read = [i for i in read if i in pieces]
     # What fills its box too little is the space round the grid: each of its few lines (a
     # caption, a page number) is read on its own, where it stands among the cells.
-    outside = [i for i in read if stats[i, 4] < CELL_FILL * stats[i, 2] * stats[i, 3]]
-    Unit = tuple[tuple[int, int, int, int], int, Box | None]  # box, component, the line or None
-    units: list[Unit] = [(boxes[i], i, None) for i in read if i not in outside]
-    units += [(_int_box(b), i, b) for i in outside for b in pieces[i]]
+    outside = [i for i in read if _fill(labels, stats[i], i) < CELL_FILL]
+    # box, component, the line or None, the top of its left edge
+    Unit = tuple[tuple[int, int, int, int], int, Box | None, int]
+    reach = max(1, round(line_h))
+    units: list[Unit] = [
+        (boxes[i], i, None, _left_top(labels, stats[i], i, reach)) for i in read if i not in outside
+    ]
+    units += [(_int_box(b), i, b, int(b[1])) for i in outside for b in pieces[i]]
     most = max((len(pieces[i]) for i in read if i not in outside), default=0)
     around = sum(len(pieces[i]) for i in outside)
     total = sum(len(pieces[i]) for i in read)
     if not units or most > CELL_LINES_SHARE * total or around > OUTSIDE_SHARE * total:
         return clean, []  # most of the text in one cell, or round the grid: a form, a page
     # Cells of one row start within half a line of each other: read them left to right.
+    # A skewed cell's box starts at its highest corner: its left edge's top places it.
     rows: list[list[Unit]] = []
-    for unit in sorted(units, key=lambda u: (u[0][1], u[0][0])):
-        if not rows or unit[0][1] - rows[-1][0][0][1] > line_h / 2:
+    for unit in sorted(units, key=lambda u: (u[3], u[0][0])):
+        if not rows or unit[3] - rows[-1][0][3] > line_h / 2:
             rows.append([])
         rows[-1].append(unit)
     if len(rows) == len(units):  # one cell a row: bands between rules, no grid
         return clean, []
     out = []
-    for (x0, y0, x1, y1), i, line in (u for row in rows for u in sorted(row, key=lambda u: u[0][0])):
+    for (x0, y0, x1, y1), i, line, _ in (u for row in rows for u in sorted(row, key=lambda u: u[0][0])):
         pixels = clean[y0:y1, x0:x1].copy()
         pixels[labels[y0:y1, x0:x1] != i] = 255  # a cell that is no rectangle holds others' ink
         inside = tuple((a - x0, b - y0, c - x0, d - y0) for a, b, c, d in ([line] if line else pieces[i]))

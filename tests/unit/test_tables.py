@@ -51,3 +51,22 @@ def test_a_form_of_underlined_fields_in_a_frame_is_no_grid() -> None:
         _write(form, f"value {i}", 220, y)
     clean, cells = grid(form, text_lines(form))
     assert cells == [] and clean.shape == form.shape
+
+
+def test_a_scanned_grid_skewed_by_a_degree_still_reads_cell_by_cell() -> None:
+    # One-line rows of a wide column: skewed, each cell fills under 0.8 of its upright box, as the
+    # space round a grid does; it fills its turned box.
+    page = _page(h=340, w=1000)
+    rows = range(30, 311, 40)
+    for y in rows:
+        cv2.line(page, (30, y), (970, y), (0, 0, 0), 2)
+    for x in (30, 230, 970):
+        cv2.line(page, (x, 30), (x, 310), (0, 0, 0), 2)
+    for i, y in enumerate(rows[:-1]):
+        _write(page, f"item {i}", 50, y + 30)
+        _write(page, f"the value of item {i}", 250, y + 30)
+    turn = cv2.getRotationMatrix2D((500, 170), 1.0, 1.0)
+    skewed = cv2.warpAffine(page, turn, (1000, 340), borderValue=(255, 255, 255))
+    _, cells = grid(skewed, text_lines(skewed))
+    assert len(cells) == 2 * (len(rows) - 1)
+    assert [len(c.lines) for c in cells] == [1] * len(cells)

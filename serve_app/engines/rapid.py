@@ -116,7 +116,7 @@ class RapidOcrReader:
 
     def __init__(self, args: CpuRecognizerArgs) -> None:
         self._args = args
-        # One RapidOCR per tesseract worker thread, each taken for one call: with one ONNX thread
+        # One RapidOCR per tesseract worker thread, each taken for one call: with one OpenVINO thread
         # each, the workers read side by side (one shared instance held a lock, and is not
         # thread-safe: its detector keeps per-call state on itself).
         self.engines: list[Any] = []

@@ -198,9 +198,9 @@ class OpenVinoSession:
 
     OpenVINO runs the model in bfloat16 where the CPU has bf16 instructions (AVX512-BF16, AMX) and
     in float32 elsewhere, where it matches ONNX Runtime: PP-OCRv6's recognizer takes 14 ms a
-    320 px line against ONNX Runtime's 24 ms, its detector 113 against 194 ms a 736 px square,
-    and over the evaldata pages the pipeline 24-26 % less CPU a page, its text as near the ground
-    truth as before (bench/RESULTS.md, 2026-12-04). Calls come from the one thread holding it."""
+    320 px line against ONNX Runtime's 24 ms, its detector 113 against 194 ms a 736 px square;
+    the pipeline takes a quarter less CPU a page on both evaldata halves, its text as near the
+    ground truth as before (bench/RESULTS.md, 2026-12-04). One thread calls it at a time."""
 
     def __init__(self, path: Path, threads: int) -> None:
         import openvino
@@ -209,7 +209,7 @@ class OpenVinoSession:
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         compiled = openvino.Core().compile_model(str(path), "CPU", config)
-        self.precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # bf16, f32
         self._inputs = [_Name(port.get_any_name()) for port in compiled.inputs]
         self._outputs = [_Name(port.get_any_name()) for port in compiled.outputs]
         self._request = compiled.create_infer_request()

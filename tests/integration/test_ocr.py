@@ -28,6 +28,14 @@ PAGES = [
     # Faint thermal print that the line finder misses: RapidOCR's detector reads the whole crop
     # (0.204 when it was given only the found lines' ink, 2026-12-03).
     pytest.param(lambda: evaldata_page("sroie/sroie_512"), "eng", True, 0.06, id="faint-receipt"),
+    # A scan's ruled table skewed by a degree, read cell by cell (0.164 as one block, 2026-12-04).
+    pytest.param(
+        lambda: evaldata_page("ru_docs/bachelor_thesis_investment_p51_scan"),
+        "rus+eng",
+        False,
+        0.03,
+        id="russian-skewed-grid-scan",
+    ),
 ]
 
 

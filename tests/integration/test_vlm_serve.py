@@ -299,9 +299,17 @@ def engine_cores(app: str) -> list[Any]:
 
     title = f"ray::ServeReplica:{app}:Recognizer"  # Ray's title for the replica's worker process
     (replica,) = [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [""])[0] == title]
+
     # vLLM titles them VLLM::EngineCore where it can (not in a bare environment): every child but
-    # multiprocessing's resource tracker.
-    return [p for p in replica.children() if "resource_tracker" not in " ".join(p.cmdline())]
+    # multiprocessing's resource tracker, nor one that has exited and is not yet reaped (a
+    # zombie holds no memory).
+    def running(p: psutil.Process) -> bool:
+        try:
+            return p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline())
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            return False
+
+    return [p for p in replica.children() if running(p)]
 
 
 def test_models_that_swap_share_one_replica_and_read_what_is_asked(swap_url: str) -> None:

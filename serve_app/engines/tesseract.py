@@ -13,6 +13,7 @@ import numpy as np
 
 from ..config import CpuRecognizerArgs
 from .base import ModelLoadError
+from .leaders import erase, find_leaders, with_leaders
 
 
 @dataclass(frozen=True)
@@ -84,15 +85,18 @@ class TesseractReader:
             pool.put(api)
 
     def read(self, image: np.ndarray, lang: str, whole_page: bool = False) -> TessText:
-        """One crop read with ``lang`` (e.g. "rus+eng")."""
+        """One crop read with ``lang`` (e.g. "rus+eng"); its dot leaders are counted, not read
+        (leaders.py)."""
         import tesserocr
 
+        leaders = find_leaders(image)
         with self._api(lang) as api:
             api.SetPageSegMode(tesserocr.PSM.AUTO if whole_page else tesserocr.PSM.SINGLE_BLOCK)
-            api.SetImage(_pil(image))
+            api.SetImage(_pil(erase(image, leaders) if leaders else image))
             text = api.GetUTF8Text()
             confidence = max(0, api.MeanTextConf()) / 100.0
             words = known = 0
+            lines: list[list[tuple[tuple[float, float, float, float], str]]] = []
             if text.strip():  # with no text there is no word to iterate over (tesserocr raises)
                 for word in tesserocr.iterate_level(api.GetIterator(), tesserocr.RIL.WORD):
                     try:
@@ -102,6 +106,12 @@ class TesseractReader:
                     if sum(ch.isalpha() for ch in token) >= 3:
                         words += 1
                         known += bool(word.WordIsFromDictionary())
+                    if leaders:
+                        if not lines or word.IsAtBeginningOf(tesserocr.RIL.TEXTLINE):
+                            lines.append([])
+                        lines[-1].append((word.BoundingBox(tesserocr.RIL.WORD), token))
+        if leaders:
+            text = "\n".join(with_leaders(lines, leaders))
         return TessText(_tidy(text), confidence, words, known)
 
 

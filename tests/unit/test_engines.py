@@ -413,3 +413,14 @@ async def test_a_scanned_table_is_read_cell_by_cell(engines) -> None:
     lines = table.text.splitlines()
     assert "Культурный" in lines and "Трудовой" in lines, table.text
     assert cer(table.text, ground_truth(path)) <= 0.03, table.text
+
+
+def test_a_table_of_contents_keeps_its_rows_and_every_dot_of_their_leaders(engines) -> None:
+    # Tesseract alone drops a row of a hundred dots and a few letters as noise, and reads the
+    # dots of the rows it keeps as letters ("иииниинии"): this crop came back as those.
+    _, recognizer = engines
+    contents = load("tech_spec_alpaca_p1.png")[440:600, 100:1500]
+    result = read(recognizer, contents, whole_page=False)
+    first, second = result.text.splitlines()
+    assert first == "1 Кормление альпака" + "." * 99 + " 1"
+    assert second.endswith("альпаками " + "." * 100 + " 2")

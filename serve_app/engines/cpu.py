@@ -78,6 +78,13 @@ _CYRILLIC_IN_LATIN = re.compile(r"[\u0400-\u04ff]")
 _UNAMBIGUOUS_CYRILLIC = re.compile(r"[БбГгДдЁёЖжЗзИиЙйЛлПпФфЦцЧчШшЩщЪъЫыЬьЭэЮюЯявкмнт]")
 
 
+def _cyrillic_words(text: str) -> int:
+    """Words of three letters or more with a letter only Cyrillic has: Russian, even read badly,
+    has them line after line; a noisy English scan read with rus+eng has a stray one ("оля" for
+    a smudge), which alone sent whole forms to tesseract before RapidOCR read them anyway."""
+    return sum(bool(_UNAMBIGUOUS_CYRILLIC.search(w)) for w in re.findall(r"\w{3,}", text))
+
+
 @dataclass(frozen=True)
 class Reading:
     text: str
@@ -219,7 +226,7 @@ class CpuRecognizer(RecognizerEngine):
             if (
                 probe.confidence < self._args.clean_confidence / 100
                 and dominant_script(probe.text) != "cyrillic"
-                and not _UNAMBIGUOUS_CYRILLIC.search(probe.text)
+                and _cyrillic_words(probe.text) < 2
             ):
                 rapid = self._read_rapid(req)
                 if rapid.text.strip():

@@ -49,7 +49,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-step-s", type=float, default=600.0, help="time bound of one step")
     p.add_argument("--config", type=Path, default=ROOT / "serve_config.cpu.yaml", help="serve config to run")
     p.add_argument("--url", help="measure a service already running at this 127.0.0.1 URL instead")
-    p.add_argument("--tesseract-lang", default="eng")
+    p.add_argument(
+        "--tesseract-lang", default="page", help="tesseract's -l: 'page' (the manifest's language), or codes"
+    )
     p.add_argument("--out", type=Path, help="default: bench/results/<timestamp>")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)

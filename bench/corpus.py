@@ -7,6 +7,7 @@ service's default), so figures count pages, not requests, and compare like with 
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +20,23 @@ class Page:
     name: str  # "<relative path>" or "<relative path>#<page>"
     data: bytes
     media_type: str
+    lang: tuple[str, ...] = ()  # ISO 639-1, where the folder's manifest.jsonl (evaldata) says
+
+
+def tesseract_lang(page_lang: tuple[str, ...] | list[str]) -> str:
+    """What a user runs ``tesseract -l`` with on a page in these languages: Russian pages in
+    Russian, every other one in English (the languages Debian's packages give this machine)."""
+    return "rus" if "ru" in page_lang else "eng"
 
 
 def load(folder: Path, limit: int | None = None) -> list[Page]:
     """Pages of the documents under ``folder`` in name order (``*.source.pdf`` copies of image pages
     in the evaldata layout are skipped: the image is the page)."""
+    manifest = folder / "manifest.jsonl"
+    langs = {
+        entry["image"]: tuple(entry.get("lang", ()))
+        for entry in map(json.loads, manifest.read_text().splitlines() if manifest.is_file() else [])
+    }
     pages: list[Page] = []
     for path in sorted(folder.rglob("*")):
         if limit is not None and len(pages) >= limit:
@@ -38,7 +51,7 @@ def load(folder: Path, limit: int | None = None) -> list[Page]:
                 if suffix in (".jpg", ".jpeg")
                 else "image/tiff"
             )
-            pages.append(Page(name, path.read_bytes(), media))
+            pages.append(Page(name, path.read_bytes(), media, langs.get(name, ())))
         elif suffix == ".pdf" and not path.name.endswith(".source.pdf"):
             pages.extend(_pdf_pages(path, name))
     if not pages:

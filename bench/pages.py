@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.bare import bare_rapidocr
+from bench.corpus import tesseract_lang
 from bench.split import HALVES, half
 from bench.systems import config_args
 from bench.textmetrics import cer
@@ -103,7 +104,7 @@ async def main() -> None:
             blocks = page_json(pages[0])["blocks"]  # as the API answers them
             (opts.texts / f"{entry['id']}.blocks.json").write_text(json.dumps(blocks, ensure_ascii=False))
         image = doc.render(0).image
-        lang = "rus" if "ru" in entry["lang"] else "eng"  # the page's language, as `tesseract -l` is run
+        lang = tesseract_lang(entry["lang"])  # the page's language, as `tesseract -l` is run
         if entry["id"] in earlier:
             bare = {k: earlier[entry["id"]][k] for k in ("rapidocr", "tesseract")}
         else:

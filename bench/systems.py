@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 import httpx
 import yaml
 
-from bench.corpus import Page
+from bench.corpus import Page, tesseract_lang
 from bench.loadgen import Answer
 from serve_app.client import AsyncClient, ServiceError
 
@@ -304,12 +304,13 @@ class RapidocrApi(HttpSystem):
 
 
 class TesseractCli:
-    """``tesseract - -`` per request, single-threaded (OMP_THREAD_LIMIT=1), as a shell script would."""
+    """``tesseract - -`` per request, single-threaded (OMP_THREAD_LIMIT=1), as a shell script would;
+    ``-l`` the page's language where the corpus says it (``lang="page"``), else ``lang``."""
 
     name = "tesseract"
     cold_start_s: float | None = 0.0
 
-    def __init__(self, lang: str = "eng") -> None:
+    def __init__(self, lang: str = "page") -> None:
         if shutil.which("tesseract") is None:
             raise RuntimeError("the tesseract CLI is not installed (apt-get install tesseract-ocr)")
         self.lang = lang
@@ -322,7 +323,7 @@ class TesseractCli:
 
     async def call(self, page: Page) -> Answer:
         proc = await asyncio.create_subprocess_exec(
-            "tesseract", "-", "-", "-l", self.lang,
+            "tesseract", "-", "-", "-l", tesseract_lang(page.lang) if self.lang == "page" else self.lang,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
             env={**os.environ, "OMP_THREAD_LIMIT": "1"},
         )  # fmt: skip

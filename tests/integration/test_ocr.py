@@ -37,6 +37,14 @@ PAGES = [
         0.03,
         id="russian-skewed-grid-scan",
     ),
+    # A chart among the thesis' paragraphs: its labels, read unsure, are left out (0.46 with them).
+    pytest.param(
+        lambda: evaldata_page("ru_docs/bachelor_thesis_investment_p39"),
+        "rus+eng",
+        False,
+        0.03,
+        id="russian-chart",
+    ),
     # A scanned table of contents: tesseract drops its rows of long leaders as noise (0.52 then).
     pytest.param(
         lambda: evaldata_page("ru_docs/bachelor_thesis_investment_p2_scan"),

@@ -265,6 +265,9 @@ def test_a_chinese_page_s_chinese_regions_go_to_rapidocr_alone(engines, monkeypa
         # A noisy scanned form: four of its lines read unsure, so RapidOCR reads it, and tesseract
         # never reads it whole (bare tesseract reads the page at 0.254).
         ("funsd/82253245_3247", "rapidocr", [True], 0.2),
+        # Its sample has one stray Cyrillic word ("оля" for a smudge), which is not Russian: RapidOCR
+        # reads it without a whole tesseract read first (bare RapidOCR reads the page at 0.124).
+        ("funsd/82092117", "rapidocr", [True], 0.1),
         # A Russian scan: its sample reads as Russian, so tesseract reads it whole, in Russian
         # (RapidOCR has no Cyrillic; bare `tesseract -l rus` reads the page at 0.157).
         ("ru_docs/bachelor_thesis_investment_p5_scan", "tesseract:rus+eng", [True, False], 0.08),

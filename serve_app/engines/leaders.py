@@ -122,6 +122,7 @@ def with_leaders(lines: Sequence[Sequence[Word]], leaders: Sequence[Leader]) -> 
     after the words left of it; a run beside no word read becomes a line of its own, after the
     line above it."""
     rows: list[list[Word]] = [list(words) for words in lines if words]
+    pitch = {leader.box: leader.pitch for leader in leaders}
     for leader in leaders:
         dots: Word = (leader.box, "." * leader.count)
         beside = [row for row in rows if _overlap(row, leader.box) > 0]
@@ -133,7 +134,7 @@ def with_leaders(lines: Sequence[Sequence[Word]], leaders: Sequence[Leader]) -> 
         above = [i for i, row in enumerate(rows) if _top(row) <= leader.box[1]]
         at = max(above, key=lambda i: (-_x_gap(rows[i], leader.box), _top(rows[i])), default=-1)
         rows.insert(at + 1, [dots])
-    return [_joined(words, leaders) for words in rows]
+    return [_joined(words, pitch) for words in rows]
 
 
 def _top(row: Sequence[Word]) -> float:
@@ -148,8 +149,9 @@ def _x_gap(row: Sequence[Word], box: Box) -> float:
     return max(0.0, box[0] - max(b[2] for b, _ in row), min(b[0] for b, _ in row) - box[2])
 
 
-def _joined(words: Sequence[Word], leaders: Sequence[Leader]) -> str:
-    pitch = {leader.box: leader.pitch for leader in leaders}
+def _joined(words: Sequence[Word], pitch: dict[Box, float]) -> str:
+    """A line's words joined by spaces, but a run of dots and the word beside it by none where no
+    space was printed (closer than JOIN_GAP of the dots' spacing)."""
     text = words[0][1]
     for (before, _), (box, word) in itertools.pairwise(words):
         dots = pitch.get(box) or pitch.get(before)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..config import CpuRecognizerArgs
 from .base import ModelLoadError
-from .leaders import erase, find_leaders, with_leaders
+from .leaders import Word, erase, find_leaders, with_leaders
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class TesseractReader:
             text = api.GetUTF8Text()
             confidence = max(0, api.MeanTextConf()) / 100.0
             words = known = 0
-            lines: list[list[tuple[tuple[float, float, float, float], str]]] = []
+            lines: list[list[Word]] = []  # with leaders: the words, line by line, to put them back in
             if text.strip():  # with no text there is no word to iterate over (tesserocr raises)
                 for word in tesserocr.iterate_level(api.GetIterator(), tesserocr.RIL.WORD):
                     try:

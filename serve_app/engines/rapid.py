@@ -24,6 +24,10 @@ MIN_LINE_SCORE = 0.5  # RapidOCR's own text_score: below it a line is noise read
 # RapidOCR scales a crop up until its short side is 736 px, whatever the size of its print. Where
 # a crop's lines are known, the detector sees them this tall at most (never smaller than drawn).
 DETECT_LINE_PX = 40
+# RapidOCR pads every line to 320 px wide at least (at 48 px high: PaddleOCR's training width), a
+# word of six letters to the width of thirty, and the recognizer's time grows with the width it is
+# fed. From 128 px up, the 66 evaldata pages read the same text at 6 % less CPU (bench/RESULTS.md).
+MIN_REC_WIDTH = 128
 
 
 def _package_dir(package: str) -> Path:
@@ -135,6 +139,8 @@ class RapidOcrReader:
         from rapidocr_onnxruntime import RapidOCR
 
         try:
+            det = compile_model(paths["det"], self._args.onnx_threads)
+            rec = compile_model(paths["rec"], self._args.onnx_threads)
             for _ in range(self._args.tesseract_workers):
                 ocr = RapidOCR(
                     det_model_path=str(paths["det"]),
@@ -143,8 +149,9 @@ class RapidOcrReader:
                     use_cls=False,
                     rec_batch_num=1,
                 )
-                ocr.text_det.infer.session = OpenVinoSession(paths["det"], self._args.onnx_threads)
-                ocr.text_rec.session.session = OpenVinoSession(paths["rec"], self._args.onnx_threads)
+                ocr.text_det.infer.session = OpenVinoSession(det)
+                ocr.text_rec.session.session = OpenVinoSession(rec)
+                ocr.text_rec.rec_image_shape = [3, 48, MIN_REC_WIDTH]
                 ocr.text_det = _TextScaledDetector(ocr.text_det)
                 ocr(np.full((32, 32, 3), 255, dtype=np.uint8))
                 self.engines.append(ocr)
@@ -152,7 +159,7 @@ class RapidOcrReader:
         except Exception as exc:
             raise ModelLoadError(f"RapidOCR models {paths} cannot be loaded: {exc}") from exc
         self.paths = paths
-        self.precision = ocr.text_rec.session.session.precision
+        self.precision = rec.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # bf16, f32
 
     @property
     def loaded(self) -> bool:
@@ -192,24 +199,29 @@ class RapidOcrReader:
         return "\n".join(rows), float(np.mean([score for _, _, score in read]))
 
 
-class OpenVinoSession:
-    """The part of an ONNX Runtime session that RapidOCR's wrappers call once loaded (``run``),
-    served by the same ONNX model compiled by OpenVINO.
+def compile_model(path: Path, threads: int) -> Any:
+    """An ONNX model compiled by OpenVINO for the CPU, one inference at a time per request.
 
     OpenVINO runs the model in bfloat16 where the CPU has bf16 instructions (AVX512-BF16, AMX) and
     in float32 elsewhere, where it matches ONNX Runtime: PP-OCRv6's recognizer takes 14 ms a
     320 px line against ONNX Runtime's 24 ms, its detector 113 against 194 ms a 736 px square;
     the pipeline takes a quarter less CPU a page on both evaldata halves, its text as near the
-    ground truth as before (bench/RESULTS.md, 2026-12-04). One thread calls it at a time."""
+    ground truth as before (bench/RESULTS.md, 2026-12-04)."""
+    import openvino
 
-    def __init__(self, path: Path, threads: int) -> None:
-        import openvino
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    return openvino.Core().compile_model(str(path), "CPU", config)
 
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        compiled = openvino.Core().compile_model(str(path), "CPU", config)
-        self.precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # bf16, f32
+
+class OpenVinoSession:
+    """The part of an ONNX Runtime session that RapidOCR's wrappers call once loaded (``run``),
+    served by a request of the model compiled by OpenVINO. The kernels OpenVINO prepares for each
+    new input shape (a line of a width not seen before: 14 + 18 ms at 320 px) are the compiled
+    model's, shared by every request of it. One thread calls a request at a time."""
+
+    def __init__(self, compiled: Any) -> None:
         self._inputs = [_Name(port.get_any_name()) for port in compiled.inputs]
         self._outputs = [_Name(port.get_any_name()) for port in compiled.outputs]
         self._request = compiled.create_infer_request()

@@ -13,7 +13,7 @@ from serve_app.datatypes import RecognizeRequest
 from serve_app.engines import build_layout, build_recognizer
 from serve_app.engines.base import ModelLoadError
 from serve_app.engines.cpu import dominant_script
-from serve_app.engines.rapid import order_lines
+from serve_app.engines.rapid import MIN_REC_WIDTH, order_lines
 from serve_app.errors import UnsupportedLanguage
 from tests.conftest import CROPS, DATA, evaldata_page, ground_truth
 
@@ -333,6 +333,33 @@ def test_rapidocr_never_turns_lines_upside_down(engines) -> None:
         for ocr, cls in zip(rapid.engines, saved, strict=True):
             ocr.text_cls = cls
     assert "quick brown dog" in text
+
+
+def test_a_short_word_is_recognised_at_its_own_width_not_padded_to_320_px(engines, monkeypatch) -> None:
+    # RapidOCR pads every line to 320 px wide at least: a word of six letters to the width of
+    # thirty, and the recognizer's time grows with the width. A word goes in at its own width (at
+    # least MIN_REC_WIDTH), a line at its own too.
+    rec = engines[1]._rapid.engines[0].text_rec
+    session = rec.session.session
+    widths: list[int] = []
+
+    class Recording:  # the OpenVINO request, the widths it is given written down
+        def __init__(self, request) -> None:  # type: ignore[no-untyped-def]
+            self.request = request
+
+        def infer(self, arrays):  # type: ignore[no-untyped-def]
+            widths.append(arrays[0].shape[-1])
+            return self.request.infer(arrays)
+
+        def get_tensor(self, name):  # type: ignore[no-untyped-def]
+            return self.request.get_tensor(name)
+
+    monkeypatch.setattr(session, "_request", Recording(session._request))
+    line = load("phototest.png")[88:126, 30:585]  # "This is a lot of 12 point text to test the"
+    words = [line[:, :70], line]  # "This", 38 px high: 89 px wide at 48
+    texts = [t for t, _ in rec(words)[0]]
+    assert texts == ["This", "This is a lot of 12 point text to test the"]
+    assert widths == [MIN_REC_WIDTH, int(48 * line.shape[1] / line.shape[0])]
 
 
 def test_layout_threads_sleep_and_rapidocr_runs_on_openvino(engines) -> None:

@@ -103,11 +103,12 @@ def _unless_noise(reading: Reading) -> Reading:
 def prefer_english(eng: TessText, mixed: TessText, margin: float = ENG_MARGIN) -> bool:
     """Whether a crop's ``eng`` reading beats its ``rus+eng`` one. Dictionary words decide first:
     Russian read as English is a string of look-alikes that no dictionary holds, while English read
-    with ``rus+eng`` has Cyrillic letters inside English words. Confidence decides only where the
-    dictionaries cannot (no word of three letters, or the same share known either way)."""
-    e, m = eng.known_share, mixed.known_share
-    if e is not None and m is not None and e != m:
-        return e > m
+    with ``rus+eng`` has Cyrillic letters inside English words, which no dictionary holds either.
+    Words found are counted, not their share: "Са1." for "Cal." is no word of three letters, and
+    so raised rus+eng's share. Confidence decides only where the dictionaries cannot (as many words
+    found either way)."""
+    if eng.known != mixed.known:
+        return eng.known > mixed.known
     return eng.confidence >= mixed.confidence - margin
 
 

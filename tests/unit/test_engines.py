@@ -12,8 +12,9 @@ from serve_app.config import AppArgs, CpuRecognizerArgs, RapidLayoutArgs
 from serve_app.datatypes import RecognizeRequest
 from serve_app.engines import build_layout, build_recognizer
 from serve_app.engines.base import ModelLoadError
-from serve_app.engines.cpu import dominant_script
+from serve_app.engines.cpu import dominant_script, prefer_english
 from serve_app.engines.rapid import MIN_REC_WIDTH, order_lines
+from serve_app.engines.tesseract import TessText
 from serve_app.errors import UnsupportedLanguage
 from tests.conftest import CROPS, DATA, evaldata_page, ground_truth
 
@@ -257,6 +258,19 @@ def test_a_chinese_page_s_chinese_regions_go_to_rapidocr_alone(engines, monkeypa
     )
     # Only the largest, read first, was tried with tesseract (and found not to be its script).
     assert [q for q in chinese if id(q) in to_tesseract] == [largest]
+
+
+def test_english_beats_its_rus_eng_reading_by_the_dictionary_words_each_finds() -> None:
+    # A court transcript's "San Diego, Cal.": rus+eng read "Са1." (no word of three letters any
+    # more), and kept a larger share of known words (26 of 28) than English did (27 of 30).
+    assert prefer_english(
+        TessText("Diego, Cal.", 0.92, words=30, known=27), TessText("Diego, Са1.", 0.94, 28, 26)
+    )
+    # Russian read as English is look-alikes no dictionary holds.
+    assert not prefer_english(TessText("pecypcoB", 0.89, 1, 0), TessText("ресурсов", 0.87, 1, 1))
+    # No word found either way: confidence, within the margin.
+    assert prefer_english(TessText("THE", 0.90, 0, 0), TessText("ТНЕ", 0.93, 0, 0), margin=0.05)
+    assert not prefer_english(TessText("THE", 0.90, 0, 0), TessText("ТНЕ", 0.93, 0, 0), margin=0.0)
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ MIN_CYRILLIC_CONFIDENCE = 0.6
 NOISE_CONFIDENCE = 0.4
 # English re-reading wins unless clearly less sure (a real Russian name in English text).
 ENG_MARGIN = 0.05
-# After a page's largest region read as clean English, another region's English reading is kept
+# After a page's main region read as clean English, another region's English reading is kept
 # without a rus+eng reading when more than this share of its words is in the English dictionary
 # (Russian read as English: 0-0.5, "Серверная платформа Intel Xeon" the 0.5), or it has no letters.
 ENG_KNOWN_SHARE = 0.5
@@ -48,7 +48,7 @@ PROBE_LINES = 4
 CYRILLIC_TESSERACT = {"rus", "ukr", "bel", "kaz", "bul", "srp", "mkd"}
 
 Script = Literal["latin", "cyrillic", "han", "other", "none"]
-# What the page's largest region, read first, says of the others: clean English ("eng"), Chinese
+# What the page's main region (most text), read first, says of the others: clean English ("eng"), Chinese
 # ("zh"), other print tesseract read ("tesseract"), or noisy print RapidOCR read ("rapid").
 Hint = Literal["eng", "zh", "tesseract", "rapid"] | None
 
@@ -83,6 +83,13 @@ def _cyrillic_words(text: str) -> int:
     has them line after line; a noisy English scan read with rus+eng has a stray one ("оля" for
     a smudge), which alone sent whole forms to tesseract before RapidOCR read them anyway."""
     return sum(bool(_UNAMBIGUOUS_CYRILLIC.search(w)) for w in re.findall(r"\w{3,}", text))
+
+
+def _text_area(req: RecognizeRequest) -> tuple[float, int]:
+    """How much of a crop is text: the area of its known lines (then of the crop). A picture with a
+    few labels can be larger than the page's body, and says less of the page's script and print."""
+    lines = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in req.lines)
+    return lines, req.image.shape[0] * req.image.shape[1]
 
 
 @dataclass(frozen=True)
@@ -151,11 +158,12 @@ class CpuRecognizer(RecognizerEngine):
         return "+".join(codes)
 
     async def recognize(self, requests: Sequence[RecognizeRequest]) -> list[Recognition]:
-        """The regions of one page. In ``auto`` mode the largest is read first: when it is clean
-        English, the others are tried with English alone first (half the work of ``rus+eng``);
-        when it is Chinese, with RapidOCR first (tesseract has no Chinese here). Where RapidOCR read
-        it (noisy print), each of the others is judged by a sample of its lines first, as the
-        largest was; where tesseract read it, they are not (a clean page pays for one sample)."""
+        """The regions of one page. In ``auto`` mode the main one (most text) is read first: when
+        it is clean English, the others are tried with English alone first (half the work of
+        ``rus+eng``); when it is Chinese, with RapidOCR first (tesseract has no Chinese here). Where
+        RapidOCR read it (noisy print), each of the others is judged by a sample of its lines
+        first, as the main one was; where tesseract read it, they are not (a clean page pays for
+        one sample)."""
         loop = asyncio.get_running_loop()
         out: list[Recognition | None] = [None] * len(requests)
         rest = list(range(len(requests)))
@@ -165,14 +173,14 @@ class CpuRecognizer(RecognizerEngine):
             and all(r.lang in ("", "auto") for r in requests)
             and self._default_lang == "auto"
         ):
-            first = max(rest, key=lambda i: requests[i].image.shape[0] * requests[i].image.shape[1])
+            first = max(rest, key=lambda i: _text_area(requests[i]))
             rest.remove(first)
-            largest: Recognition = await loop.run_in_executor(self._pool, self._read, requests[first], None)
-            out[first] = largest
-            script = dominant_script(largest.text)
-            if largest.engine.startswith("tesseract"):
+            main: Recognition = await loop.run_in_executor(self._pool, self._read, requests[first], None)
+            out[first] = main
+            script = dominant_script(main.text)
+            if main.engine.startswith("tesseract"):
                 hint = "eng" if script == "latin" else "tesseract"
-            elif largest.engine == self._rapid.name:
+            elif main.engine == self._rapid.name:
                 hint = "zh" if script == "han" else "rapid"
         done = await asyncio.gather(
             *(loop.run_in_executor(self._pool, self._read, requests[i], hint) for i in rest)
@@ -195,14 +203,14 @@ class CpuRecognizer(RecognizerEngine):
         rapid: Reading | None = None
         eng: TessText | None = None
         if lang == "auto" and hint == "zh":
-            # The page's largest region was Chinese: so is this one, if RapidOCR reads it so.
+            # The page's main region was Chinese: so is this one, if RapidOCR reads it so.
             rapid = self._read_rapid(req)
             if dominant_script(rapid.text) == "han":
                 return rapid
         first = AUTO_FIRST_PASS if lang == "auto" else lang
         read: TessText | None = None
         if lang == "auto" and hint == "eng":
-            # The page's largest region was clean English: so is this one, if English reads it
+            # The page's main region was clean English: so is this one, if English reads it
             # cleanly, unless rus+eng reads it as Russian with more words of its dictionary
             # (Russian read as English is clean-looking nonsense: "pecypcoB" for "ресурсов").
             eng = self._read_tesseract(req, "eng")
@@ -220,7 +228,7 @@ class CpuRecognizer(RecognizerEngine):
             read is None
             and rapid is None
             and hint in (None, "rapid")  # a page's first region, or one of a page of noisy print
-            and lang == "auto"  # a named language has no largest-first read: every region would pay
+            and lang == "auto"  # a named language has no main-first read: every region would pay
             and len(req.lines) > PROBE_LINES
         ):
             probe = self._read_tesseract(req, first, sample=True)

@@ -251,13 +251,54 @@ def test_a_chinese_page_s_chinese_regions_go_to_rapidocr_alone(engines, monkeypa
 
     monkeypatch.setattr(recognizer, "_read_tesseract", recording)
     results = asyncio.run(recognizer.recognize(requests))
-    largest = max(requests, key=lambda r: r.image.size)
+    main = max(requests, key=text_area)
     chinese = [q for q, r in zip(requests, results, strict=True) if dominant_script(r.text) == "han"]
     assert len(chinese) >= 3 and all(
         r.engine == "rapidocr" for r in results if dominant_script(r.text) == "han"
     )
-    # Only the largest, read first, was tried with tesseract (and found not to be its script).
-    assert [q for q in chinese if id(q) in to_tesseract] == [largest]
+    # Only the main region, read first, was tried with tesseract (and found not to be its script).
+    assert [q for q in chinese if id(q) in to_tesseract] == [main]
+
+
+def text_area(req: RecognizeRequest) -> float:
+    return sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in req.lines)
+
+
+def test_the_region_with_most_text_is_read_first_not_the_largest_picture(engines, monkeypatch) -> None:
+    # The FAA handbook page's largest region is a drawing of nuts with a few labels, which RapidOCR
+    # reads. Read first, it told nothing of the page's print: every paragraph paid for a sample and
+    # a rus+eng read. Its body is read first now, clean English: the others in English alone.
+    from serve_app.crops import crop
+    from serve_app.regions import arrange
+
+    layout, recognizer = engines
+    path = evaldata_page("docling_tests/faa_amt_handbook_sample_p1")
+    page = load(path.name, path.parent)
+    regions = arrange(page, asyncio.run(layout.detect([page]))[0])
+    requests = [RecognizeRequest(pixels, lines=lines) for pixels, lines in (crop(page, r) for r in regions)]
+    first: list[RecognizeRequest] = []
+    samples: list[bool] = []
+    read, read_tesseract = recognizer._read, recognizer._read_tesseract
+
+    def reading(req, hint=None):  # type: ignore[no-untyped-def]
+        if hint is None:
+            first.append(req)
+        return read(req, hint)
+
+    def recording(req, lang, sample=False):  # type: ignore[no-untyped-def]
+        samples.append(sample)
+        return read_tesseract(req, lang, sample)
+
+    monkeypatch.setattr(recognizer, "_read", reading)
+    monkeypatch.setattr(recognizer, "_read_tesseract", recording)
+    results = asyncio.run(recognizer.recognize(requests))
+    largest = max(requests, key=lambda r: r.image.size)
+    assert first == [max(requests, key=text_area)] and first[0] is not largest
+    assert samples.count(True) <= 1  # the main region's own, at most
+    others = [r for q, r in zip(requests, results, strict=True) if q is not first[0]]
+    prose = [r for r in others if sum(map(str.isalpha, r.text)) >= 20]  # not a dash read alone
+    assert len(prose) >= 8 and all(r.engine in ("tesseract:eng", "rapidocr") for r in prose)
+    assert sum("self-locking nut" in r.text for r in prose) >= 3
 
 
 def test_english_beats_its_rus_eng_reading_by_the_dictionary_words_each_finds() -> None:

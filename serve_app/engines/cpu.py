@@ -48,8 +48,8 @@ PROBE_LINES = 4
 CYRILLIC_TESSERACT = {"rus", "ukr", "bel", "kaz", "bul", "srp", "mkd"}
 
 Script = Literal["latin", "cyrillic", "han", "other", "none"]
-# What the page's main region (most text), read first, says of the others: clean English ("eng"), Chinese
-# ("zh"), other print tesseract read ("tesseract"), or noisy print RapidOCR read ("rapid").
+# What the page's main region (most text), read first, says of the others: clean English ("eng"),
+# Chinese ("zh"), other print tesseract read ("tesseract"), or noisy print RapidOCR read ("rapid").
 Hint = Literal["eng", "zh", "tesseract", "rapid"] | None
 
 

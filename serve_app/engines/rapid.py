@@ -24,6 +24,9 @@ MIN_LINE_SCORE = 0.5  # RapidOCR's own text_score: below it a line is noise read
 # RapidOCR scales a crop up until its short side is 736 px, whatever the size of its print. Where
 # a crop's lines are known, the detector sees them this tall at most (never smaller than drawn).
 DETECT_LINE_PX = 40
+# Where they are not known, no more than brings print 10 px high (the smallest read) to that: a
+# 54 x 40 speck was seen at 994 x 736, for 0.16-0.7 s of detector that found nothing.
+MAX_DETECT_UPSCALE = DETECT_LINE_PX / 10
 # RapidOCR pads every line to 320 px wide at least (at 48 px high: PaddleOCR's training width), a
 # word of six letters to the width of thirty, and the recognizer's time grows with the width it is
 # fed. From 128 px up, the 66 evaldata pages read the same text at 6 % less CPU (bench/RESULTS.md).
@@ -260,7 +263,7 @@ class _TextScaledDetector:
     """RapidOCR's text detector, scaled up by no more than brings the crop's print to
     DETECT_LINE_PX (its own rule upscales a crop to a 736 px short side: a paragraph 150 px high
     became 2944 x 736, and the detector was 45 % of the CPU). ``line_px`` is set per call, by the
-    one thread that holds this RapidOCR; None keeps RapidOCR's rule (lines not known)."""
+    one thread that holds this RapidOCR; None where the lines are not known (MAX_DETECT_UPSCALE)."""
 
     def __init__(self, detector: Any) -> None:
         self.detector = detector
@@ -270,8 +273,8 @@ class _TextScaledDetector:
     def __call__(self, image: np.ndarray) -> Any:
         short = min(image.shape[:2])
         upscale = max(1.0, self.limit / short)
-        if self.line_px:
-            upscale = min(upscale, max(1.0, DETECT_LINE_PX / self.line_px))
+        cap = max(1.0, DETECT_LINE_PX / self.line_px) if self.line_px else MAX_DETECT_UPSCALE
+        upscale = min(upscale, cap)
         self.detector.limit_side_len = round(short * upscale)
         return self.detector(image)
 

@@ -195,6 +195,21 @@ def test_the_detector_sees_known_lines_at_their_print_size_not_a_736_px_crop(eng
     assert sizes[0] <= 1.4 * 185 and sizes[1] == 736, sizes
 
 
+def test_a_small_crop_of_unknown_lines_is_not_blown_up_to_736_px_for_the_detector(engines) -> None:
+    # RapidOCR scales a crop up until its short side is 736 px: a 54 x 40 speck became 994 x 736,
+    # 0.16-0.7 s of detector for nothing. Where no line is known, print 10 px high is the smallest
+    # it must see at DETECT_LINE_PX: no more than MAX_DETECT_UPSCALE.
+    from serve_app.engines.rapid import MAX_DETECT_UPSCALE
+
+    rapid = engines[1]._rapid
+    word = load("phototest.png")[84:130, 26:112]  # "This", 46 px high
+    ocr = rapid.engines[0]
+    with swapped_engines(rapid, lambda _: ocr):
+        text, _ = rapid.read(word)
+    assert text == "This"
+    assert ocr.text_det.detector.limit_side_len == round(MAX_DETECT_UPSCALE * 46)
+
+
 def test_a_page_of_english_is_read_in_english_and_its_russian_region_still_in_russian(engines) -> None:
     _, recognizer = engines
     english = load("phototest.png")

@@ -162,8 +162,8 @@ class CpuRecognizer(RecognizerEngine):
         it is clean English, the others are tried with English alone first (half the work of
         ``rus+eng``); when it is Chinese, with RapidOCR first (tesseract has no Chinese here). Where
         RapidOCR read it (noisy print), each of the others is judged by a sample of its lines
-        first, as the main one was; where tesseract read it, they are not (a clean page pays for
-        one sample)."""
+        first, as the main one was (unsure and not Cyrillic: RapidOCR reads it; clean English:
+        English alone); where tesseract read it, they are not (a clean page pays for one sample)."""
         loop = asyncio.get_running_loop()
         out: list[Recognition | None] = [None] * len(requests)
         rest = list(range(len(requests)))
@@ -209,25 +209,9 @@ class CpuRecognizer(RecognizerEngine):
                 return rapid
         first = AUTO_FIRST_PASS if lang == "auto" else lang
         read: TessText | None = None
-        if lang == "auto" and hint == "eng":
-            # The page's main region was clean English: so is this one, if English reads it
-            # cleanly, unless rus+eng reads it as Russian with more words of its dictionary
-            # (Russian read as English is clean-looking nonsense: "pecypcoB" for "ресурсов").
-            eng = self._read_tesseract(req, "eng")
-            if (
-                dominant_script(eng.text) in ("latin", "none")
-                and eng.confidence >= self._args.clean_confidence / 100
-            ):
-                share = eng.known_share
-                if (share is not None and share > ENG_KNOWN_SHARE) or not any(map(str.isalpha, eng.text)):
-                    return Reading(eng.text, eng.confidence, "tesseract:eng")
-                read = self._read_tesseract(req, first)
-                if dominant_script(read.text) != "cyrillic" or prefer_english(eng, read, margin=0.0):
-                    return Reading(eng.text, eng.confidence, "tesseract:eng")
         if (
-            read is None
-            and rapid is None
-            and hint in (None, "rapid")  # a page's first region, or one of a page of noisy print
+            rapid is None
+            and hint in (None, "rapid")  # a page's main region, or one of a page of noisy print
             and lang == "auto"  # a named language has no main-first read: every region would pay
             and len(req.lines) > PROBE_LINES
         ):
@@ -240,6 +224,23 @@ class CpuRecognizer(RecognizerEngine):
                     rapid = self._read_rapid(req)
                     if rapid.text.strip() and (not cyrillic or dominant_script(rapid.text) == "han"):
                         return rapid
+            elif dominant_script(probe.text) == "latin":
+                hint = "eng"  # a clean English sample: English alone first, as on an English page
+        if lang == "auto" and hint == "eng":
+            # The page's main region (or this crop's sample) was clean English: so is this crop,
+            # if English reads it cleanly, unless rus+eng reads it as Russian with more words of
+            # its dictionary (Russian read as English is clean-looking nonsense: "pecypcoB").
+            eng = self._read_tesseract(req, "eng")
+            if (
+                dominant_script(eng.text) in ("latin", "none")
+                and eng.confidence >= self._args.clean_confidence / 100
+            ):
+                share = eng.known_share
+                if (share is not None and share > ENG_KNOWN_SHARE) or not any(map(str.isalpha, eng.text)):
+                    return Reading(eng.text, eng.confidence, "tesseract:eng")
+                read = self._read_tesseract(req, first)
+                if dominant_script(read.text) != "cyrillic" or prefer_english(eng, read, margin=0.0):
+                    return Reading(eng.text, eng.confidence, "tesseract:eng")
         read = read or self._read_tesseract(req, first)
         text, conf = read.text, read.confidence
         reading = Reading(text, conf, f"tesseract:{first}")

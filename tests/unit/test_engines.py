@@ -367,6 +367,35 @@ def test_a_sample_of_a_crop_s_lines_decides_whether_tesseract_reads_it_whole(
     assert cer(result.text, ground_truth(path), casefold=True) <= max_cer
 
 
+@pytest.mark.parametrize(
+    ("page", "reads", "engine", "words"),
+    [
+        # A sample read clean and Latin: English alone reads the crop (rus+eng took twice as long
+        # on the Senate expenditures table), as it reads the others after a clean English page.
+        ("phototest.png", [("rus+eng", True), ("eng", False)], "tesseract:eng", "quick brown dog"),
+        ("tech_spec_alpaca_p1.png", [("rus+eng", True), ("rus+eng", False)], "tesseract:rus+eng", "альпака"),
+    ],
+)
+def test_a_crop_whose_sample_reads_clean_english_is_read_in_english_alone(
+    engines, monkeypatch, page: str, reads: list[tuple[str, bool]], engine: str, words: str
+) -> None:
+    from serve_app.regions import text_lines
+
+    _, recognizer = engines
+    image = load(page)
+    asked: list[tuple[str, bool]] = []
+    read = recognizer._read_tesseract
+
+    def recording(req, lang, sample=False):  # type: ignore[no-untyped-def]
+        asked.append((lang, sample))
+        return read(req, lang, sample)
+
+    monkeypatch.setattr(recognizer, "_read_tesseract", recording)
+    request = RecognizeRequest(image, lines=tuple(text_lines(image)))
+    result = asyncio.run(recognizer.recognize([request]))[0]
+    assert asked == reads and result.engine == engine and words in result.text
+
+
 def test_an_unsure_cyrillic_sample_asks_rapidocr_first_and_russian_stays_russian(
     engines, monkeypatch
 ) -> None:

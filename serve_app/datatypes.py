@@ -35,6 +35,10 @@ TASK_BY_LABEL: dict[str, Task] = {
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in page pixels
 
 
+def box_area(b: Box) -> float:
+    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+
 @dataclass(frozen=True)
 class Region:
     bbox: Box
@@ -53,8 +57,7 @@ class Region:
 
     @property
     def area(self) -> float:
-        x0, y0, x1, y1 = self.bbox
-        return max(0.0, x1 - x0) * max(0.0, y1 - y0)
+        return box_area(self.bbox)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import text_layer
 from .crops import crops
-from .datatypes import Box, Recognition, RecognizeRequest, Region
+from .datatypes import Box, Recognition, RecognizeRequest, Region, box_area
 from .documents import Document, Page
 from .regions import text_lines
 from .text_layer import TextLayer
@@ -209,7 +209,7 @@ PICTURE_TEXT_MIN_CONFIDENCE = 0.8
 
 
 def _unread_picture(region: Region, crops: int, reading: Recognition, page_area: float) -> bool:
-    lines = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in region.lines)
+    lines = sum(map(box_area, region.lines))
     return (
         region.label == "figure"
         and crops == 1  # not a grid read cell by cell

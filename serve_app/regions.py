@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .datatypes import Box, Region
+from .datatypes import Box, Region, box_area
 
 WORK_SIDE_PX = 1600  # ink analysis runs on a page scaled so that its long side is about this
 SPANNING_WIDTH = 0.55  # a region this share of the content width separates bands of columns
@@ -39,12 +39,8 @@ GUTTER_EVEN = 0.8
 GUTTER_BARE_ROWS = 2  # ... and some with nothing else on their row
 
 
-def _area(b: Box) -> float:
-    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
-
-
 def _inter(a: Box, b: Box) -> float:
-    return _area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
+    return box_area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
 
 
 def _union(boxes: Sequence[Box]) -> Box:
@@ -215,7 +211,7 @@ def _owner(line: Box, regions: Sequence[Region]) -> int | None:
     failing that, a region lying inside the line (a layout box that clipped it)."""
     if not regions:
         return None
-    area = max(_area(line), 1.0)
+    area = max(box_area(line), 1.0)
     overlaps = [_inter(line, r.bbox) for r in regions]
     best = max(range(len(regions)), key=lambda i: (overlaps[i] / area, overlaps[i], -regions[i].area))
     if overlaps[best] / area >= LINE_CLAIM:
@@ -302,7 +298,8 @@ def line_numbers(lines: Sequence[Box], exclude: Sequence[Box] = ()) -> list[Box]
     tokens = [
         b
         for b in lines
-        if b[2] - b[0] <= NUMBER_WIDTH * (b[3] - b[1]) and all(_inter(b, e) < 0.5 * _area(b) for e in exclude)
+        if b[2] - b[0] <= NUMBER_WIDTH * (b[3] - b[1])
+        and all(_inter(b, e) < 0.5 * box_area(b) for e in exclude)
     ]
     for column in _x_columns(tokens):
         if len(column) < GUTTER_MIN_LINES:

@@ -19,7 +19,7 @@ from typing import Literal
 
 from ..config import CpuRecognizerArgs
 from ..crops import only_lines, sample_lines
-from ..datatypes import Recognition, RecognizeRequest
+from ..datatypes import Recognition, RecognizeRequest, box_area
 from ..errors import UnsupportedLanguage
 from .base import ModelInfo, RecognizerEngine
 from .rapid import RapidOcrReader
@@ -88,8 +88,7 @@ def _cyrillic_words(text: str) -> int:
 def _text_area(req: RecognizeRequest) -> tuple[float, int]:
     """How much of a crop is text: the area of its known lines (then of the crop). A picture with a
     few labels can be larger than the page's body, and says less of the page's script and print."""
-    lines = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in req.lines)
-    return lines, req.image.shape[0] * req.image.shape[1]
+    return sum(map(box_area, req.lines)), req.image.shape[0] * req.image.shape[1]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from serve_app.config import AppArgs, CpuRecognizerArgs, RapidLayoutArgs
-from serve_app.datatypes import RecognizeRequest
+from serve_app.datatypes import RecognizeRequest, box_area
 from serve_app.engines import build_layout, build_recognizer
 from serve_app.engines.base import ModelLoadError
 from serve_app.engines.cpu import dominant_script, prefer_english
@@ -277,7 +277,7 @@ def test_a_chinese_page_s_chinese_regions_go_to_rapidocr_alone(engines, monkeypa
 
 
 def text_area(req: RecognizeRequest) -> float:
-    return sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in req.lines)
+    return sum(map(box_area, req.lines))
 
 
 def test_the_region_with_most_text_is_read_first_not_the_largest_picture(engines, monkeypatch) -> None:

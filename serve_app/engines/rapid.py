@@ -1,5 +1,5 @@
-"""CPU engines from the RapidAI wheels: rapid-layout (PP-Layout CDLA, on ONNX Runtime) and RapidOCR
-(PP-OCRv6, its ONNX models compiled by OpenVINO)."""
+"""CPU engines from the RapidAI wheels: rapid-layout (PP-Layout CDLA) and RapidOCR (PP-OCRv6), their
+ONNX models compiled by OpenVINO."""
 
 from __future__ import annotations
 
@@ -55,18 +55,19 @@ class RapidLayoutEngine(LayoutEngine):
         self.model_path = require_file(path, "layout")
         from rapid_layout import RapidLayout
 
-        engine_cfg = {"intra_op_num_threads": self._args.threads} if self._args.threads else {}
         try:
             self._model = RapidLayout(
                 model_type=self.MODEL_TYPE,
                 model_dir_or_path=str(path),
                 conf_thresh=self._args.score_threshold,
-                engine_cfg=engine_cfg,
             )
+            # Its ONNX Runtime session gives way to OpenVINO's, in float32: the same regions to a
+            # thousandth of a pixel for 0.09 CPU s a page on one thread, where ONNX Runtime took 0.15
+            # on one and 0.28 on two (bf16 moved regions; bench/RESULTS.md, 2026-12-05).
+            compiled = compile_model(path, self._args.threads, precision="f32")
+            self._model.session.session = OpenVinoSession(compiled)
         except Exception as exc:
             raise ModelLoadError(f"layout model at {path} cannot be loaded: {exc}") from exc
-        if self._args.threads != 1:
-            _without_spinning(self._model.session, path)
         # One tiny inference proves the session works before the replica reports healthy.
         self._model(np.full((64, 64, 3), 255, dtype=np.uint8))
 
@@ -202,24 +203,26 @@ class RapidOcrReader:
         return "\n".join(rows), float(np.mean([score for _, _, score in read]))
 
 
-def compile_model(path: Path, threads: int) -> Any:
+def compile_model(path: Path, threads: int, precision: str | None = None) -> Any:
     """An ONNX model compiled by OpenVINO for the CPU, one inference at a time per request.
 
     OpenVINO runs the model in bfloat16 where the CPU has bf16 instructions (AVX512-BF16, AMX) and
     in float32 elsewhere, where it matches ONNX Runtime: PP-OCRv6's recognizer takes 14 ms a
     320 px line against ONNX Runtime's 24 ms, its detector 113 against 194 ms a 736 px square;
     the pipeline takes a quarter less CPU a page on both evaldata halves, its text as near the
-    ground truth as before (bench/RESULTS.md, 2026-12-04)."""
+    ground truth as before (bench/RESULTS.md, 2026-12-04). ``precision="f32"`` keeps float32."""
     import openvino
 
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
+    if precision:
+        config["INFERENCE_PRECISION_HINT"] = precision
     return openvino.Core().compile_model(str(path), "CPU", config)
 
 
 class OpenVinoSession:
-    """The part of an ONNX Runtime session that RapidOCR's wrappers call once loaded (``run``),
+    """The part of an ONNX Runtime session that the RapidAI wrappers call once loaded (``run``),
     served by a request of the model compiled by OpenVINO. The kernels OpenVINO prepares for each
     new input shape (a line of a width not seen before: 14 + 18 ms at 320 px) are the compiled
     model's, shared by every request of it. One thread calls a request at a time."""
@@ -244,19 +247,6 @@ class OpenVinoSession:
 @dataclass(frozen=True)
 class _Name:
     name: str
-
-
-def _without_spinning(wrapper: Any, path: Path) -> None:
-    """Rebuild a RapidAI wrapper's ONNX session with the same options, but with intra-op threads
-    that sleep while they wait: spinning, they burn a core that the other replicas' work needs
-    (layout on 2 threads, 8 pages: 133 -> 101 ms of CPU a page, the same 67-73 ms of wall time)."""
-    from onnxruntime import InferenceSession
-
-    options = wrapper.session.get_session_options()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    wrapper.session = InferenceSession(
-        str(path), sess_options=options, providers=wrapper.session.get_providers()
-    )
 
 
 class _TextScaledDetector:

@@ -489,16 +489,26 @@ def test_a_short_word_is_recognised_at_its_own_width_not_padded_to_320_px(engine
     assert widths == [MIN_REC_WIDTH, int(48 * line.shape[1] / line.shape[0])]
 
 
-def test_layout_threads_sleep_and_rapidocr_runs_on_openvino(engines) -> None:
-    # The layout's ONNX Runtime threads, every core by default, sleep while they wait: spinning,
-    # they would burn the cores other replicas need.
+def test_layout_and_rapidocr_run_on_openvino(engines) -> None:
     from onnxruntime import InferenceSession
 
     from serve_app.engines.rapid import OpenVinoSession
 
     layout, recognizer = engines
-    options = layout._model.session.session.get_session_options()
-    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    # The layout model runs on OpenVINO in float32, and finds the regions ONNX Runtime finds.
+    wrapper = layout._model.session
+    assert isinstance(wrapper.session, OpenVinoSession)
+    page = load("phototest.png")
+    regions = layout._detect_one(page)
+    openvino_session, wrapper.session = wrapper.session, InferenceSession(str(layout.model_path))
+    try:
+        ort_regions = layout._detect_one(page)
+    finally:
+        wrapper.session = openvino_session
+    assert regions and [r.label for r in regions] == [r.label for r in ort_regions]
+    for r, o in zip(regions, ort_regions, strict=True):
+        assert max(abs(a - b) for a, b in zip(r.bbox, o.bbox, strict=True)) < 0.05
+        assert abs(r.score - o.score) < 1e-4
     # RapidOCR's detector and recognizer run on OpenVINO, one request each per worker ...
     rapid = recognizer._rapid
     assert len(rapid.engines) == AppArgs().recognizer.tesseract_workers

@@ -513,8 +513,11 @@ def test_layout_and_rapidocr_run_on_openvino(engines) -> None:
     rapid = recognizer._rapid
     assert len(rapid.engines) == AppArgs().recognizer.tesseract_workers
     for ocr in rapid.engines:
-        assert isinstance(ocr.text_det.infer.session, OpenVinoSession)
-        assert isinstance(ocr.text_rec.session.session, OpenVinoSession)
+        for session in (ocr.text_det.infer.session, ocr.text_rec.session.session):
+            assert isinstance(session, OpenVinoSession)
+            # A stream per worker: on one, the workers' calls would take turns.
+            compiled = session._request.get_compiled_model()
+            assert compiled.get_property("NUM_STREAMS") == len(rapid.engines)
     assert rapid.precision in ("bf16", "f32")
     assert recognizer.info().detail["rapidocr"].endswith(f"OpenVINO {rapid.precision}")
     # ... and read a line of print as ONNX Runtime reads it.

@@ -208,6 +208,7 @@ class CpuRecognizer(RecognizerEngine):
                 return rapid
         first = AUTO_FIRST_PASS if lang == "auto" else lang
         read: TessText | None = None
+        latin_sample = False
         if (
             rapid is None
             and hint in (None, "rapid")  # a page's main region, or one of a page of noisy print
@@ -225,6 +226,7 @@ class CpuRecognizer(RecognizerEngine):
                         return rapid
             elif dominant_script(probe.text) == "latin":
                 hint = "eng"  # a clean English sample: English alone first, as on an English page
+                latin_sample = True
         if lang == "auto" and hint == "eng":
             # The page's main region (or this crop's sample) was clean English: so is this crop,
             # if English reads it cleanly, unless rus+eng reads it as Russian with more words of
@@ -240,6 +242,12 @@ class CpuRecognizer(RecognizerEngine):
                 read = self._read_tesseract(req, first)
                 if dominant_script(read.text) != "cyrillic" or prefer_english(eng, read, margin=0.0):
                     return Reading(eng.text, eng.confidence, "tesseract:eng")
+            elif latin_sample:
+                # Its sample read as clean English, the whole crop less so: noisy print, not Russian
+                # (whose sample reads as Cyrillic). A rus+eng read would only be made to be dropped.
+                rapid = self._read_rapid(req)
+                english = Reading(eng.text, eng.confidence, "tesseract:eng")
+                return rapid if rapid.text.strip() else _unless_noise(english)
         read = read or self._read_tesseract(req, first)
         text, conf = read.text, read.confidence
         reading = Reading(text, conf, f"tesseract:{first}")

@@ -396,6 +396,38 @@ def test_a_crop_whose_sample_reads_clean_english_is_read_in_english_alone(
     assert asked == reads and result.engine == engine and words in result.text
 
 
+def test_a_crop_with_a_clean_english_sample_but_an_unsure_whole_read_skips_rus_eng(
+    engines, monkeypatch
+) -> None:
+    # The FUNSD fax cover's form (its main region): a sample of its lines reads as clean English,
+    # the whole crop in English less so (noisy print). Its sample showed it is not Russian, so no
+    # rus+eng read is made (0.35 s, then dropped): RapidOCR reads it.
+    from serve_app.crops import crop
+    from serve_app.regions import arrange
+
+    layout, recognizer = engines
+    path = evaldata_page("funsd/83553333_3334")
+    page = load(path.name, path.parent)
+    regions = arrange(page, asyncio.run(layout.detect([page]))[0])
+    requests = [RecognizeRequest(pixels, lines=lines) for pixels, lines in (crop(page, r) for r in regions)]
+    main = max(requests, key=text_area)
+    asked: list[tuple[str, bool, float] | str] = []
+    read_tesseract, read_rapid = recognizer._read_tesseract, recognizer._read_rapid
+
+    def tesseract(req, lang, sample=False):  # type: ignore[no-untyped-def]
+        reading = read_tesseract(req, lang, sample)
+        asked.append((lang, sample, reading.confidence))
+        return reading
+
+    monkeypatch.setattr(recognizer, "_read_tesseract", tesseract)
+    monkeypatch.setattr(recognizer, "_read_rapid", lambda req: asked.append("rapid") or read_rapid(req))
+    result = recognizer._read(main)
+    (sample_lang, sampled, sample_conf), (whole_lang, whole_sampled, whole_conf), *rest = asked
+    assert (sample_lang, sampled, whole_lang, whole_sampled) == ("rus+eng", True, "eng", False)
+    assert sample_conf >= 0.85 > whole_conf
+    assert rest == ["rapid"] and result.engine == "rapidocr" and "Fax Transmittal" in result.text
+
+
 def test_an_unsure_cyrillic_sample_asks_rapidocr_first_and_russian_stays_russian(
     engines, monkeypatch
 ) -> None:

@@ -124,9 +124,10 @@ class RapidOcrReader:
 
     def __init__(self, args: CpuRecognizerArgs) -> None:
         self._args = args
-        # One RapidOCR per tesseract worker thread, each taken for one call, and an OpenVINO stream
-        # per worker: the workers read side by side (one shared instance held a lock, and is not
-        # thread-safe: its detector keeps per-call state on itself).
+        # One RapidOCR per tesseract worker thread, each taken for one call, with models compiled
+        # for it: the workers read side by side (one shared instance held a lock, and is not
+        # thread-safe: its detector keeps per-call state on itself; one compiled model runs one
+        # inference at a time).
         self.engines: list[Any] = []
         self.precision = ""  # OpenVINO's, once loaded: "bf16" where the CPU has it, else "f32"
         self._free: queue.SimpleQueue = queue.SimpleQueue()
@@ -142,11 +143,8 @@ class RapidOcrReader:
             require_file(path, f"RapidOCR {role}")
         from rapidocr_onnxruntime import RapidOCR
 
-        workers = self._args.tesseract_workers
         try:
-            det = compile_model(paths["det"], self._args.onnx_threads, streams=workers)
-            rec = compile_model(paths["rec"], self._args.onnx_threads, streams=workers)
-            for _ in range(workers):
+            for _ in range(self._args.tesseract_workers):
                 ocr = RapidOCR(
                     det_model_path=str(paths["det"]),
                     rec_model_path=str(paths["rec"]),
@@ -154,6 +152,7 @@ class RapidOcrReader:
                     use_cls=False,
                     rec_batch_num=1,
                 )
+                det, rec = (compile_model(paths[role], self._args.onnx_threads) for role in ("det", "rec"))
                 ocr.text_det.infer.session = OpenVinoSession(det)
                 ocr.text_rec.session.session = OpenVinoSession(rec)
                 ocr.text_rec.rec_image_shape = [3, 48, MIN_REC_WIDTH]
@@ -204,9 +203,8 @@ class RapidOcrReader:
         return "\n".join(rows), float(np.mean([score for _, _, score in read]))
 
 
-def compile_model(path: Path, threads: int, streams: int = 1, precision: str | None = None) -> Any:
-    """An ONNX model compiled by OpenVINO for the CPU: ``streams`` inferences at once (one per
-    thread that calls it), each on ``threads`` threads (0: OpenVINO's choice).
+def compile_model(path: Path, threads: int, precision: str | None = None) -> Any:
+    """An ONNX model compiled by OpenVINO for the CPU, one inference at a time (one stream).
 
     OpenVINO runs the model in bfloat16 where the CPU has bf16 instructions (AVX512-BF16, AMX) and
     in float32 elsewhere, where it matches ONNX Runtime: PP-OCRv6's recognizer takes 14 ms a
@@ -214,14 +212,14 @@ def compile_model(path: Path, threads: int, streams: int = 1, precision: str | N
     the pipeline takes a quarter less CPU a page on both evaldata halves, its text as near the
     ground truth as before (bench/RESULTS.md, 2026-12-04). ``precision="f32"`` keeps float32.
 
-    One stream runs one inference at a time, whatever the requests and threads that call it, and
-    models compiled alike share their streams: with one, two workers' recognizer and detector calls
-    took turns (two workers' lines in 5.8 s, one worker's in 2.9; with a stream each, 2.8)."""
+    Its threads are not pinned to cores: OpenVINO pins every one-thread model to the same core,
+    where two workers' models took turns (120 lines each, one worker 2.2 s, both side by side
+    4.4 s; unpinned, 2.4 s)."""
     import openvino
 
-    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": streams}
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False}
     if threads:
-        config["INFERENCE_NUM_THREADS"] = threads * streams
+        config["INFERENCE_NUM_THREADS"] = threads
     if precision:
         config["INFERENCE_PRECISION_HINT"] = precision
     return openvino.Core().compile_model(str(path), "CPU", config)
@@ -229,9 +227,7 @@ def compile_model(path: Path, threads: int, streams: int = 1, precision: str | N
 
 class OpenVinoSession:
     """The part of an ONNX Runtime session that the RapidAI wrappers call once loaded (``run``),
-    served by a request of the model compiled by OpenVINO. The kernels OpenVINO prepares for each
-    new input shape (a line of a width not seen before: 14 + 18 ms at 320 px) are the compiled
-    model's, shared by every request of it. One thread calls a request at a time."""
+    served by a request of the model compiled by OpenVINO. One thread calls it at a time."""
 
     def __init__(self, compiled: Any) -> None:
         self._inputs = [_Name(port.get_any_name()) for port in compiled.inputs]

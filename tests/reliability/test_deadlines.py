@@ -13,7 +13,7 @@ from tests.conftest import phototest_tiff
 from tests.serve_fixtures import deploy, small_app_args, wait_for
 
 APP = "deadlines"
-PAGES = 24  # 20 s and more of reading on 2 cores: far longer than the deadlines below
+PAGES = 96  # about 12 s of reading on 2 cores (24 pages now take 3 s): far longer than the deadlines
 LONG = {"file": ("long.tif", phototest_tiff(PAGES))}
 
 

@@ -246,17 +246,25 @@ def test_a_russian_cell_on_an_english_page_is_not_read_as_english_look_alikes(en
     assert results[1].text == "ресурсов" and results[1].engine == "tesseract:rus+eng"
 
 
-def test_a_chinese_page_s_chinese_regions_go_to_rapidocr_alone(engines, monkeypatch) -> None:
+def page_requests(layout, page_id: str) -> list[RecognizeRequest]:
+    """An evaldata page's recognizer requests as the pipeline makes them: its layout regions in
+    reading order, each cropped, with its known lines."""
     from serve_app.crops import crop
     from serve_app.regions import arrange
 
-    layout, recognizer = engines
-    page = load(
-        str(evaldata_page("omnidocbench/docstructbench_dianzishu_zhongwenzaixian-o.O-61522235.pdf_170"))
-    )
+    path = evaldata_page(page_id)
+    page = load(path.name, path.parent)
     regions = arrange(page, asyncio.run(layout.detect([page]))[0])
-    crops = [(crop(page, r), r.task) for r in regions]
-    requests = [RecognizeRequest(pixels, task, lines=lines) for (pixels, lines), task in crops]
+    return [
+        RecognizeRequest(pixels, r.task, lines=lines) for r in regions for pixels, lines in [crop(page, r)]
+    ]
+
+
+def test_a_chinese_page_s_chinese_regions_go_to_rapidocr_alone(engines, monkeypatch) -> None:
+    layout, recognizer = engines
+    requests = page_requests(
+        layout, "omnidocbench/docstructbench_dianzishu_zhongwenzaixian-o.O-61522235.pdf_170"
+    )
     to_tesseract: list[tuple[int, bool]] = []  # (the request, whether a sample of it was read)
     read = recognizer._read_tesseract
 
@@ -284,14 +292,8 @@ def test_the_region_with_most_text_is_read_first_not_the_largest_picture(engines
     # The FAA handbook page's largest region is a drawing of nuts with a few labels, which RapidOCR
     # reads. Read first, it told nothing of the page's print: every paragraph paid for a sample and
     # a rus+eng read. Its body is read first now, clean English: the others in English alone.
-    from serve_app.crops import crop
-    from serve_app.regions import arrange
-
     layout, recognizer = engines
-    path = evaldata_page("docling_tests/faa_amt_handbook_sample_p1")
-    page = load(path.name, path.parent)
-    regions = arrange(page, asyncio.run(layout.detect([page]))[0])
-    requests = [RecognizeRequest(pixels, lines=lines) for pixels, lines in (crop(page, r) for r in regions)]
+    requests = page_requests(layout, "docling_tests/faa_amt_handbook_sample_p1")
     first: list[RecognizeRequest] = []
     samples: list[bool] = []
     read, read_tesseract = recognizer._read, recognizer._read_tesseract
@@ -402,14 +404,8 @@ def test_a_crop_with_a_clean_english_sample_but_an_unsure_whole_read_skips_rus_e
     # The FUNSD fax cover's form (its main region): a sample of its lines reads as clean English,
     # the whole crop in English less so (noisy print). Its sample showed it is not Russian, so no
     # rus+eng read is made (0.35 s, then dropped): RapidOCR reads it.
-    from serve_app.crops import crop
-    from serve_app.regions import arrange
-
     layout, recognizer = engines
-    path = evaldata_page("funsd/83553333_3334")
-    page = load(path.name, path.parent)
-    regions = arrange(page, asyncio.run(layout.detect([page]))[0])
-    requests = [RecognizeRequest(pixels, lines=lines) for pixels, lines in (crop(page, r) for r in regions)]
+    requests = page_requests(layout, "funsd/83553333_3334")
     main = max(requests, key=text_area)
     asked: list[tuple[str, bool, float] | str] = []
     read_tesseract, read_rapid = recognizer._read_tesseract, recognizer._read_rapid

@@ -78,12 +78,9 @@ def only_lines(pixels: np.ndarray, lines: Sequence[Box]) -> np.ndarray:
 
 def sample_lines(pixels: np.ndarray, lines: Sequence[Box], k: int) -> np.ndarray:
     """``k`` of the lines, spread from top to bottom, one under the other on white: a strip to
-    judge a crop's print by before it is read whole. They are drawn from its wider half, the body
-    of the text: a book page's top and bottom lines are a running head, a page number and a
-    signature mark ("Г" of a Fraktur page, read as Cyrillic, cost a whole rus+eng read)."""
+    judge a crop's print by before it is read whole."""
     m = CROP_MARGIN_PX
-    widths = sorted(x1 - x0 for x0, _, x1, _ in lines)
-    ordered = sorted((b for b in lines if b[2] - b[0] >= widths[len(widths) // 2]), key=lambda b: b[1])
+    ordered = sorted(lines, key=lambda b: b[1])
     picked = [ordered[round(i * (len(ordered) - 1) / max(1, k - 1))] for i in range(min(k, len(ordered)))]
     strips = [
         pixels[max(0, int(y0) - m) : int(np.ceil(y1)) + m, max(0, int(x0) - m) : int(np.ceil(x1)) + m]

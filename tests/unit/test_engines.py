@@ -424,32 +424,6 @@ def test_a_crop_with_a_clean_english_sample_but_an_unsure_whole_read_skips_rus_e
     assert rest == ["rapid"] and result.engine == "rapidocr" and "Fax Transmittal" in result.text
 
 
-def test_a_crop_s_sample_is_drawn_from_its_body_lines_not_its_short_ones(engines, monkeypatch) -> None:
-    # A Fraktur book page: its top and bottom lines are a running head, a page number and a
-    # signature mark. A sample spread over all of its lines read "Г" among them, as Cyrillic, and
-    # the page paid a whole rus+eng read (1.2 s) before RapidOCR read it anyway. Drawn from its
-    # wider half, the sample reads unsure Latin print: RapidOCR reads the page, tesseract never whole.
-    from bench.textmetrics import cer
-
-    layout, recognizer = engines
-    requests = page_requests(layout, "ocrd_assets/kant_aufklaerung_1784_0017")
-    main = max(requests, key=text_area)
-    widths = sorted(x1 - x0 for x0, _, x1, _ in main.lines)
-    asked: list[tuple[str, bool]] = []
-    read_tesseract = recognizer._read_tesseract
-
-    def tesseract(req, lang, sample=False):  # type: ignore[no-untyped-def]
-        asked.append((lang, sample))
-        return read_tesseract(req, lang, sample)
-
-    monkeypatch.setattr(recognizer, "_read_tesseract", tesseract)
-    result = recognizer._read(main)
-    assert widths[0] < widths[len(widths) // 2] / 3  # it has short lines to avoid
-    assert asked == [("rus+eng", True)] and result.engine == "rapidocr"
-    truth = ground_truth(evaldata_page("ocrd_assets/kant_aufklaerung_1784_0017"))
-    assert cer(result.text, truth, casefold=True) <= 0.15
-
-
 def test_an_unsure_cyrillic_sample_asks_rapidocr_first_and_russian_stays_russian(
     engines, monkeypatch
 ) -> None:

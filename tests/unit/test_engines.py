@@ -327,9 +327,10 @@ def test_english_beats_its_rus_eng_reading_by_the_dictionary_words_each_finds() 
     )
     # Russian read as English is look-alikes no dictionary holds.
     assert not prefer_english(TessText("pecypcoB", 0.89, 1, 0), TessText("ресурсов", 0.87, 1, 1))
-    # No word found either way: confidence, within the margin.
-    assert prefer_english(TessText("THE", 0.90, 0, 0), TessText("ТНЕ", 0.93, 0, 0), margin=0.05)
-    assert not prefer_english(TessText("THE", 0.90, 0, 0), TessText("ТНЕ", 0.93, 0, 0), margin=0.0)
+    # As many words found either way: English only when at least as sure.
+    assert prefer_english(TessText("THE", 0.93, 0, 0), TessText("ТНЕ", 0.93, 0, 0))
+    assert not prefer_english(TessText("THE", 0.90, 0, 0), TessText("ТНЕ", 0.93, 0, 0))
+    assert not prefer_english(TessText("Ivanov", 0.88, 1, 0), TessText("Иванов", 0.90, 1, 0))
 
 
 @pytest.mark.parametrize(
